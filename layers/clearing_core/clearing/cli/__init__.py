@@ -1,0 +1,1 @@
+"""The `clearing` command line."""

@@ -1,0 +1,1 @@
+"""Subcommands of `clearing`: every module here with a `register(subparsers)` is picked up."""

@@ -1,0 +1,559 @@
+"""Price-time priority order book for one instrument: the matching engine of match_orders.
+
+Pure domain code: no clocks, ids, I/O or Kafka. Prices are integer ticks, quantities integer
+shares. Every operation returns a list of domain events (plain tuples, layouts in
+`clearing.domain.book_events`); the caller numbers them by their position in the list to derive
+deterministic ids. Time priority comes from an internal arrival counter that is part of the
+snapshot, so snapshot -> restore -> continue gives exactly the events of an uninterrupted run.
+
+Data structures (chosen for the hot path, see docs/matching.md):
+- `_orders`: order id -> RestingOrder, O(1) lookup for cancel / replace.
+- `_bids` / `_asks`: price -> level, a level is a dict order id -> RestingOrder in arrival order
+  (dicts keep insertion order; removing from the middle is O(1)). Empty levels are deleted.
+- `_bid_heap` / `_ask_heap`: heaps of level keys (bids stored as -price) with lazy deletion: a key
+  whose level no longer exists is dropped when it reaches the top. Rebuilt when stale keys pile up.
+"""
+
+from __future__ import annotations
+
+from heapq import heapify, heappop, heappush
+from typing import Any
+
+from clearing.domain.book_events import (
+    ACCEPTED,
+    CANCELLED,
+    FILLED,
+    PARTIALLY_FILLED,
+    REJECTED,
+    REPLACED,
+    TRADE,
+    Event,
+)
+
+BUY = "BUY"
+SELL = "SELL"
+SIDES = frozenset((BUY, SELL))
+
+LIMIT = "LIMIT"
+MARKET = "MARKET"
+ORDER_TYPES = frozenset((LIMIT, MARKET))
+
+DAY = "DAY"
+GTC = "GTC"
+IOC = "IOC"
+FOK = "FOK"
+TIMES_IN_FORCE = frozenset((DAY, GTC, IOC, FOK))
+
+CANCEL_NEWEST = "CANCEL_NEWEST"
+CANCEL_OLDEST = "CANCEL_OLDEST"
+CANCEL_BOTH = "CANCEL_BOTH"
+STP_MODES = frozenset((None, CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH))
+
+# Cancel reasons
+USER = "USER"
+IOC_REMAINDER = "IOC_REMAINDER"
+FOK_UNFILLABLE = "FOK_UNFILLABLE"
+POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
+STP = "STP"
+EXPIRED = "EXPIRED"
+
+# Reject reasons
+DUPLICATE_ORDER_ID = "DUPLICATE_ORDER_ID"
+UNKNOWN_ORDER = "UNKNOWN_ORDER"
+INVALID_SIDE = "INVALID_SIDE"
+INVALID_TYPE = "INVALID_TYPE"
+INVALID_TIF = "INVALID_TIF"
+INVALID_PRICE = "INVALID_PRICE"
+INVALID_QTY = "INVALID_QTY"
+INVALID_STP = "INVALID_STP"
+INVALID_POST_ONLY = "INVALID_POST_ONLY"  # post-only on a market, IOC or FOK order: it could never rest
+QTY_NOT_ABOVE_FILLED = "QTY_NOT_ABOVE_FILLED"  # replace to a total quantity <= quantity already filled
+INVALID_REPLACE = "INVALID_REPLACE"  # new_qty and new_total_qty given together
+
+SNAPSHOT_VERSION = 1
+
+# Rebuild a heap once it holds this many more keys than there are levels (stale keys).
+_HEAP_SLACK = 64
+
+
+class RestingOrder:
+    """One live order of the book. `qty` is the open (remaining) quantity, `filled` the cumulative fill."""
+
+    __slots__ = (
+        "order_id",
+        "side",
+        "price",
+        "qty",
+        "filled",
+        "arrival",
+        "tif",
+        "post_only",
+        "member",
+        "stp",
+        "owner",
+    )
+
+    def __init__(self, order_id, side, price, qty, filled, arrival, tif, post_only, member, stp, owner):
+        self.order_id = order_id
+        self.side = side
+        self.price = price
+        self.qty = qty
+        self.filled = filled
+        self.arrival = arrival
+        self.tif = tif
+        self.post_only = post_only
+        self.member = member
+        self.stp = stp
+        self.owner = owner
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "side": self.side,
+            "price": self.price,
+            "qty": self.qty,
+            "filled": self.filled,
+            "arrival": self.arrival,
+            "tif": self.tif,
+            "post_only": self.post_only,
+            "member": self.member,
+            "stp": self.stp,
+            "owner": self.owner,
+        }
+
+
+def _is_positive_int(value: Any) -> bool:
+    return value.__class__ is int and value > 0
+
+
+class OrderBook:
+    """The book of one instrument. See the module docstring and docs/matching.md for the rules."""
+
+    __slots__ = ("symbol", "_orders", "_bids", "_asks", "_bid_heap", "_ask_heap", "_arrival")
+
+    def __init__(self, symbol: str):
+        self.symbol = symbol
+        self._orders: dict[Any, RestingOrder] = {}
+        self._bids: dict[int, dict[Any, RestingOrder]] = {}
+        self._asks: dict[int, dict[Any, RestingOrder]] = {}
+        self._bid_heap: list[int] = []  # -price
+        self._ask_heap: list[int] = []  # price
+        self._arrival = 0
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def best_bid(self) -> int | None:
+        heap, levels = self._bid_heap, self._bids
+        while heap and -heap[0] not in levels:
+            heappop(heap)
+        return -heap[0] if heap else None
+
+    def best_ask(self) -> int | None:
+        heap, levels = self._ask_heap, self._asks
+        while heap and heap[0] not in levels:
+            heappop(heap)
+        return heap[0] if heap else None
+
+    def order(self, order_id: Any) -> dict[str, Any] | None:
+        """The resting order `order_id` as a dict (qty = open quantity), or None if it is not in the book."""
+        o = self._orders.get(order_id)
+        return None if o is None else o.as_dict()
+
+    def depth(self, levels: int = 5) -> dict[str, list[tuple[int, int, int]]]:
+        """Best `levels` price levels per side: (price, total open qty, number of orders)."""
+        bids = [
+            (-key, sum(o.qty for o in lvl.values()), len(lvl))
+            for key, lvl in _levels_in_order(self._bid_heap, self._bids, -1, levels)
+        ]
+        asks = [
+            (key, sum(o.qty for o in lvl.values()), len(lvl))
+            for key, lvl in _levels_in_order(self._ask_heap, self._asks, 1, levels)
+        ]
+        return {"bids": bids, "asks": asks}
+
+    # --------------------------------------------------------------- operations
+
+    def submit(
+        self,
+        order_id: Any,
+        side: str,
+        price: int | None,
+        qty: int,
+        *,
+        type: str = LIMIT,
+        tif: str = GTC,
+        post_only: bool = False,
+        member: Any = None,
+        stp: str | None = None,
+        owner: Any = None,
+    ) -> list[Event]:
+        """Enter a new order; it matches against the book, then rests, or its remainder is cancelled."""
+        orders = self._orders
+        if order_id in orders:
+            return [(REJECTED, order_id, owner, DUPLICATE_ORDER_ID)]
+        if qty.__class__ is not int or qty <= 0:
+            return [(REJECTED, order_id, owner, INVALID_QTY)]
+        if type == LIMIT:
+            if price.__class__ is not int or price <= 0:
+                return [(REJECTED, order_id, owner, INVALID_PRICE)]
+        elif type == MARKET:
+            if price is not None:
+                return [(REJECTED, order_id, owner, INVALID_PRICE)]
+        else:
+            return [(REJECTED, order_id, owner, INVALID_TYPE)]
+        if tif not in TIMES_IN_FORCE:
+            return [(REJECTED, order_id, owner, INVALID_TIF)]
+        if stp not in STP_MODES:
+            return [(REJECTED, order_id, owner, INVALID_STP)]
+        if post_only and (price is None or tif == IOC or tif == FOK):
+            return [(REJECTED, order_id, owner, INVALID_POST_ONLY)]
+
+        self._arrival = arrival = self._arrival + 1
+        if side == BUY:
+            heap, levels = self._ask_heap, self._asks
+            while heap and heap[0] not in levels:
+                heappop(heap)
+            crosses = heap and (price is None or heap[0] <= price)
+        elif side == SELL:
+            heap, levels = self._bid_heap, self._bids
+            while heap and -heap[0] not in levels:
+                heappop(heap)
+            crosses = heap and (price is None or -heap[0] >= price)
+        else:
+            self._arrival = arrival - 1
+            return [(REJECTED, order_id, owner, INVALID_SIDE)]
+
+        o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
+        if not crosses:
+            if price is None or tif == IOC or tif == FOK:
+                reason = IOC_REMAINDER if tif != FOK else FOK_UNFILLABLE
+                return [(CANCELLED, order_id, owner, qty, reason, 0)]
+            self._rest(o)
+            return [(ACCEPTED, order_id, owner, side, price, qty)]
+        if post_only:
+            return [(CANCELLED, order_id, owner, qty, POST_ONLY_WOULD_CROSS, 0)]
+        if tif == FOK and not self._fillable(o):
+            return [(CANCELLED, order_id, owner, qty, FOK_UNFILLABLE, 0)]
+        events: list[Event] = []
+        self._match(o, events)
+        if o.qty:
+            if o.qty < 0:  # stopped by self-trade prevention; remainder already cancelled
+                return events
+            if price is None or tif == IOC:
+                events.append((CANCELLED, order_id, owner, o.qty, IOC_REMAINDER, o.filled))
+            else:
+                self._rest(o)
+                events.append((ACCEPTED, order_id, owner, side, price, o.qty))
+        return events
+
+    def cancel(self, order_id: Any, reason: str = USER) -> list[Event]:
+        """Cancel a resting order (its whole open quantity)."""
+        o = self._orders.pop(order_id, None)
+        if o is None:
+            return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
+        price = o.price
+        levels = self._bids if o.side == BUY else self._asks
+        level = levels[price]
+        del level[order_id]
+        if not level:
+            del levels[price]
+        return [(CANCELLED, order_id, o.owner, o.qty, reason, o.filled)]
+
+    def replace(
+        self,
+        order_id: Any,
+        new_price: int | None = None,
+        new_qty: int | None = None,
+        *,
+        new_total_qty: int | None = None,
+        owner: Any = None,
+    ) -> list[Event]:
+        """Amend a resting order's price and/or open quantity.
+
+        `new_qty` is the new open (remaining) quantity wanted, not counting what has already been
+        filled. `new_total_qty` is the FIX-style alternative: the new total order quantity including
+        fills (open quantity = new_total_qty - filled; rejected QTY_NOT_ABOVE_FILLED if that is <= 0).
+        None keeps the current value. `owner`, when given, replaces the stored owner value.
+
+        Priority is kept when the price is unchanged and the open quantity does not rise; otherwise
+        the order goes to the back of its (new) level. A new price that crosses the book matches at
+        once like an incoming order (a post-only order is then rejected and left unchanged).
+        """
+        o = self._orders.get(order_id)
+        if o is None:
+            return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
+        if new_total_qty is not None:
+            if new_qty is not None:
+                return [(REJECTED, order_id, o.owner, INVALID_REPLACE)]
+            if new_total_qty.__class__ is not int:
+                return [(REJECTED, order_id, o.owner, INVALID_QTY)]
+            new_qty = new_total_qty - o.filled
+            if new_qty <= 0:
+                return [(REJECTED, order_id, o.owner, QTY_NOT_ABOVE_FILLED)]
+        old_price = o.price
+        old_qty = o.qty
+        if new_price is None:
+            new_price = old_price
+        elif new_price.__class__ is not int or new_price <= 0:
+            return [(REJECTED, order_id, o.owner, INVALID_PRICE)]
+        if new_qty is None:
+            new_qty = old_qty
+        elif new_qty.__class__ is not int or new_qty <= 0:
+            return [(REJECTED, order_id, o.owner, INVALID_QTY)]
+        if owner is not None:
+            o.owner = owner
+
+        if new_price == old_price and new_qty <= old_qty:
+            o.qty = new_qty
+            return [(REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty)]
+
+        if o.side == BUY:
+            own, heap, levels = self._bids, self._ask_heap, self._asks
+            while heap and heap[0] not in levels:
+                heappop(heap)
+            crosses = heap and heap[0] <= new_price
+        else:
+            own, heap, levels = self._asks, self._bid_heap, self._bids
+            while heap and -heap[0] not in levels:
+                heappop(heap)
+            crosses = heap and -heap[0] >= new_price
+        if crosses and o.post_only:
+            return [(REJECTED, order_id, o.owner, POST_ONLY_WOULD_CROSS)]
+
+        level = own[old_price]
+        del level[order_id]
+        if not level:
+            del own[old_price]
+        self._arrival = o.arrival = self._arrival + 1
+        o.price = new_price
+        o.qty = new_qty
+        if not crosses:
+            level = own.get(new_price)
+            if level is None:
+                own[new_price] = {order_id: o}
+                heap = self._bid_heap if own is self._bids else self._ask_heap
+                heappush(heap, -new_price if own is self._bids else new_price)
+                if len(heap) > len(own) + _HEAP_SLACK:
+                    self._rebuild_heap(own is self._bids)
+            else:
+                level[order_id] = o
+            return [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
+
+        events: list[Event] = [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
+        del self._orders[order_id]  # _match / _rest treat it as an incoming order
+        self._match(o, events)
+        if o.qty > 0:
+            self._rest(o)
+        return events
+
+    def expire_day(self) -> list[Event]:
+        """End of day: cancel every DAY order (reason EXPIRED), in arrival order."""
+        day_orders = sorted((o for o in self._orders.values() if o.tif == DAY), key=_arrival_of)
+        events: list[Event] = []
+        for o in day_orders:
+            events.extend(self.cancel(o.order_id, EXPIRED))
+        return events
+
+    # ----------------------------------------------------------------- snapshot
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-serialisable state; `OrderBook.restore(snapshot)` continues exactly from here."""
+        resting = sorted(self._orders.values(), key=_arrival_of)
+        return {
+            "version": SNAPSHOT_VERSION,
+            "symbol": self.symbol,
+            "arrival": self._arrival,
+            "orders": [
+                [o.order_id, o.side, o.price, o.qty, o.filled, o.arrival, o.tif, o.post_only, o.member, o.stp, o.owner]
+                for o in resting
+            ],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> OrderBook:
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported order book snapshot version {data.get('version')!r}")
+        book = cls(data["symbol"])
+        book._arrival = data["arrival"]
+        # Snapshots list orders by arrival, which is also their order within each level.
+        for row in data["orders"]:
+            book._rest(RestingOrder(*row))
+        return book
+
+    # ---------------------------------------------------------------- internals
+
+    def _rest(self, o: RestingOrder) -> None:
+        self._orders[o.order_id] = o
+        price = o.price
+        if o.side == BUY:
+            own = self._bids
+            level = own.get(price)
+            if level is None:
+                own[price] = {o.order_id: o}
+                heap = self._bid_heap
+                heappush(heap, -price)
+                if len(heap) > len(own) + _HEAP_SLACK:
+                    self._rebuild_heap(True)
+            else:
+                level[o.order_id] = o
+        else:
+            own = self._asks
+            level = own.get(price)
+            if level is None:
+                own[price] = {o.order_id: o}
+                heap = self._ask_heap
+                heappush(heap, price)
+                if len(heap) > len(own) + _HEAP_SLACK:
+                    self._rebuild_heap(False)
+            else:
+                level[o.order_id] = o
+
+    def _rebuild_heap(self, bids: bool) -> None:
+        if bids:
+            heap = [-p for p in self._bids]
+            heapify(heap)
+            self._bid_heap = heap
+        else:
+            heap = list(self._asks)
+            heapify(heap)
+            self._ask_heap = heap
+
+    def _fillable(self, taker: RestingOrder) -> bool:
+        """FOK pre-check: would `taker` fill completely (self-trade prevention included)?"""
+        want = taker.qty
+        if taker.side == BUY:
+            heap, levels, sign = self._ask_heap, self._asks, 1
+        else:
+            heap, levels, sign = self._bid_heap, self._bids, -1
+        limit = None if taker.price is None else taker.price * sign
+        stp_on = taker.stp is not None and taker.member is not None
+        for key, level in _levels_in_order(heap, levels, sign, None):
+            if limit is not None and key > limit:
+                return False
+            for m in level.values():
+                if stp_on and m.member == taker.member:
+                    if taker.stp == CANCEL_OLDEST:
+                        continue
+                    return False
+                want -= m.qty
+                if want <= 0:
+                    return True
+        return False
+
+    def _match(self, taker: RestingOrder, events: list[Event]) -> None:
+        """Match `taker` against the opposite side; leaves taker.qty = open remainder.
+
+        If self-trade prevention stops the taker, its remainder is cancelled here (event appended)
+        and taker.qty is set to -1 so the caller neither rests it nor cancels it again.
+        """
+        orders = self._orders
+        taker_id = taker.order_id
+        taker_owner = taker.owner
+        side = taker.side
+        if side == BUY:
+            heap, opposite, sign = self._ask_heap, self._asks, 1
+        else:
+            heap, opposite, sign = self._bid_heap, self._bids, -1
+        limit = taker.price
+        limit_key = limit * sign if limit is not None else None
+        member = taker.member
+        stp = taker.stp
+        stp_on = stp is not None and member is not None
+        remaining = taker.qty
+        filled = taker.filled
+        stopped = False
+        while remaining and heap:
+            key = heap[0]
+            price = key * sign
+            level = opposite.get(price)
+            if level is None:
+                heappop(heap)
+                continue
+            if limit_key is not None and key > limit_key:
+                break
+            done = []  # makers that leave the level (filled or STP-cancelled)
+            for m in level.values():
+                if stp_on and m.member == member:
+                    if stp == CANCEL_OLDEST or stp == CANCEL_BOTH:
+                        done.append(m.order_id)
+                        del orders[m.order_id]
+                        events.append((CANCELLED, m.order_id, m.owner, m.qty, STP, m.filled))
+                        if stp == CANCEL_OLDEST:
+                            continue
+                    stopped = True
+                    break
+                mq = m.qty
+                if mq <= remaining:
+                    q = mq
+                    remaining -= q
+                    m.qty = 0
+                    m.filled += q
+                    done.append(m.order_id)
+                    del orders[m.order_id]
+                    filled += q
+                    events.append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0))
+                    events.append((FILLED, m.order_id, m.owner, m.filled, 0, price, q))
+                else:
+                    q = remaining
+                    remaining = 0
+                    m.qty = mq = mq - q
+                    m.filled += q
+                    filled += q
+                    events.append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, 0, mq))
+                    events.append((PARTIALLY_FILLED, m.order_id, m.owner, m.filled, mq, price, q))
+                events.append(
+                    (FILLED if not remaining else PARTIALLY_FILLED, taker_id, taker_owner, filled, remaining, price, q)
+                )
+                if not remaining:
+                    break
+            if len(done) == len(level):
+                del opposite[price]
+                heappop(heap)  # key is still the top: nothing was pushed meanwhile
+            else:
+                for maker_id in done:
+                    del level[maker_id]
+            if stopped:
+                break
+        taker.filled = filled
+        if stopped:
+            events.append((CANCELLED, taker_id, taker_owner, remaining, STP, filled))
+            taker.qty = -1
+        else:
+            taker.qty = remaining
+
+
+def _arrival_of(o: RestingOrder) -> int:
+    return o.arrival
+
+
+def _levels_in_order(heap: list[int], levels: dict, sign: int, limit: int | None):
+    """Yield (key, level) best first without popping `heap`: a best-first walk of the heap tree.
+
+    Costs O(k log k) for k keys visited, so FOK checks and depth stay proportional to what they read.
+    """
+    n = len(heap)
+    if not n:
+        return
+    frontier = [(heap[0], 0)]
+    seen = set()
+    count = 0
+    while frontier:
+        key, i = heappop(frontier)
+        child = 2 * i + 1
+        if child < n:
+            heappush(frontier, (heap[child], child))
+            if child + 1 < n:
+                heappush(frontier, (heap[child + 1], child + 1))
+        if key in seen:
+            continue
+        level = levels.get(key * sign)
+        if level is None:
+            continue
+        seen.add(key)
+        yield key, level
+        count += 1
+        if limit is not None and count >= limit:
+            return

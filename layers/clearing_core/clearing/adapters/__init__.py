@@ -1,1 +1,1 @@
-"""adapters"""
+"""Adapters: implementations of clearing.ports for DynamoDB, Kafka and memory."""

@@ -1,0 +1,81 @@
+"""In-memory adapters: the same ports as DynamoDB and Kafka, for unit tests and benchmarks."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+
+from clearing.ports import Item, Key, OutboundMessage, StaleCheckpoint
+
+
+class InMemoryItemStore:
+    """Tables as dicts keyed by (pk, sk). Items are deep-copied in and out, like a real store."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[Key, Item]] = {}
+        self.writes = 0  # items written, the figure that sets DynamoDB cost
+        self.fail_next_put_on: str | None = None  # test hook: raise on the next put to this table
+
+    def _table(self, table: str) -> dict[Key, Item]:
+        return self.tables.setdefault(table, {})
+
+    def get_many(self, table: str, keys: Iterable[Key]) -> dict[Key, Item]:
+        t = self._table(table)
+        return {k: copy.deepcopy(t[k]) for k in keys if k in t}
+
+    def put_many(self, table: str, items: Sequence[Item]) -> None:
+        if not items:
+            return
+        self._maybe_fail(table)
+        t = self._table(table)
+        for item in items:
+            t[(item["pk"], item["sk"])] = copy.deepcopy(item)
+        self.writes += len(items)
+
+    def put_if_version(self, table: str, item: Item, expected_version: int | None) -> None:
+        self._maybe_fail(table)
+        t = self._table(table)
+        current = t.get((item["pk"], item["sk"]))
+        current_version = None if current is None else current.get("version")
+        if current_version != expected_version:
+            raise StaleCheckpoint(f"{item['pk']}: version is {current_version}, expected {expected_version}")
+        t[(item["pk"], item["sk"])] = copy.deepcopy(item)
+        self.writes += 1
+
+    def query(self, table: str, pk: str, sk_prefix: str = "", index: str | None = None) -> list[Item]:
+        pk_attr, sk_attr = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+        rows = [
+            copy.deepcopy(i)
+            for i in self._table(table).values()
+            if i.get(pk_attr) == pk and str(i.get(sk_attr, "")).startswith(sk_prefix)
+        ]
+        return sorted(rows, key=lambda i: str(i.get(sk_attr, "")))
+
+    def scan(self, table: str) -> list[Item]:
+        return [copy.deepcopy(i) for i in self._table(table).values()]
+
+    def _maybe_fail(self, table: str) -> None:
+        if self.fail_next_put_on == table:
+            self.fail_next_put_on = None
+            from clearing.ports import InfrastructureError
+
+            raise InfrastructureError(f"injected failure writing to {table}")
+
+
+class InMemoryPublisher:
+    """Collects published messages per topic; `fail_next` makes the next publish raise (a down broker)."""
+
+    def __init__(self) -> None:
+        self.messages: list[OutboundMessage] = []
+        self.fail_next = False
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            from clearing.ports import InfrastructureError
+
+            raise InfrastructureError("injected broker failure")
+        self.messages.extend(messages)
+
+    def on(self, topic: str) -> list[OutboundMessage]:
+        return [m for m in self.messages if m.topic == topic]

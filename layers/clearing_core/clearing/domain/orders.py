@@ -1,0 +1,224 @@
+"""The order contract: what the OMS publishes on `orders.new`, and how raw bytes become an order.
+
+One JSON object per Kafka message, UTF-8. Three actions: NEW, CANCEL, REPLACE. Anything that does
+not parse into one of them is a `Rejection` with reason MALFORMED and the validation message; nothing
+raises out of `parse_order` for bad data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MAX_MESSAGE_BYTES = 16 * 1024  # an order is a few hundred bytes; anything far larger is not an order
+MAX_QUANTITY = 1_000_000_000
+MAX_PRICE = Decimal("1000000000")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-/]*$")]
+Symbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9.\-]+$")]
+Quantity = Annotated[StrictInt, Field(gt=0, le=MAX_QUANTITY)]
+Price = Annotated[Decimal, Field(gt=0, lt=MAX_PRICE, max_digits=20, decimal_places=8, allow_inf_nan=False)]
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+
+
+class TimeInForce(StrEnum):
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class SelfTradePrevention(StrEnum):
+    CANCEL_NEWEST = "CANCEL_NEWEST"
+    CANCEL_OLDEST = "CANCEL_OLDEST"
+    CANCEL_BOTH = "CANCEL_BOTH"
+
+
+class Route(StrEnum):
+    INTERNAL = "INTERNAL"
+    EXCHANGE = "EXCHANGE"
+
+
+class RejectReason(StrEnum):
+    """Stable reason codes on `orders.rejected`; OMS integrations switch on these."""
+
+    MALFORMED = "MALFORMED"
+    UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+    MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    SYMBOL_HALTED = "SYMBOL_HALTED"
+    BAD_TICK = "BAD_TICK"
+    BAD_LOT = "BAD_LOT"
+    PRICE_OUTSIDE_COLLAR = "PRICE_OUTSIDE_COLLAR"
+    QTY_LIMIT = "QTY_LIMIT"
+    NOTIONAL_LIMIT = "NOTIONAL_LIMIT"
+    CREDIT_LIMIT = "CREDIT_LIMIT"
+    DUPLICATE_CLORDID = "DUPLICATE_CLORDID"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+
+
+def _utc(value: datetime) -> datetime:
+    if value.utcoffset() != timezone.utc.utcoffset(None):
+        raise ValueError("sent_at must be UTC (suffix Z or +00:00)")
+    return value
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    client_order_id: Identifier
+    member_id: Identifier
+    symbol: Symbol
+    sent_at: AwareDatetime | None = None
+
+    @field_validator("sent_at")
+    @classmethod
+    def _sent_at_is_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+
+class NewOrder(_Message):
+    """A new order: limit or market, with time in force and optional post-only / STP / routing."""
+
+    action: Literal["NEW"]
+    account: Identifier
+    side: Side
+    type: OrderType
+    price: Price | None = None
+    quantity: Quantity
+    time_in_force: TimeInForce
+    post_only: StrictBool = False
+    stp: SelfTradePrevention | None = None
+    route: Route = Route.INTERNAL
+    sent_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> NewOrder:
+        if self.type is OrderType.LIMIT and self.price is None:
+            raise ValueError("price is required for a LIMIT order")
+        if self.type is OrderType.MARKET and self.price is not None:
+            raise ValueError("a MARKET order must not carry a price")
+        if self.type is OrderType.MARKET and self.post_only:
+            raise ValueError("a MARKET order cannot be post-only")
+        return self
+
+
+class CancelOrder(_Message):
+    """Cancel the rest of an order, named by the client order id it was placed (or last replaced) with."""
+
+    action: Literal["CANCEL"]
+    orig_client_order_id: Identifier
+
+
+class ReplaceOrder(_Message):
+    """Change price and/or quantity of a resting order (quantity = new total order quantity)."""
+
+    action: Literal["REPLACE"]
+    orig_client_order_id: Identifier
+    price: Price | None = None
+    quantity: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ReplaceOrder:
+        if self.price is None and self.quantity is None:
+            raise ValueError("a REPLACE must carry a new price and/or quantity")
+        return self
+
+
+OrderMessage = Annotated[NewOrder | CancelOrder | ReplaceOrder, Field(discriminator="action")]
+_ORDER_MESSAGE: TypeAdapter[NewOrder | CancelOrder | ReplaceOrder] = TypeAdapter(OrderMessage)
+
+
+class Rejection(BaseModel):
+    """Why an order was refused. `member_id`/`client_order_id` are filled in when they could be read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: RejectReason
+    message: str
+    member_id: str | None = None
+    client_order_id: str | None = None
+    symbol: str | None = None
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "message"
+        parts.append(f"{loc}: {e['msg']}")
+    more = error.error_count() - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _best_effort_identity(raw: bytes) -> dict[str, str | None]:
+    """Read member/order ids out of an invalid message, for routing the rejection (key: member id)."""
+    import json
+
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    out: dict[str, str | None] = {}
+    for field in ("member_id", "client_order_id", "symbol"):
+        value = obj.get(field)
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            out[field] = value
+    return out
+
+
+def parse_order(raw: bytes | bytearray | memoryview | None) -> NewOrder | CancelOrder | ReplaceOrder | Rejection:
+    """Bytes from `orders.new` -> an order message, or a MALFORMED rejection saying what is wrong."""
+    if raw is None:
+        return Rejection(reason=RejectReason.MALFORMED, message="empty message (no value)")
+    raw = bytes(raw)
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return Rejection(
+            reason=RejectReason.MALFORMED,
+            message=f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}",
+        )
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(reason=RejectReason.MALFORMED, message=f"not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        return _ORDER_MESSAGE.validate_json(raw)
+    except ValidationError as exc:
+        return Rejection(reason=RejectReason.MALFORMED, message=_describe(exc), **_best_effort_identity(raw))
+    except (ValueError, RecursionError) as exc:  # defensive: pydantic wraps JSON errors, but never let one escape
+        return Rejection(reason=RejectReason.MALFORMED, message=f"unreadable message: {exc}")
+
+
+def order_message_json_schema() -> dict:
+    """The JSON Schema of the `orders.new` contract (committed under schemas/)."""
+    schema = _ORDER_MESSAGE.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "orders.new message"
+    schema["description"] = "One order action published by the OMS on the orders.new topic (UTF-8 JSON)."
+    return schema

@@ -1,0 +1,78 @@
+"""Ports: what the services need from the outside world, as Protocols.
+
+Adapters implement them: DynamoDB and Kafka for real runs (clearing.adapters.dynamodb / .kafka),
+dictionaries and lists for unit tests and benchmarks (clearing.adapters.memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Item = dict[str, Any]
+Key = tuple[str, str]  # (pk, sk)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One record of an MSK event, decoded (key and value as bytes)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+
+class InfrastructureError(Exception):
+    """A dependency failed (throttling, broker down) after bounded retries: the batch must be retried."""
+
+
+class StaleCheckpoint(InfrastructureError):
+    """The checkpoint moved since it was read: another invocation owns this partition now (fenced)."""
+
+
+class Publisher(Protocol):
+    def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        """Send and wait for acknowledgement (acks=all), or raise InfrastructureError."""
+
+
+class ItemStore(Protocol):
+    """Key-value items in named tables (logical names: orders, trades, positions, ...)."""
+
+    def get_many(self, table: str, keys: Iterable[Key]) -> dict[Key, Item]:
+        """Strongly consistent reads; missing keys are absent from the result."""
+
+    def put_many(self, table: str, items: Sequence[Item]) -> None:
+        """Unconditional idempotent puts (batch writes)."""
+
+    def put_if_version(self, table: str, item: Item, expected_version: int | None) -> None:
+        """Put `item` only if the stored item's `version` equals expected_version (None: absent).
+
+        Raises StaleCheckpoint when the condition fails."""
+
+    def query(self, table: str, pk: str, sk_prefix: str = "", index: str | None = None) -> list[Item]:
+        """All items of one partition key (optionally in the gsi1 index), sorted by sort key."""
+
+    def scan(self, table: str) -> list[Item]:
+        """Every item of a table: reports, verify and replay only, never a per-order path."""
+
+
+class ReferenceDataSource(Protocol):
+    def current(self):  # -> clearing.domain.refdata.ReferenceData
+        """The reference data in force (cached with a short TTL by adapters)."""

@@ -1,0 +1,294 @@
+"""validate_orders: pre-trade risk over a batch of `orders.new`, and the exposure ledger.
+
+Exactly-once effects without transactions:
+- every decision is stored under the client order id it used up (or under its Kafka position when it
+  has no usable id: malformed, duplicate id) together with its source position; a redelivered record
+  finds its own decision and replays it instead of deciding again (a decision can depend on exposure
+  released meanwhile, so deciding again could differ);
+- the member's RESERVED exposure item records the highest orders.new offset it includes, so a
+  redelivery after a crash does not reserve twice;
+- outputs carry deterministic ids (source position), so a duplicate produced after a crash is
+  recognised downstream (match_orders: per-symbol source watermarks; OMS: rejection_id);
+- the checkpoint is written last, conditionally on the version read at the start.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from decimal import Decimal
+
+from clearing.domain.orders import (
+    CancelOrder,
+    NewOrder,
+    RejectReason,
+    Rejection,
+    ReplaceOrder,
+    Route,
+    parse_order,
+)
+from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
+from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
+from clearing.services import keys
+from clearing.services.batch import BatchReport, Checkpoints, dumps
+from clearing.topics import ORDERS_ACCEPTED, ORDERS_EXCHANGE, ORDERS_REJECTED
+
+STAGE = "validate_orders"
+RELEASE_STAGE = "release_exposure"
+
+
+def _known_from_item(item: dict) -> KnownOrder | None:
+    if item.get("decision") != "ACCEPTED":
+        return None
+    return KnownOrder(
+        order_id=item["order_id"],
+        symbol=item["symbol"],
+        side=item["side"],
+        price_ticks=item.get("price_ticks"),
+        quantity=int(item["quantity"]),
+        reserve_ticks=int(item["reserve_ticks"]),
+    )
+
+
+class ValidateOrders:
+    """Pre-trade risk for one partition of orders.new at a time."""
+
+    def __init__(self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE):
+        self.store = store
+        self.publisher = publisher
+        self.refdata = refdata
+        self.writer = writer
+        self.checkpoints = Checkpoints(store)
+
+    # ------------------------------------------------------------------ orders.new
+    def validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
+        report = BatchReport(consumed=len(records))
+        topic, partition = records[0].topic, records[0].partition
+        ck_offset, version, _ = self.checkpoints.read(STAGE, topic, partition)
+        fresh = [r for r in records if r.offset > ck_offset]
+        report.skipped = len(records) - len(fresh)
+        if not fresh:
+            return report
+        refdata = self.refdata.current()
+        parsed = [(r, parse_order(r.value)) for r in fresh]
+
+        wanted: set[tuple[str, str]] = set()
+        members: set[str] = set()
+        for _, m in parsed:
+            if isinstance(m, Rejection):
+                continue
+            members.add(m.member_id)
+            wanted.add(keys.validation_key(m.member_id, m.client_order_id))
+            if not isinstance(m, NewOrder):
+                wanted.add(keys.validation_key(m.member_id, m.orig_client_order_id))
+        stored = self.store.get_many(keys.ORDERS, wanted)
+        ledger = self.store.get_many(
+            keys.STATE, [keys.exposure_key(m, p) for m in members for p in ("RESERVED", "RELEASED")]
+        )
+
+        credit: dict[str, CreditState] = {}
+        reserved: dict[str, Decimal] = {}
+        applied: dict[str, int] = {}
+        for m in members:
+            res = ledger.get(keys.exposure_key(m, "RESERVED"), {})
+            rel = ledger.get(keys.exposure_key(m, "RELEASED"), {})
+            reserved[m] = Decimal(res.get("reserved", "0"))
+            applied[m] = int(res.get("applied", {}).get(str(partition), -1))
+            credit[m] = CreditState(exposure=reserved[m] + Decimal(rel.get("adjustment", "0")))
+        known: dict[str, dict[str, KnownOrder | None]] = {m: {} for m in members}
+        for (member_id, sk), item in stored.items():
+            known[member_id][sk[2:-2]] = _known_from_item(item)
+
+        order_items: list[dict] = []
+        outputs: list[OutboundMessage] = []
+        last_offset_of_member: dict[str, int] = {}
+        for record, msg in parsed:
+            if isinstance(msg, Rejection):
+                self._reject(record, msg, None, order_items, outputs, report)
+                continue
+            member_id = msg.member_id
+            vkey = keys.validation_key(member_id, msg.client_order_id)
+            previous = stored.get(vkey)
+            if previous is not None and previous.get("src") == record.position:
+                decision = self._replayed(previous, msg)  # our own earlier attempt: same decision
+            else:
+                decision = assess_order(msg, refdata, credit[member_id], known[member_id])
+            if isinstance(decision, Rejection):
+                used_up = decision.reason is not RejectReason.DUPLICATE_CLORDID
+                self._reject(record, decision, vkey if used_up else None, order_items, outputs, report)
+                if used_up:
+                    known[member_id][msg.client_order_id] = None
+                continue
+            if decision.exposure_reserved and record.offset > applied[member_id]:
+                credit[member_id].exposure += decision.exposure_reserved
+                reserved[member_id] += decision.exposure_reserved
+                last_offset_of_member[member_id] = record.offset
+            known[member_id][msg.client_order_id] = self._known_after(decision)
+            order_items.append(self._validation_item(record, msg, decision))
+            outputs.append(self._accepted_message(record, msg, decision, refdata))
+            report.accepted += 1
+
+        self.store.put_many(keys.ORDERS, order_items)
+        self.publisher.publish(outputs)
+        exposure_items = []
+        for member_id, offset in last_offset_of_member.items():
+            pk, sk = keys.exposure_key(member_id, "RESERVED")
+            prior = ledger.get((pk, sk), {}).get("applied", {})
+            exposure_items.append({
+                "pk": pk, "sk": sk, "member_id": member_id, "reserved": str(reserved[member_id]),
+                "applied": {**prior, str(partition): offset}, "written_by": self.writer,
+            })
+        self.store.put_many(keys.STATE, exposure_items)
+        self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
+        report.counters["items_written"] += len(order_items) + len(exposure_items) + 1
+        return report
+
+    @staticmethod
+    def _replayed(item: dict, msg) -> Acceptance | Rejection:
+        if item["decision"] != "ACCEPTED":
+            return Rejection(reason=RejectReason(item["reason"]), message=item["message"], member_id=msg.member_id,
+                             client_order_id=msg.client_order_id, symbol=msg.symbol)
+        known = None
+        if item.get("target_order_id"):
+            known = KnownOrder(item["target_order_id"], msg.symbol, item["side"], item.get("target_price_ticks"),
+                               int(item.get("target_quantity", 0)), int(item.get("target_reserve_ticks", 0)))
+        return Acceptance(msg, item["order_id"], item.get("price_ticks"), int(item["reserve_ticks"]),
+                          Decimal(item.get("exposure_reserved", "0")), known)
+
+    @staticmethod
+    def _known_after(decision: Acceptance) -> KnownOrder:
+        msg = decision.order
+        if isinstance(msg, NewOrder):
+            return KnownOrder(decision.order_id, msg.symbol, msg.side.value, decision.price_ticks, msg.quantity,
+                              decision.reserve_ticks)
+        target = decision.known
+        if isinstance(msg, ReplaceOrder):
+            qty = msg.quantity if msg.quantity is not None else target.quantity
+            return KnownOrder(target.order_id, target.symbol, target.side, decision.price_ticks, qty, decision.reserve_ticks)
+        return target
+
+    def _validation_item(self, record: KafkaRecord, msg, decision: Acceptance) -> dict:
+        pk, sk = keys.validation_key(msg.member_id, msg.client_order_id)
+        item = {
+            "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
+            "order_id": decision.order_id, "action": msg.action, "member_id": msg.member_id,
+            "client_order_id": msg.client_order_id, "symbol": msg.symbol,
+            "price_ticks": decision.price_ticks, "reserve_ticks": decision.reserve_ticks,
+            "exposure_reserved": str(decision.exposure_reserved),
+            "sent_at": msg.sent_at.isoformat().replace("+00:00", "Z") if msg.sent_at else None,
+            "written_by": self.writer,
+        }
+        if isinstance(msg, NewOrder):
+            item.update(side=msg.side.value, quantity=msg.quantity, account=msg.account, type=msg.type.value,
+                        time_in_force=msg.time_in_force.value, route=msg.route.value)
+        else:
+            t = decision.known
+            item.update(side=t.side, orig_client_order_id=msg.orig_client_order_id, target_order_id=t.order_id,
+                        target_price_ticks=t.price_ticks, target_quantity=t.quantity,
+                        target_reserve_ticks=t.reserve_ticks,
+                        quantity=(msg.quantity if isinstance(msg, ReplaceOrder) and msg.quantity else t.quantity))
+        return item
+
+    def _accepted_message(self, record: KafkaRecord, msg, decision: Acceptance, refdata) -> OutboundMessage:
+        instrument = refdata.instruments[msg.symbol]
+        price_ticks = decision.price_ticks
+        body = {
+            "action": msg.action,
+            "order_id": decision.order_id,
+            "member_id": msg.member_id,
+            "client_order_id": msg.client_order_id,
+            "orig_client_order_id": getattr(msg, "orig_client_order_id", None),
+            "symbol": msg.symbol,
+            "price_ticks": price_ticks,
+            "price": str(instrument.to_price(price_ticks)) if price_ticks is not None else None,
+            "reserve_price_ticks": decision.reserve_ticks,
+            "sent_at": msg.sent_at.isoformat().replace("+00:00", "Z") if msg.sent_at else None,
+            "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        }
+        topic = ORDERS_ACCEPTED
+        if isinstance(msg, NewOrder):
+            body.update(account=msg.account, side=msg.side.value, type=msg.type.value, quantity=msg.quantity,
+                        time_in_force=msg.time_in_force.value, post_only=msg.post_only,
+                        stp=msg.stp.value if msg.stp else None, route=msg.route.value)
+            if msg.route is Route.EXCHANGE:
+                topic = ORDERS_EXCHANGE
+        elif isinstance(msg, ReplaceOrder):
+            body.update(quantity=msg.quantity, side=decision.known.side)
+        return OutboundMessage(topic, msg.symbol.encode(), dumps(body))
+
+    def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
+        original = base64.b64encode(record.value or b"").decode()
+        body = {
+            "rejection_id": f"R-{record.topic}-{record.partition}-{record.offset}",
+            "reason": rejection.reason.value,
+            "message": rejection.message,
+            "member_id": rejection.member_id,
+            "client_order_id": rejection.client_order_id,
+            "symbol": rejection.symbol,
+            "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+            "original_b64": original,
+        }
+        pk, sk = vkey if vkey else keys.rejection_key(record.topic, record.partition, record.offset)
+        item = {"pk": pk, "sk": sk, "kind": "VALIDATION" if vkey else "REJECTION", "decision": "REJECTED",
+                "src": record.position, **{k: v for k, v in body.items() if k != "source"},
+                "written_by": self.writer}
+        if rejection.member_id:
+            item["gsi1pk"] = f"REJ#{rejection.member_id}"
+            item["gsi1sk"] = f"{record.topic}#{record.partition}#{record.offset:020d}"
+        order_items.append(item)
+        key = (rejection.member_id or "UNKNOWN").encode()
+        outputs.append(OutboundMessage(ORDERS_REJECTED, key, dumps(body)))
+        report.rejected += 1
+        report.rejected_by_reason[rejection.reason.value] += 1
+
+    # ------------------------------------------------------------------ orders.events
+    def release_partition(self, records: list[KafkaRecord]) -> BatchReport:
+        """Apply `exposure_delta` of order events to each member's RELEASED item, once per event.
+
+        Events of one member from one orders.accepted partition arrive in source order, so a
+        watermark of (source offset, seq) per source partition recognises duplicates that
+        match_orders re-produced after a crash."""
+        report = BatchReport(consumed=len(records))
+        topic, partition = records[0].topic, records[0].partition
+        ck_offset, version, _ = self.checkpoints.read(RELEASE_STAGE, topic, partition)
+        fresh = [r for r in records if r.offset > ck_offset]
+        report.skipped = len(records) - len(fresh)
+        if not fresh:
+            return report
+        events = []
+        for r in fresh:
+            try:
+                ev = json.loads(r.value)
+                events.append((r, ev, ev["member_id"], ev["source"]))
+            except (ValueError, KeyError, TypeError):
+                report.rejected += 1
+                report.rejected_by_reason["MALFORMED_EVENT"] += 1
+        members = {m for _, _, m, _ in events}
+        items = self.store.get_many(keys.STATE, [keys.exposure_key(m, "RELEASED") for m in members])
+        state = {m: items.get(keys.exposure_key(m, "RELEASED"), {}) for m in members}
+        adjustment = {m: Decimal(state[m].get("adjustment", "0")) for m in members}
+        marks = {m: dict(state[m].get("watermarks", {})) for m in members}
+        touched = set()
+        for _, ev, member_id, src in events:
+            src_part, position = str(src["partition"]), [int(src["offset"]), int(src.get("seq", 0))]
+            mark = marks[member_id].get(src_part)
+            if mark is not None and position <= list(mark):
+                report.skipped += 1
+                continue
+            marks[member_id][src_part] = position
+            delta = ev.get("exposure_delta")
+            if delta:
+                adjustment[member_id] += Decimal(delta)
+            touched.add(member_id)
+            report.accepted += 1
+        out = []
+        for m in touched:
+            pk, sk = keys.exposure_key(m, "RELEASED")
+            out.append({"pk": pk, "sk": sk, "member_id": m, "adjustment": str(adjustment[m]),
+                        "watermarks": marks[m], "written_by": self.writer})
+        self.store.put_many(keys.STATE, out)
+        self.checkpoints.advance(RELEASE_STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
+        return report
+
+

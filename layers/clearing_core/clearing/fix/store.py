@@ -1,0 +1,157 @@
+"""Persistent state of one FIX session: sequence numbers, sent application messages, request ids.
+
+What survives a proxy restart is what makes "nothing lost, nothing sent twice" hold:
+- next sender / next target MsgSeqNum, so the session continues instead of starting at 1;
+- every application message we sent, by MsgSeqNum, so a ResendRequest can be answered with
+  PossDupFlag=Y copies (administrative messages are not kept: they are gap-filled);
+- the gateway request id (TradeReportID / ClOrdID) of each sent message, so a retried request is
+  answered DUPLICATE instead of being sent again.
+
+FileSessionStore keeps one directory per session (`<dir>/<Sender>-<Target>/`): `seqnums.json`
+(replaced atomically) and `outgoing.jsonl` (append-only journal, written before the message goes
+on the wire). In production the directory sits on a persistent volume (EFS) so a replaced task
+continues the session.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+
+class SessionStore(Protocol):
+    @property
+    def next_sender_seq(self) -> int: ...
+
+    @property
+    def next_target_seq(self) -> int: ...
+
+    def set_next_sender_seq(self, seq: int) -> None: ...
+
+    def set_next_target_seq(self, seq: int) -> None: ...
+
+    def save_outgoing(self, seq: int, raw: bytes, request_id: str | None = None) -> None: ...
+
+    def get_outgoing(self, seq: int) -> bytes | None: ...
+
+    def outgoing_between(self, begin: int, end: int) -> list[tuple[int, bytes]]: ...
+
+    def seq_for_request(self, request_id: str) -> int | None: ...
+
+    def request_for_seq(self, seq: int) -> str | None: ...
+
+
+class MemorySessionStore:
+    """In-memory store: the exchange simulator's side and unit tests."""
+
+    def __init__(self) -> None:
+        self._next_sender = 1
+        self._next_target = 1
+        self._outgoing: dict[int, bytes] = {}
+        self._seqs: list[int] = []
+        self._by_request: dict[str, int] = {}
+        self._by_seq: dict[int, str] = {}
+
+    @property
+    def next_sender_seq(self) -> int:
+        return self._next_sender
+
+    @property
+    def next_target_seq(self) -> int:
+        return self._next_target
+
+    def set_next_sender_seq(self, seq: int) -> None:
+        self._next_sender = seq
+
+    def set_next_target_seq(self, seq: int) -> None:
+        self._next_target = seq
+
+    def save_outgoing(self, seq: int, raw: bytes, request_id: str | None = None) -> None:
+        self._remember(seq, raw, request_id)
+
+    def _remember(self, seq: int, raw: bytes, request_id: str | None) -> None:
+        if seq not in self._outgoing:
+            bisect.insort(self._seqs, seq)
+        self._outgoing[seq] = raw
+        if request_id:
+            self._by_request[request_id] = seq
+            self._by_seq[seq] = request_id
+
+    def get_outgoing(self, seq: int) -> bytes | None:
+        return self._outgoing.get(seq)
+
+    def outgoing_between(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        lo = bisect.bisect_left(self._seqs, begin)
+        hi = bisect.bisect_right(self._seqs, end)
+        return [(seq, self._outgoing[seq]) for seq in self._seqs[lo:hi]]
+
+    def seq_for_request(self, request_id: str) -> int | None:
+        return self._by_request.get(request_id)
+
+    def request_for_seq(self, seq: int) -> str | None:
+        return self._by_seq.get(seq)
+
+
+class FileSessionStore(MemorySessionStore):
+    """The proxy's store: memory for reads, files for durability (see module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str], session_id: str, *, fsync: bool = True) -> None:
+        super().__init__()
+        self.path = Path(directory) / session_id
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._seqnums_file = self.path / "seqnums.json"
+        self._journal_file = self.path / "outgoing.jsonl"
+        self._load()
+        self._journal = open(self._journal_file, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+
+    def _load(self) -> None:
+        if self._seqnums_file.exists():
+            saved = json.loads(self._seqnums_file.read_text(encoding="utf-8"))
+            self._next_sender = int(saved["next_sender_seq"])
+            self._next_target = int(saved["next_target_seq"])
+        if self._journal_file.exists():
+            with open(self._journal_file, encoding="utf-8") as journal:
+                for line in journal:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        break  # torn last line from a crash mid-write: that message was never sent
+                    self._remember(int(entry["seq"]), entry["raw"].encode("latin-1"), entry.get("request_id"))
+        # A message journaled but crashed before seqnums.json caught up still used its number.
+        if self._seqs:
+            self._next_sender = max(self._next_sender, self._seqs[-1] + 1)
+
+    def _write_seqnums(self) -> None:
+        tmp = self._seqnums_file.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump({"next_sender_seq": self._next_sender, "next_target_seq": self._next_target}, out)
+            if self._fsync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, self._seqnums_file)
+
+    def set_next_sender_seq(self, seq: int) -> None:
+        self._next_sender = seq
+        self._write_seqnums()
+
+    def set_next_target_seq(self, seq: int) -> None:
+        self._next_target = seq
+        self._write_seqnums()
+
+    def save_outgoing(self, seq: int, raw: bytes, request_id: str | None = None) -> None:
+        entry = {"seq": seq, "request_id": request_id, "raw": raw.decode("latin-1")}
+        self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        self._journal.flush()
+        if self._fsync:
+            os.fsync(self._journal.fileno())
+        self._remember(seq, raw, request_id)
+
+    def close(self) -> None:
+        self._journal.close()

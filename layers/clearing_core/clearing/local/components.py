@@ -1,0 +1,176 @@
+"""Components of the local runtime: each can start, stop and report its health.
+
+The core ones are the broker (Tansu), DynamoDB (moto_server) and the event-source mappings (the ESM
+supervisor). Optional ones (the FIX proxy, the exchange simulator) plug in by name:
+`register_component("fix-proxy", "clearing.fix.local:proxy_component")` (or an entry in
+COMPONENT_FACTORIES) names a factory `factory(config) -> Component`; `clearing up --with fix-proxy`
+or CLEARING_EXTRA_COMPONENTS='["fix-proxy"]' starts it after the core, `down` stops it first.
+`ProcessComponent` covers the usual case: one background process listening on one port.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from clearing.local.config import RuntimeConfig
+from clearing.local.processes import (
+    RuntimeStartError,
+    ensure_port_free,
+    pid_alive,
+    port_is_open,
+    read_pid,
+    spawn,
+    stop_pid,
+    wait_for_port,
+)
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    address: str
+    state: str  # running | stopped | external | degraded
+    pid: int | None = None
+    detail: str = ""
+
+
+class Component(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> ComponentStatus: ...
+
+
+@dataclass
+class ProcessComponent:
+    """One background process, its pid file in <state>/pids/<name>.pid, its log in <state>/logs/."""
+
+    name: str
+    argv_factory: Callable[[], list[str]]
+    config: RuntimeConfig
+    host: str | None = None
+    port: int | None = None
+    external_address: str | None = None  # set: a real service is used, nothing is started
+    ready_timeout: float = 30.0
+    env: dict[str, str] | None = None
+    after_start: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def pid_path(self) -> Path:
+        return self.config.state_path / "pids" / f"{self.name}.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.state_path / "logs" / f"{self.name}.log"
+
+    @property
+    def address(self) -> str:
+        if self.external_address:
+            return self.external_address
+        return f"{self.host}:{self.port}" if self.port else "-"
+
+    def start(self) -> None:
+        if self.external_address:
+            return
+        pid = read_pid(self.pid_path)
+        if pid and pid_alive(pid):
+            return  # already up (idempotent `up`)
+        if self.port:
+            ensure_port_free(self.host or self.config.host, self.port, self.name)
+        proc = spawn(self.argv_factory(), self.log_path, self.pid_path, env=self.env)
+        if self.port:
+            try:
+                wait_for_port(self.host or self.config.host, self.port, self.ready_timeout, proc)
+            except RuntimeStartError as exc:
+                raise RuntimeStartError(f"{self.name}: {exc} (log: {self.log_path})") from exc
+        if self.after_start:
+            self.after_start()
+
+    def stop(self) -> None:
+        pid = read_pid(self.pid_path)
+        if pid:
+            stop_pid(pid)
+        self.pid_path.unlink(missing_ok=True)
+
+    def health(self) -> ComponentStatus:
+        if self.external_address:
+            return ComponentStatus(self.name, self.address, "external")
+        pid = read_pid(self.pid_path)
+        alive = bool(pid and pid_alive(pid))
+        listening = port_is_open(self.host or self.config.host, self.port) if self.port else alive
+        state = "running" if alive and listening else ("degraded" if alive or listening else "stopped")
+        return ComponentStatus(self.name, self.address, state, pid if alive else None)
+
+
+def broker_component(config: RuntimeConfig) -> ProcessComponent:
+    from clearing.local.broker import broker_argv
+
+    return ProcessComponent(
+        name="broker",
+        argv_factory=lambda: broker_argv(config.host, config.broker_port),
+        config=config,
+        host=config.host,
+        port=config.broker_port,
+        external_address=config.kafka_bootstrap_servers,
+        ready_timeout=15,
+    )
+
+
+def moto_component(config: RuntimeConfig) -> ProcessComponent:
+    from clearing.local.dynamodb import moto_argv
+
+    return ProcessComponent(
+        name="moto",
+        argv_factory=lambda: moto_argv(config.host, config.moto_port),
+        config=config,
+        host=config.host,
+        port=config.moto_port,
+        external_address=config.dynamodb_endpoint_url,
+    )
+
+
+def esm_component(config: RuntimeConfig, owner_pid: int | None = None) -> ProcessComponent:
+    """The ESM supervisor (it starts and restarts the mapping workers)."""
+    config_path = config.state_path / "runtime.json"
+
+    def argv() -> list[str]:
+        cmd = [sys.executable, "-m", "clearing.local.esm", "supervise", str(config_path)]
+        return cmd + (["--owner-pid", str(owner_pid)] if owner_pid else [])
+
+    component = ProcessComponent(name="esm-supervisor", argv_factory=argv, config=config)
+    original_stop = component.stop
+
+    def stop() -> None:
+        from clearing.local.esm import stop_recorded_workers
+
+        original_stop()  # the supervisor stops its workers on SIGTERM
+        stop_recorded_workers(config)  # and anything it could not (it was SIGKILLed, say)
+
+    component.stop = stop  # type: ignore[method-assign]
+    return component
+
+
+# name -> "module:function" of a factory(config) -> Component; imported only when used.
+COMPONENT_FACTORIES: dict[str, str] = {}
+
+
+def register_component(name: str, factory_path: str) -> None:
+    COMPONENT_FACTORIES[name] = factory_path
+
+
+def extra_component(name: str, config: RuntimeConfig) -> Component:
+    try:
+        path = COMPONENT_FACTORIES[name]
+    except KeyError:
+        raise RuntimeStartError(f"unknown component {name!r}; known: {sorted(COMPONENT_FACTORIES)}") from None
+    module_name, _, attr = path.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory(config)

@@ -1,0 +1,92 @@
+"""Configuration of the local runtime: one pydantic-settings model, read from flags and the environment.
+
+Every endpoint can point at a real service instead of a local one: when KAFKA_BOOTSTRAP_SERVERS or
+DYNAMODB_ENDPOINT_URL is set, nothing local is started for it. Everything else reads `CLEARING_*`
+variables (CLEARING_STATE_DIR, CLEARING_BROKER_PORT, ...), and CLI flags override both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clearing.template_model import find_template
+
+DEFAULT_PARTITIONS = 3
+ONFAILURE_TOPIC = "esm.onfailure"
+
+
+class RuntimeConfig(BaseSettings):
+    """What `clearing up` starts, where, and how the local event-source mappings behave."""
+
+    model_config = SettingsConfigDict(env_prefix="CLEARING_", extra="ignore", populate_by_name=True)
+
+    state_dir: Path = Path(".clearing")
+    host: str = "127.0.0.1"
+    broker_port: int = 19092
+    moto_port: int = 18000
+    # Real endpoints instead of local ones (no CLEARING_ prefix: these are what handlers read too).
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    dynamodb_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DYNAMODB_ENDPOINT_URL", "dynamodb_endpoint_url"),
+    )
+    region: str = "us-east-1"
+    table_prefix: str = Field(
+        default="clearing-local-",
+        validation_alias=AliasChoices("CLEARING_TABLE_PREFIX", "TABLE_PREFIX", "table_prefix"),
+    )
+    template_path: Path | None = None  # default: clearing.template_model.find_template()
+    template_parameters: dict[str, str] = {}  # overrides of the template's Parameters
+    default_partitions: int = DEFAULT_PARTITIONS
+    topic_partitions: dict[str, int] = {}  # per-topic override of default_partitions
+    extra_topics: list[str] = [ONFAILURE_TOPIC]
+    seed_reference_data: bool = True
+
+    # Local event-source mappings
+    start_esm: bool = True
+    functions: list[str] = []  # logical ids or folder names to run; empty = every function with Kafka events
+    batching_window_cap_s: float = 0.2  # local window = min(template MaximumBatchingWindowInSeconds, this)
+    partitions_per_worker: int = 0  # 0: one worker process per mapping; N: N partitions per worker
+    default_max_retry_attempts: int = 3  # used when the template sets none (Lambda's own default: -1, forever)
+    retry_backoff_s: float = 0.2  # first retry delay, doubled per attempt, capped at 2 s
+    onfailure_topic: str | None = ONFAILURE_TOPIC  # also always written to <state_dir>/onfailure/*.jsonl
+    poll_timeout_ms: int = 100
+    restart_backoff_s: float = 0.5
+    # Optional components (FIX proxy, exchange simulator): names registered in clearing.local.components.
+    extra_components: list[str] = []
+
+    # ---------------------------------------------------------------- derived
+    def template_file(self) -> Path:
+        return Path(self.template_path) if self.template_path else find_template()
+
+    @property
+    def local_broker(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def local_dynamodb(self) -> bool:
+        return not self.dynamodb_endpoint_url
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.host}:{self.broker_port}"
+
+    @property
+    def dynamodb_url(self) -> str:
+        return self.dynamodb_endpoint_url or f"http://{self.host}:{self.moto_port}"
+
+    def partitions_for(self, topic: str) -> int:
+        return self.topic_partitions.get(topic, self.default_partitions)
+
+    def table_name(self, logical_id: str) -> str:
+        return f"{self.table_prefix}{logical_id}"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()

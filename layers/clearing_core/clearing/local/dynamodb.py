@@ -1,0 +1,158 @@
+"""Local DynamoDB: moto_server, the template's tables, and the reference data seeded into them.
+
+Reference data layout in the ReferenceTable (all scalar values are strings, so they survive
+DynamoDB's number type and JSON alike):
+- pk="INSTRUMENT", sk=<symbol>: the instrument's fields (margin as a map of strings);
+- pk="MEMBER", sk=<member_id>: the member's fields (accounts as a list of strings);
+- pk="CONFIG", sk="reference": version, ccp_id, currency, fee_tiers_bps (map), holidays (list).
+`read_reference_data(table)` turns these items back into the dict that
+`clearing.domain.refdata.ReferenceData.from_dict` reads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from clearing import template_model
+from clearing.local.processes import RuntimeStartError, ensure_port_free, spawn, wait_for_port
+
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+INSTRUMENT_PK = "INSTRUMENT"
+MEMBER_PK = "MEMBER"
+CONFIG_PK = "CONFIG"
+CONFIG_SK = "reference"
+
+
+def moto_argv(host: str, port: int) -> list[str]:
+    exe = shutil.which("moto_server")
+    if exe:
+        return [exe, "-H", host, "-p", str(port)]
+    # The console script may be missing from PATH while the module is installed.
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeStartError("moto_server not found: pip install 'moto[server,dynamodb]'") from exc
+    return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+
+
+def start_moto(
+    host: str, port: int, log_path: Path, pid_path: Path | None = None, detached: bool = True
+) -> subprocess.Popen:
+    """Start moto_server on host:port and wait until it answers."""
+    ensure_port_free(host, port, "moto")
+    proc = spawn(moto_argv(host, port), log_path, pid_path, detached=detached)
+    wait_for_port(host, port, timeout=30, proc=proc)
+    return proc
+
+
+def dynamodb_resource(endpoint_url: str | None, region: str = "us-east-1"):
+    """A boto3 DynamoDB resource for the endpoint (dummy credentials for a local one)."""
+    creds = DUMMY_CREDENTIALS if endpoint_url else {}
+    return boto3.resource(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        **creds,
+    )
+
+
+def create_tables(dynamodb, table_prefix: str, template: dict[str, Any] | None = None) -> dict[str, str]:
+    """Create every AWS::DynamoDB::Table of the template as <prefix><LogicalId>; existing ones are kept.
+
+    Returns {logical_id: table_name}.
+    """
+    client = dynamodb.meta.client
+    existing = set(client.list_tables().get("TableNames", []))
+    names = {}
+    for logical_id, table in template_model.tables(template).items():
+        name = f"{table_prefix}{logical_id}"
+        names[logical_id] = name
+        if name in existing:
+            continue
+        client.create_table(**template_model.create_table_kwargs(table, name))
+        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+        ttl = template_model.ttl_kwargs(table, name)
+        if ttl:
+            client.update_time_to_live(**ttl)
+    return names
+
+
+def _strings(value: Any) -> Any:
+    """Every scalar as a string (None dropped by the caller), lists and maps kept."""
+    if isinstance(value, dict):
+        return {k: _strings(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_strings(v) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def reference_items(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ReferenceTable items for a reference-data dict (the layout in the module docstring)."""
+    items = [{"pk": INSTRUMENT_PK, "sk": i["symbol"], **_strings(i)} for i in raw["instruments"]]
+    items += [{"pk": MEMBER_PK, "sk": m["member_id"], **_strings(m)} for m in raw["members"]]
+    config = {k: v for k, v in raw.items() if k not in ("instruments", "members")}
+    items.append({"pk": CONFIG_PK, "sk": CONFIG_SK, **_strings(config)})
+    return items
+
+
+def seed_reference_data(table, raw: dict[str, Any] | None = None) -> int:
+    """Write the reference data (default: the bundled file) into the ReferenceTable. Returns items written."""
+    if raw is None:
+        from clearing.domain.refdata import bundled_reference_data_raw
+
+        raw = bundled_reference_data_raw()
+    items = reference_items(raw)
+    with table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+        for item in items:
+            batch.put_item(Item=item)
+    return len(items)
+
+
+def _query_all(table, pk: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.conditions import Key
+
+    items, kwargs = [], {"KeyConditionExpression": Key("pk").eq(pk)}
+    while True:
+        page = table.query(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def read_reference_data(table) -> dict[str, Any]:
+    """The reference-data dict back from the ReferenceTable (input of ReferenceData.from_dict)."""
+
+    def strip(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+
+    config_item = table.get_item(Key={"pk": CONFIG_PK, "sk": CONFIG_SK}, ConsistentRead=True).get("Item")
+    if config_item is None:
+        raise LookupError(f"no reference data in table {table.name} (pk={CONFIG_PK}, sk={CONFIG_SK})")
+    raw = strip(config_item)
+    raw["instruments"] = sorted((strip(i) for i in _query_all(table, INSTRUMENT_PK)), key=lambda i: i["symbol"])
+    raw["members"] = sorted((strip(m) for m in _query_all(table, MEMBER_PK)), key=lambda m: m["member_id"])
+    return raw
+
+
+def wait_for_dynamodb(dynamodb, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            dynamodb.meta.client.list_tables(Limit=1)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready yet
+            if time.monotonic() > deadline:
+                raise RuntimeStartError(f"DynamoDB endpoint not answering: {exc}") from exc
+            time.sleep(0.1)

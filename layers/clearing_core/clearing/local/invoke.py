@@ -1,0 +1,196 @@
+"""Run a template function's handler locally, as Lambda would: environment, context and MSK event shape.
+
+Shared by the local event-source mappings (clearing.local.esm) and `clearing invoke FUNCTION -e FILE`
+(the no-Docker equivalent of `sam local invoke`).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from clearing import template_model
+from clearing.local.config import RuntimeConfig
+
+ACCOUNT_ID = "123456789012"
+LOCAL_ENV_DEFAULTS = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "ClearingPipeline",
+    "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+    "AWS_LAMBDA_RUNTIME_API": "",
+}
+
+
+def load_functions(config: RuntimeConfig) -> dict[str, template_model.LambdaFunction]:
+    template = template_model.load_template(config.template_file())
+    return template_model.functions(template, config.template_parameters or None)
+
+
+def find_function(config: RuntimeConfig, name: str) -> template_model.LambdaFunction:
+    """A function by logical id (ValidateOrdersFunction) or folder name (validate_orders)."""
+    fns = load_functions(config)
+    for fn in fns.values():
+        if name in (fn.logical_id, fn.name):
+            return fn
+    raise KeyError(f"no function {name!r} in {config.template_file()}; known: {', '.join(sorted(fns))}")
+
+
+def _env_value(value: Any, config: RuntimeConfig, table_ids: set[str]) -> str:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            ref = value["Ref"]
+            if ref in table_ids:
+                return config.table_name(ref)
+            if ref == "AWS::Region":
+                return config.region
+            return str(ref)
+        if "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+            subs = {"AWS::Region": config.region, "AWS::AccountId": ACCOUNT_ID}
+            subs.update({t: config.table_name(t) for t in table_ids})
+            return re.sub(r"\$\{([^}]+)\}", lambda m: subs.get(m.group(1), m.group(0)), value["Fn::Sub"])
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def function_environment(config: RuntimeConfig, fn: template_model.LambdaFunction) -> dict[str, str]:
+    """The environment a handler gets locally: Globals + function Environment, local endpoints, dummy AWS."""
+    table_ids = set(template_model.tables(template_model.load_template(config.template_file())))
+    env = {k: _env_value(v, config, table_ids) for k, v in fn.environment.items()}
+    env.setdefault("POWERTOOLS_SERVICE_NAME", fn.name)
+    for key, value in LOCAL_ENV_DEFAULTS.items():
+        env.setdefault(key, value)
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon locally
+    env.pop("AWS_LAMBDA_RUNTIME_API", None)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap_servers,
+            "DYNAMODB_ENDPOINT_URL": config.dynamodb_url,
+            "AWS_DEFAULT_REGION": config.region,
+            "AWS_REGION": config.region,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not config.local_dynamodb else "testing",
+            "AWS_SECRET_ACCESS_KEY": (
+                os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not config.local_dynamodb else "testing"
+            ),
+            "AWS_LAMBDA_FUNCTION_NAME": lambda_function_name(config, fn),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_size(fn)),
+            "TABLE_PREFIX": config.table_prefix,
+            "CLEARING_LOCAL": "1",
+        }
+    )
+    if config.local_dynamodb:
+        env["AWS_SESSION_TOKEN"] = "testing"
+    return env
+
+
+def lambda_function_name(config: RuntimeConfig, fn: template_model.LambdaFunction) -> str:
+    return f"{config.table_prefix}{fn.logical_id}"
+
+
+def _globals(config: RuntimeConfig) -> dict[str, Any]:
+    return template_model.load_template(config.template_file()).get("Globals", {}).get("Function", {})
+
+
+def memory_size(fn: template_model.LambdaFunction, globals_: dict[str, Any] | None = None) -> int:
+    return int(fn.properties.get("MemorySize") or (globals_ or {}).get("MemorySize") or 1024)
+
+
+def timeout_seconds(fn: template_model.LambdaFunction, globals_: dict[str, Any] | None = None) -> int:
+    return int(fn.properties.get("Timeout") or (globals_ or {}).get("Timeout") or 60)
+
+
+class LambdaContext:
+    """The parts of Lambda's context object that handlers and Powertools read."""
+
+    def __init__(self, function_name: str, memory_limit_in_mb: int, timeout_s: float, region: str = "us-east-1"):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}"
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/{os.getpid()}"
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalFunction:
+    """One template function loaded for local invocation: handler, environment and a context factory."""
+
+    def __init__(self, config: RuntimeConfig, fn: template_model.LambdaFunction, apply_environment: bool = True):
+        self.config = config
+        self.fn = fn
+        globals_ = _globals(config)
+        self.environment = function_environment(config, fn)
+        self.memory = memory_size(fn, globals_)
+        self.timeout = timeout_seconds(fn, globals_)
+        self.name = lambda_function_name(config, fn)
+        if apply_environment:
+            os.environ.update(self.environment)
+        self.handler = load_handler(fn.handler_file(config.template_file().parent), fn.handler_function, fn.logical_id)
+
+    def new_context(self) -> LambdaContext:
+        return LambdaContext(self.name, self.memory, self.timeout, self.config.region)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        return self.handler(event, self.new_context())
+
+
+def load_handler(path: Path, function_name: str, label: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import the handler file by path under a unique module name (two app.py files never collide)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"handler file {path} not found")
+    safe_label = re.sub(r"\W", "_", label)
+    module_name = f"clearing_local_fn_{safe_label}_{uuid.uuid4().hex[:8]}"
+    code_dir = str(path.parent)
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)  # Lambda puts CodeUri on the path too
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, function_name)
+
+
+def kafka_record(record: Any) -> dict[str, Any]:
+    """One Kafka record (kafka-python ConsumerRecord) in the shape of Lambda's MSK event."""
+    item: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "timestampType": "LOG_APPEND_TIME" if record.timestamp_type == 1 else "CREATE_TIME",
+    }
+    if record.key is not None:
+        item["key"] = base64.b64encode(record.key).decode("ascii")
+    if record.value is not None:
+        item["value"] = base64.b64encode(record.value).decode("ascii")
+    item["headers"] = [{name: list(value or b"")} for name, value in (record.headers or [])]
+    return item
+
+
+def kafka_event(records: Iterable[Any], event_source_arn: str, bootstrap_servers: str) -> dict[str, Any]:
+    """Lambda's MSK event for records: {"eventSource": "aws:kafka", ..., "records": {"topic-N": [...]}}."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(f"{record.topic}-{record.partition}", []).append(kafka_record(record))
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": event_source_arn,
+        "bootstrapServers": bootstrap_servers,
+        "records": grouped,
+    }

@@ -1,0 +1,128 @@
+"""Background processes of the local runtime: ports, pid files, detached start and stop by pid.
+
+`down` stops only what `up` recorded: every process started here gets a pid file in
+<state_dir>/pids/, and stopping means signalling exactly those pids (never a name pattern).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class RuntimeStartError(RuntimeError):
+    """A component could not start: a port is taken, a binary is missing, a health check failed."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    if port_is_open(host, port):
+        raise RuntimeStartError(
+            f"port {host}:{port} for {what} is already in use; pick another with the flag or env "
+            f"(e.g. --{what}-port / CLEARING_{what.upper()}_PORT) or stop what holds it"
+        )
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_is_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeStartError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+        time.sleep(0.05)
+    raise RuntimeStartError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def spawn(
+    argv: list[str],
+    log_path: Path,
+    pid_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    detached: bool = True,
+) -> subprocess.Popen:
+    """Start argv in the background with output appended to log_path; record its pid in pid_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the child keeps the file
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=detached,
+            close_fds=True,
+        )
+    except FileNotFoundError as exc:
+        raise RuntimeStartError(f"binary not found: {argv[0]}") from exc
+    finally:
+        log.close()
+    if pid_path is not None:
+        pid_path.parent.mkdir(parents=True, exist_ok=True)
+        pid_path.write_text(str(proc.pid))
+    return proc
+
+
+def stop_pid(pid: int, timeout: float = 5.0) -> bool:
+    """SIGTERM one pid, then SIGKILL it after timeout. True when it was running."""
+    if not pid_alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def read_pid(pid_path: Path) -> int | None:
+    try:
+        return int(pid_path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_json_atomic(path: Path, text: str) -> None:
+    """Write a small state file so that readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

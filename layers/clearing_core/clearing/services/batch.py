@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import KafkaEvent
+
 from clearing.ports import InfrastructureError, ItemStore, KafkaRecord
 from clearing.services import keys
 
@@ -62,26 +64,23 @@ class BatchReport:
 
 
 def records_from_event(event: dict[str, Any]) -> dict[tuple[str, int], list[KafkaRecord]]:
-    """Decode an MSK event (records keyed "topic-partition", base64 key/value) into per-partition lists."""
+    """Decode an MSK event (records keyed "topic-partition", base64 key/value, headers as byte lists)
+    with Powertools' KafkaEvent into per-partition lists in offset order."""
     out: dict[tuple[str, int], list[KafkaRecord]] = {}
-    for raw_records in (event.get("records") or {}).values():
-        for r in raw_records:
-            key = r.get("key")
-            value = r.get("value")
-            headers = []
-            for h in r.get("headers") or []:
-                for name, data in h.items():
-                    headers.append((name, bytes(data) if isinstance(data, list) else str(data).encode()))
-            rec = KafkaRecord(
-                topic=r["topic"],
-                partition=int(r["partition"]),
-                offset=int(r["offset"]),
-                key=base64.b64decode(key) if key else None,
-                value=base64.b64decode(value) if value is not None else None,
-                timestamp=int(r.get("timestamp", 0)),
-                headers=tuple(headers),
-            )
-            out.setdefault((rec.topic, rec.partition), []).append(rec)
+    if not event.get("records"):
+        return out
+    for r in KafkaEvent(event).records:
+        raw_value = r.get("value")
+        rec = KafkaRecord(
+            topic=r.topic,
+            partition=int(r.partition),
+            offset=int(r.offset),
+            key=r.decoded_key,
+            value=base64.b64decode(raw_value) if raw_value is not None else None,
+            timestamp=int(r.get("timestamp") or 0),
+            headers=tuple((name, bytes(data)) for h in (r.get("headers") or []) for name, data in h.items()),
+        )
+        out.setdefault((rec.topic, rec.partition), []).append(rec)
     for recs in out.values():
         recs.sort(key=lambda x: x.offset)
     return out

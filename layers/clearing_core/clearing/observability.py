@@ -1,0 +1,24 @@
+"""One Logger / Tracer / Metrics setup for every function, and the business metrics of a batch."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def record_batch_metrics(stage: str, summary: dict) -> None:
+    """One metric per business event; consumed = accepted + rejected + skipped + failed is visible."""
+    metrics.add_metric(name="RecordsConsumed", unit=MetricUnit.Count, value=summary["consumed"])
+    metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=summary["accepted"])
+    metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=summary["rejected"])
+    metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=summary["skipped"])
+    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=summary["failed"])
+    for reason, count in summary.get("rejected_by_reason", {}).items():
+        metrics.add_metric(name=f"Rejected{reason.title().replace('_', '')}", unit=MetricUnit.Count, value=count)
+    for name in ("trades", "legs", "cleared_notional", "dead_lettered", "margin_calls"):
+        if summary.get(name):
+            metrics.add_metric(name=name.title().replace("_", ""), unit=MetricUnit.Count, value=float(summary[name]))

@@ -1,0 +1,229 @@
+"""exchange_gateway use case: hand executed trades and exchange-routed orders to the FIX proxy.
+
+One MSK batch in, in record order: a `trades.executed` record becomes a TRADE_REPORT request
+(TradeReportID = trade_id), an `orders.exchange` record a NEW_ORDER / CANCEL_ORDER / REPLACE_ORDER
+request (ClOrdID = `member_id:client_order_id`, deterministic, so a redelivered record carries the
+same id). The proxy answers SENT or DUPLICATE (idempotent by that id), REJECTED (never sendable:
+counted and logged, not retried) or is unavailable: then ProxyUnavailableError propagates, the
+invocation fails and the event-source mapping redelivers the batch; what was already sent comes
+back DUPLICATE, so nothing is lost and nothing reaches the exchange twice.
+
+Why not a per-record partial-batch response: the records after a failed one would go ahead of it,
+while a proxy outage affects every record alike; stopping at the first transient failure keeps the
+partition's order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Protocol
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clearing.fix.client import ProxyClient, ProxyUnavailableError
+from clearing.fix.gateway_protocol import GatewayResponse, GatewayStatus, parse_request
+from clearing.topics import ORDERS_EXCHANGE, TRADES_EXECUTED
+
+__all__ = [
+    "ConfigurationError",
+    "ExchangeBoundRecord",
+    "ExchangeGatewaySettings",
+    "ExchangeProxy",
+    "GatewayOutcome",
+    "ProxyUnavailableError",
+    "UnroutableRecord",
+    "default_exchange_proxy",
+    "exchange_request_for",
+    "forward_to_exchange",
+    "load_settings",
+]
+
+
+class ConfigurationError(Exception):
+    """The function's environment is missing or invalid."""
+
+
+class UnroutableRecord(Exception):
+    """A record that can never become a valid exchange request (retrying would not help)."""
+
+
+class ExchangeGatewaySettings(BaseSettings):
+    """Environment of the exchange_gateway function."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    proxy_host: str = Field(min_length=1)
+    proxy_port: int = Field(gt=0, lt=65536)
+    proxy_connect_timeout: float = Field(2.0, gt=0, le=30)
+    proxy_response_timeout: float = Field(5.0, gt=0, le=60)
+
+
+def load_settings() -> ExchangeGatewaySettings:
+    try:
+        return ExchangeGatewaySettings()  # type: ignore[call-arg]  # values come from the environment
+    except ValidationError as exc:
+        problems = ", ".join(f"{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"exchange_gateway configuration invalid: {problems}") from exc
+
+
+class ExchangeProxy(Protocol):
+    """Port to the FIX proxy (ProxyClient in production, a fake in unit tests)."""
+
+    def submit(self, request: dict[str, Any]) -> GatewayResponse: ...
+
+
+@cache
+def default_exchange_proxy() -> ProxyClient:
+    """The real adapter, built on first use (cold start) and kept for warm invocations."""
+    settings = load_settings()
+    return ProxyClient(
+        settings.proxy_host,
+        settings.proxy_port,
+        connect_timeout=settings.proxy_connect_timeout,
+        response_timeout=settings.proxy_response_timeout,
+    )
+
+
+@dataclass(frozen=True)
+class ExchangeBoundRecord:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}-{self.partition}@{self.offset}"
+
+
+@dataclass
+class GatewayOutcome:
+    sent: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    trade_reports: int = 0
+    orders: int = 0
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "sent": len(self.sent),
+            "duplicates": len(self.duplicates),
+            "rejected": len(self.rejected),
+            "skipped": len(self.skipped),
+            "trade_reports": self.trade_reports,
+            "orders": self.orders,
+        }
+
+
+def _trade_report(trade: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "request_id": trade["trade_id"],
+        "kind": "TRADE_REPORT",
+        "trade_report_id": trade["trade_id"],
+        "symbol": trade["symbol"],
+        "price": trade["price"],
+        "quantity": trade["quantity"],
+        "trade_date": trade["trade_date"],
+        "executed_at": trade["executed_at"],
+        "aggressor": trade["aggressor"],
+        "buy": trade["buy"],
+        "sell": trade["sell"],
+    }
+
+
+def cl_ord_id_for(order: dict[str, Any]) -> str:
+    """Deterministic ClOrdID: unique per member because validate_orders rejects reused client ids."""
+    return f"{order['member_id']}:{order['client_order_id']}"
+
+
+def _order_request(order: dict[str, Any]) -> dict[str, Any] | None:
+    if order.get("route") != "EXCHANGE":
+        return None
+    cl_ord_id = cl_ord_id_for(order)
+    common = {
+        "request_id": cl_ord_id,
+        "cl_ord_id": cl_ord_id,
+        "member_id": order["member_id"],
+        "account": order["account"],
+        "symbol": order["symbol"],
+        "side": order["side"],
+        "quantity": order["quantity"],
+        "sent_at": order["sent_at"],
+    }
+    priced = {"order_type": order.get("type"), "price": order.get("price"),
+              "time_in_force": order.get("time_in_force") or "DAY"}
+    action = order.get("action", "NEW")
+    if action == "NEW":
+        return {"kind": "NEW_ORDER", **common, **priced}
+    if action == "CANCEL":
+        return {"kind": "CANCEL_ORDER", **common, "orig_cl_ord_id": order["order_id"]}
+    if action == "REPLACE":
+        return {"kind": "REPLACE_ORDER", **common, **priced, "orig_cl_ord_id": order["order_id"]}
+    raise UnroutableRecord(f"unknown order action {action!r}")
+
+
+def exchange_request_for(topic: str, value: bytes) -> dict[str, Any] | None:
+    """The proxy request for one record, None when the record is not for the exchange."""
+    try:
+        payload = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnroutableRecord(f"value is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise UnroutableRecord("value is not a JSON object")
+    try:
+        if topic == TRADES_EXECUTED:
+            request = _trade_report(payload)
+        elif topic == ORDERS_EXCHANGE:
+            request = _order_request(payload)
+        else:
+            raise UnroutableRecord(f"topic {topic!r} is not consumed by exchange_gateway")
+    except KeyError as exc:
+        raise UnroutableRecord(f"missing field {exc}") from exc
+    if request is None:
+        return None
+    try:
+        return parse_request(request).model_dump(mode="json")
+    except ValidationError as exc:
+        raise UnroutableRecord(f"invalid {request['kind']}: {exc.errors()[0]['msg']}") from exc
+
+
+def forward_to_exchange(records: Iterable[ExchangeBoundRecord], proxy: ExchangeProxy,
+                        log: Any = None) -> GatewayOutcome:
+    """Send the batch's exchange requests in order; ProxyUnavailableError stops and propagates."""
+    outcome = GatewayOutcome()
+    for record in records:
+        try:
+            request = exchange_request_for(record.topic, record.value)
+        except UnroutableRecord as exc:
+            outcome.rejected.append({"position": record.position, "reason": str(exc)})
+            if log is not None:
+                log.error("record cannot be sent to the exchange",
+                          extra={"position": record.position, "reason": str(exc)})
+            continue
+        if request is None:
+            outcome.skipped.append(record.position)
+            continue
+        response = proxy.submit(request)
+        request_id = request["request_id"]
+        if request["kind"] == "TRADE_REPORT":
+            outcome.trade_reports += 1
+        else:
+            outcome.orders += 1
+        if response.status is GatewayStatus.SENT:
+            outcome.sent.append(request_id)
+        elif response.status is GatewayStatus.DUPLICATE:
+            outcome.duplicates.append(request_id)
+        elif response.status is GatewayStatus.REJECTED:
+            outcome.rejected.append({"position": record.position, "request_id": request_id,
+                                     "reason": response.reason or "rejected by proxy"})
+            if log is not None:
+                log.error("proxy rejected the request",
+                          extra={"position": record.position, "request_id": request_id, "reason": response.reason})
+        else:  # an adapter that returns UNAVAILABLE instead of raising
+            raise ProxyUnavailableError(f"{request_id}: {response.reason}")
+    return outcome

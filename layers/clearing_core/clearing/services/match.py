@@ -1,0 +1,245 @@
+"""match_orders: one price-time book per symbol over a batch of `orders.accepted`.
+
+Exactly-once effects without transactions (see docs/architecture.md):
+- each symbol's book snapshot records the highest orders.accepted offset it includes
+  (`applied_offset`) and, per orders.new partition, the highest source offset it has seen
+  (`watermarks`). A record at or below `applied_offset` is already in the book; a record whose
+  source offset is at or below the watermark is a duplicate validate_orders re-produced after a crash;
+- matching is a pure function of (snapshot, ordered input), and every id derives from the input
+  position (`T-{partition}-{offset}-{seq}`), so a redelivered record rewrites identical items and
+  re-produces identical messages (consumers deduplicate by id);
+- write order: order states and trades -> produce trades and events -> book snapshots ->
+  checkpoint (conditional on the version read at the start: fences a stale invocation).
+Warm invocations keep books in memory and reload a symbol only when the checkpoint names a
+different snapshot version than the cached one.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from clearing.domain import book_events as ev
+from clearing.domain.book import OrderBook
+from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
+from clearing.services import keys
+from clearing.services.batch import BatchReport, Checkpoints, dumps
+from clearing.topics import ORDERS_EVENTS, TRADES_EXECUTED
+
+STAGE = "match_orders"
+
+# owner list stored with each resting order: [member, account, client_order_id, reserve_ticks, sent_at]
+_MEMBER, _ACCOUNT, _CLORDID, _RESERVE = 0, 1, 2, 3
+
+
+@dataclass
+class SymbolBook:
+    book: OrderBook
+    version: int = 0
+    applied_offset: int = -1
+    watermarks: dict[str, int] = field(default_factory=dict)
+
+
+def encode_book(state: SymbolBook) -> bytes:
+    return zlib.compress(json.dumps(state.book.snapshot(), separators=(",", ":")).encode(), 1)
+
+
+def decode_book(item: dict) -> SymbolBook:
+    book = OrderBook.restore(json.loads(zlib.decompress(item["book"])))
+    return SymbolBook(book, int(item["version"]), int(item["applied_offset"]), dict(item.get("watermarks", {})))
+
+
+class MatchOrders:
+    def __init__(self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE):
+        self.store = store
+        self.publisher = publisher
+        self.refdata = refdata
+        self.writer = writer
+        self.checkpoints = Checkpoints(store)
+        self.books: dict[str, SymbolBook] = {}  # warm cache across invocations
+
+    def match_partition(self, records: list[KafkaRecord]) -> BatchReport:
+        topic, partition = records[0].topic, records[0].partition
+        try:
+            return self._match_partition(records, topic, partition)
+        except Exception:
+            self.books.clear()  # a failed run may have advanced cached books: reload from the store
+            raise
+
+    def _load_books(self, symbols: set[str], named_versions: dict[str, int]) -> None:
+        missing = [s for s in symbols if s not in self.books or self.books[s].version != named_versions.get(s, 0)]
+        if not missing:
+            return
+        found = self.store.get_many(keys.STATE, [keys.book_key(s) for s in missing])
+        for s in missing:
+            item = found.get(keys.book_key(s))
+            self.books[s] = decode_book(item) if item else SymbolBook(OrderBook(s))
+
+    def _match_partition(self, records: list[KafkaRecord], topic: str, partition: int) -> BatchReport:
+        report = BatchReport(consumed=len(records))
+        ck_offset, version, ck_item = self.checkpoints.read(STAGE, topic, partition)
+        fresh = [r for r in records if r.offset > ck_offset]
+        report.skipped = len(records) - len(fresh)
+        if not fresh:
+            return report
+        refdata = self.refdata.current()
+        messages = []
+        for r in fresh:
+            try:
+                messages.append((r, json.loads(r.value)))
+            except (ValueError, TypeError):
+                report.rejected += 1
+                report.rejected_by_reason["MALFORMED_ACCEPTED_ORDER"] += 1
+        symbols = {m["symbol"] for _, m in messages}
+        self._load_books(symbols, ck_item.get("books", {}))
+
+        states: dict[str, dict] = {}
+        trades: list[dict] = []
+        outputs: list[OutboundMessage] = []
+        touched: set[str] = set()
+        for record, msg in messages:
+            sb = self.books[msg["symbol"]]
+            src = msg["source"]
+            src_part = str(src["partition"])
+            if record.offset <= sb.applied_offset or src["offset"] <= sb.watermarks.get(src_part, -1):
+                report.skipped += 1
+                continue
+            sb.watermarks[src_part] = src["offset"]
+            sb.applied_offset = record.offset
+            touched.add(msg["symbol"])
+            tick = refdata.instruments[msg["symbol"]].tick_size
+            events, old_reserve = self._apply(sb.book, msg)
+            self._translate(record, msg, events, sb.book, tick, old_reserve, states, trades, outputs)
+            report.accepted += 1
+
+        trade_items = []
+        for t in trades:
+            pk, sk = keys.trade_key(t["trade_id"], "EXECUTED")
+            trade_items.append({"pk": pk, "sk": sk, **t, "gsi1pk": t["symbol"],
+                                "gsi1sk": f"{t['executed_at']}#{t['trade_id']}", "written_by": self.writer})
+        self.store.put_many(keys.ORDERS, list(states.values()))
+        self.store.put_many(keys.TRADES, trade_items)
+        self.publisher.publish(outputs)
+        snapshots = []
+        for s in touched:
+            sb = self.books[s]
+            sb.version += 1
+            pk, sk = keys.book_key(s)
+            snapshots.append({"pk": pk, "sk": sk, "symbol": s, "version": sb.version,
+                              "applied_offset": sb.applied_offset, "watermarks": sb.watermarks,
+                              "book": encode_book(sb), "resting_orders": len(sb.book), "written_by": self.writer})
+        self.store.put_many(keys.STATE, snapshots)
+        named = dict(ck_item.get("books", {}))
+        named.update({s: self.books[s].version for s in touched})
+        self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, books=named, written_by=self.writer)
+        report.counters["trades"] += len(trades)
+        report.counters["items_written"] += len(states) + len(trade_items) + len(snapshots) + 1
+        return report
+
+    @staticmethod
+    def _apply(book: OrderBook, msg: dict) -> tuple[list[tuple], int | None]:
+        """Run one accepted order action; also returns the reserve price in force before a replace."""
+        action = msg["action"]
+        if action == "NEW":
+            owner = [msg["member_id"], msg["account"], msg["client_order_id"], msg["reserve_price_ticks"]]
+            return book.submit(
+                msg["order_id"], msg["side"], msg["price_ticks"], msg["quantity"], type=msg["type"],
+                tif=msg["time_in_force"], post_only=msg.get("post_only", False), member=msg["member_id"],
+                stp=msg.get("stp"), owner=owner,
+            ), None
+        if action == "CANCEL":
+            return book.cancel(msg["order_id"]), None
+        resting = book.order(msg["order_id"])
+        if resting is None:
+            return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity")), None
+        owner = list(resting["owner"])
+        old_reserve = owner[_RESERVE]
+        owner[_RESERVE] = msg["reserve_price_ticks"]
+        new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
+        return book.replace(msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner), old_reserve
+
+    def _translate(self, record, msg, events, book, tick: Decimal, old_reserve, states, trades, outputs) -> None:
+        p, o = record.partition, record.offset
+        seq = 0
+        last_trade_id = None
+        sent_at = msg.get("sent_at")
+        for e in events:
+            kind, order_id, owner = e[0], e[1], e[2]
+            delta = Decimal(0)
+            body = None
+            if kind == ev.TRADE:
+                _, taker_id, taker, maker_id, maker, price, qty, taker_side, _, _ = e
+                last_trade_id = f"T-{p}-{o}-{seq}"
+                taker_leg = {"member_id": taker[_MEMBER], "account": taker[_ACCOUNT], "order_id": taker_id}
+                maker_leg = {"member_id": maker[_MEMBER], "account": maker[_ACCOUNT], "order_id": maker_id}
+                buy, sell = (taker_leg, maker_leg) if taker_side == "BUY" else (maker_leg, taker_leg)
+                trade = {
+                    "trade_id": last_trade_id, "symbol": msg["symbol"], "price_ticks": price,
+                    "price": str(tick * price), "quantity": qty,
+                    "trade_date": (sent_at or "1970-01-01")[:10], "executed_at": sent_at, "aggressor": taker_side,
+                    "buy": buy, "sell": sell,
+                    "source": {"topic": record.topic, "partition": p, "offset": o, "seq": seq},
+                }
+                trades.append(trade)
+                outputs.append(OutboundMessage(TRADES_EXECUTED, msg["symbol"].encode(), dumps(trade)))
+            elif kind in (ev.PARTIALLY_FILLED, ev.FILLED):
+                _, _, _, filled, remaining, last_price, last_qty = e
+                delta = -tick * owner[_RESERVE] * last_qty
+                body = {"filled_qty": filled, "remaining_qty": remaining, "last_price_ticks": last_price,
+                        "last_qty": last_qty, "trade_id": last_trade_id}
+                self._state(states, order_id, owner, msg, kind, filled, remaining, 0, record)
+            elif kind == ev.CANCELLED:
+                _, _, _, qty, reason, filled = e
+                delta = -tick * owner[_RESERVE] * qty
+                body = {"cancelled_qty": qty, "reason": reason, "filled_qty": filled, "remaining_qty": 0}
+                self._state(states, order_id, owner, msg, "CANCELLED", filled, 0, qty, record, reason)
+            elif kind == ev.ACCEPTED:
+                _, _, _, side, price, qty = e
+                body = {"remaining_qty": qty, "price_ticks": price, "side": side}
+                r = book.order(order_id)
+                self._state(states, order_id, owner, msg, "RESTING", r["filled"] if r else 0, qty, 0, record)
+            elif kind == ev.REPLACED:
+                _, _, _, price, qty, kept, old_price, old_qty = e
+                r = book.order(order_id)
+                filled = r["filled"] if r else 0
+                # exposure follows the open quantity at the reserve price
+                delta = tick * (owner[_RESERVE] * qty - old_reserve * old_qty)
+                body = {"price_ticks": price, "remaining_qty": qty, "priority_kept": kept, "filled_qty": filled,
+                        "client_order_id": msg["client_order_id"]}
+                if r is not None:
+                    self._state(states, order_id, owner, msg, "PARTIALLY_FILLED" if filled else "RESTING", filled, qty, 0, record)
+            elif kind == ev.REJECTED:
+                _, _, _, reason = e
+                if msg["action"] == "NEW":
+                    delta = -tick * msg["reserve_price_ticks"] * msg["quantity"]
+                    self._state(states, order_id, [msg["member_id"], msg.get("account"), msg["client_order_id"],
+                                                   msg["reserve_price_ticks"]], msg, "REJECTED", 0, 0, msg["quantity"],
+                                record, reason)
+                body = {"reason": reason, "action": msg["action"], "client_order_id": msg["client_order_id"]}
+            if body is not None:
+                member = owner[_MEMBER] if owner else msg["member_id"]
+                body.update({
+                    "event_id": f"E-{p}-{o}-{seq}", "type": kind, "order_id": order_id, "member_id": member,
+                    "symbol": msg["symbol"], "exposure_delta": str(delta) if delta else None,
+                    "source": {"topic": record.topic, "partition": p, "offset": o, "seq": seq},
+                })
+                outputs.append(OutboundMessage(ORDERS_EVENTS, member.encode(), dumps(body)))
+            seq += 1
+
+    def _state(self, states, order_id, owner, msg, status, filled, remaining, cancelled, record, reason=None) -> None:
+        member, account, clordid = owner[_MEMBER], owner[_ACCOUNT], order_id.split(":", 1)[1]
+        if status in (ev.PARTIALLY_FILLED, ev.FILLED):
+            status = "FILLED" if remaining == 0 else "PARTIALLY_FILLED"
+        elif status == "RESTING" and filled:
+            status = "PARTIALLY_FILLED"
+        pk, sk = keys.order_state_key(member, clordid)
+        states[order_id] = {
+            "pk": pk, "sk": sk, "kind": "STATE", "order_id": order_id, "member_id": member, "account": account,
+            "client_order_id": clordid, "symbol": msg["symbol"], "status": status,
+            "filled_qty": filled, "remaining_qty": remaining,
+            "cancelled_qty": cancelled,
+            "quantity": filled + remaining + cancelled, "reason": reason,
+            "last_src": record.position, "gsi1pk": msg["symbol"], "gsi1sk": order_id, "written_by": self.writer,
+        }

@@ -6,7 +6,6 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from clearing.domain import clearing
 from clearing.domain.clearing import (
     BUY,
@@ -60,7 +59,11 @@ def novated(raw: dict) -> NovatedTrade:
 
 def test_reference_data_matches_the_values_the_worked_examples_use():
     # docs/clearing.md quotes these; if the bundled file changes, the doc must change too.
-    assert REFDATA.fee_tiers_bps == {"GOLD": Decimal("0.5"), "SILVER": Decimal("1.0"), "BRONZE": Decimal("2.0")}
+    assert REFDATA.fee_tiers_bps == {
+        "GOLD": Decimal("0.5"),
+        "SILVER": Decimal("1.0"),
+        "BRONZE": Decimal("2.0"),
+    }
     assert [REFDATA.members[m].fee_tier for m in ("MBR01", "MBR03", "MBR05")] == ["GOLD", "SILVER", "BRONZE"]
     assert {date(2026, 11, 26), date(2026, 12, 25)} <= HOLIDAYS
     assert REFDATA.instruments["ACME"].settlement_cycle_days == 1
@@ -90,7 +93,9 @@ class TestSettlementDate:
 
     def test_novated_legs_carry_the_instruments_cycle(self):
         # Given a T+2 instrument (UMBR, tick 0.05) traded on Wed 25 Nov 2026
-        result = novated(trade("T-0-9-0", "MBR01", "MBR02", 10, "212.10", symbol="UMBR", trade_date="2026-11-25"))
+        result = novated(
+            trade("T-0-9-0", "MBR01", "MBR02", 10, "212.10", symbol="UMBR", trade_date="2026-11-25")
+        )
         # Then both legs settle Mon 30 Nov (Thu holiday, weekend)
         assert result.settlement_date == date(2026, 11, 30)
         assert {leg.settlement_date for leg in result.legs} == {date(2026, 11, 30)}

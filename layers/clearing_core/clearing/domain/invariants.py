@@ -46,10 +46,14 @@ def check_ccp_flat(obligations: Iterable[NetObligation]) -> list[Violation]:
     for symbol, day in sorted(quantity):
         if quantity[(symbol, day)] != 0:
             violations.append(
-                Violation(CCP_NOT_FLAT_QUANTITY, f"{symbol} {day}: net quantity sums to {quantity[(symbol, day)]}")
+                Violation(
+                    CCP_NOT_FLAT_QUANTITY, f"{symbol} {day}: net quantity sums to {quantity[(symbol, day)]}"
+                )
             )
         if cash[(symbol, day)] != 0:
-            violations.append(Violation(CCP_NOT_FLAT_CASH, f"{symbol} {day}: net cash sums to {cash[(symbol, day)]}"))
+            violations.append(
+                Violation(CCP_NOT_FLAT_CASH, f"{symbol} {day}: net cash sums to {cash[(symbol, day)]}")
+            )
     return violations
 
 
@@ -71,7 +75,9 @@ def check_two_legs_per_trade(legs: Iterable[ClearedLeg]) -> list[Violation]:
     for trade_id, trade_legs in sorted(by_trade.items()):
         sides = sorted(leg.side for leg in trade_legs)
         if sides != [BUY, SELL]:
-            violations.append(Violation(TRADE_LEG_COUNT, f"trade {trade_id} has legs {sides}, expected BUY and SELL"))
+            violations.append(
+                Violation(TRADE_LEG_COUNT, f"trade {trade_id} has legs {sides}, expected BUY and SELL")
+            )
             continue
         buy, sell = sorted(trade_legs, key=lambda leg: leg.side)
         mismatch = _pair_mismatch(buy, sell)
@@ -80,7 +86,9 @@ def check_two_legs_per_trade(legs: Iterable[ClearedLeg]) -> list[Violation]:
     return violations
 
 
-def check_positions_match_legs(positions: Mapping[PositionKey, Position], legs: Iterable[ClearedLeg]) -> list[Violation]:
+def check_positions_match_legs(
+    positions: Mapping[PositionKey, Position], legs: Iterable[ClearedLeg]
+) -> list[Violation]:
     """Each position equals the fold of its legs; no position exists without legs and vice versa."""
     expected = positions_from_legs(legs)
     violations = []
@@ -91,7 +99,11 @@ def check_positions_match_legs(positions: Mapping[PositionKey, Position], legs: 
         elif folded is None:
             violations.append(Violation(POSITION_WITHOUT_LEGS, f"position {key} has no legs"))
         elif held != folded:
-            violations.append(Violation(POSITION_MISMATCH, f"position {key} is {held.to_dict()}, legs give {folded.to_dict()}"))
+            violations.append(
+                Violation(
+                    POSITION_MISMATCH, f"position {key} is {held.to_dict()}, legs give {folded.to_dict()}"
+                )
+            )
     return violations
 
 

@@ -52,6 +52,11 @@ class NetObligation:
         return (self.member_id, self.symbol, self.settlement_date)
 
     @property
+    def cash(self) -> Decimal:
+        """Same as net_cash: lets margin treat obligations and positions alike."""
+        return self.net_cash
+
+    @property
     def is_flat(self) -> bool:
         return self.net_quantity == 0 and self.net_cash == 0
 

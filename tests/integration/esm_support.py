@@ -72,6 +72,7 @@ class EsmHarness:
         self.bootstrap = bootstrap
         self.topic = f"esm.test.{uuid.uuid4().hex[:8]}"
         self.results = tmp_path / "results.jsonl"
+        tmp_path.mkdir(parents=True, exist_ok=True)
         template = tmp_path / "template.yaml"
         template.write_text(
             TEMPLATE.format(code_uri=str(APP_DIR), batch_size=batch_size, retries=retries,

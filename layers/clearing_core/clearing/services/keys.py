@@ -58,3 +58,11 @@ def position_key(member_id: str, symbol: str, account: str, settlement_date: str
 
 def obligation_key(member_id: str, symbol: str, settlement_date: str) -> tuple[str, str]:
     return settlement_date, f"{member_id}#{symbol}"
+
+# Attributes that record when (wall clock) a record was processed, not what it is: excluded when
+# comparing a replay or a redelivery with the original run.
+PROCESSING_TIME_FIELDS = frozenset({"cleared_at", "written_by"})
+
+
+def comparable(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k not in PROCESSING_TIME_FIELDS}

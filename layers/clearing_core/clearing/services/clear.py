@@ -1,0 +1,163 @@
+"""clear_trades: novation, positions and multilateral net obligations from `trades.executed`.
+
+trades.executed is keyed by symbol, so every position and obligation item (member, symbol, ...)
+has exactly one writer partition. Exactly-once effects without transactions:
+- each position / obligation item records `applied_offset`, the highest trades.executed offset
+  whose legs it includes; a redelivered trade at or below it is not applied again to that item;
+- each symbol's clearing state holds a watermark of the trade's source position (orders.accepted
+  offset, seq): a trade match_orders re-produced after a crash (same trade_id, new offset) is a
+  duplicate and is skipped;
+- cleared trades (legs inside the trade item) are idempotent puts keyed by trade id;
+- write order: cleared trades and dead letters -> positions and obligations -> clearing state ->
+  checkpoint (conditional).
+A trade naming an unknown member or symbol goes to `trades.deadletter` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from clearing.domain import clearing as novation
+from clearing.domain import netting
+from clearing.domain.clearing import ClearingRejection
+from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
+from clearing.services import keys
+from clearing.services.batch import BatchReport, Checkpoints, dumps
+from clearing.topics import TRADES_DEADLETTER
+
+STAGE = "clear_trades"
+
+
+def position_item_key(p) -> tuple[str, str]:
+    return keys.position_key(p.member_id, p.symbol, p.account, p.settlement_date.isoformat())
+
+
+def obligation_item_key(o) -> tuple[str, str]:
+    return keys.obligation_key(o.member_id, o.symbol, o.settlement_date.isoformat())
+
+
+class ClearTrades:
+    def __init__(self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE,
+                 clock=time.time):
+        self.store = store
+        self.publisher = publisher
+        self.refdata = refdata
+        self.writer = writer
+        self.clock = clock
+        self.checkpoints = Checkpoints(store)
+
+    def clear_partition(self, records: list[KafkaRecord]) -> BatchReport:
+        report = BatchReport(consumed=len(records))
+        topic, partition = records[0].topic, records[0].partition
+        ck_offset, version, _ = self.checkpoints.read(STAGE, topic, partition)
+        fresh = [r for r in records if r.offset > ck_offset]
+        report.skipped = len(records) - len(fresh)
+        if not fresh:
+            return report
+        refdata = self.refdata.current()
+
+        parsed = []
+        for r in fresh:
+            try:
+                trade = json.loads(r.value)
+                symbol = trade["symbol"]
+                src = trade["source"]
+                parsed.append((r, trade, symbol, (int(src["offset"]), int(src.get("seq", 0)))))
+            except (ValueError, TypeError, KeyError):
+                parsed.append((r, None, None, None))
+        symbols = {s for _, _, s, _ in parsed if s}
+        found = self.store.get_many(keys.STATE, [keys.clearing_state_key(s) for s in symbols])
+        marks = {s: found.get(keys.clearing_state_key(s), {}) for s in symbols}
+
+        cleared_items, dead_letters, legs_by_offset = [], [], []
+        now_ms = int(self.clock() * 1000)
+        for record, trade, symbol, src in parsed:
+            if trade is None:
+                dead_letters.append(self._dead_letter(record, None, "MALFORMED_TRADE", "not a trade message"))
+                report.rejected += 1
+                report.rejected_by_reason["MALFORMED_TRADE"] += 1
+                continue
+            mark = marks[symbol]
+            if record.offset <= int(mark.get("applied_offset", -1)) or list(src) <= list(mark.get("watermark", [-1, -1])):
+                report.skipped += 1
+                continue
+            mark["applied_offset"], mark["watermark"] = record.offset, list(src)
+            result = novation.novate(trade, refdata)
+            if isinstance(result, ClearingRejection):
+                dead_letters.append(self._dead_letter(record, trade, result.reason_code, result.message))
+                report.rejected += 1
+                report.rejected_by_reason[result.reason_code] += 1
+                continue
+            pk, sk = keys.trade_key(result.trade_id, "CLEARED")
+            cleared_items.append({
+                "pk": pk, "sk": sk, **result.to_dict(), "price": trade["price"], "quantity": trade["quantity"],
+                "executed_at": trade.get("executed_at"), "buy_member": result.buy_leg.member_id,
+                "sell_member": result.sell_leg.member_id, "src": record.position, "cleared_at": now_ms,
+                "gsi1pk": f"CLEARED#{result.symbol}", "gsi1sk": f"{trade.get('executed_at')}#{result.trade_id}",
+                "written_by": self.writer,
+            })
+            legs_by_offset.append((record.offset, result.legs))
+            report.accepted += 1
+            report.counters["legs"] += 2
+            report.counters["cleared_notional"] += int(result.buy_leg.notional)
+
+        self.store.put_many(keys.TRADES, cleared_items)
+        self.publisher.publish(dead_letters)
+        self._apply_to_positions_and_obligations(legs_by_offset)
+        state_items = []
+        for s in symbols:
+            if "applied_offset" in marks[s]:
+                pk, sk = keys.clearing_state_key(s)
+                state_items.append({"pk": pk, "sk": sk, "symbol": s, "applied_offset": marks[s]["applied_offset"],
+                                    "watermark": marks[s]["watermark"], "written_by": self.writer})
+        self.store.put_many(keys.STATE, state_items)
+        self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
+        report.counters["dead_lettered"] += len(dead_letters)
+        report.counters["trades_cleared"] += len(cleared_items)
+        return report
+
+    def _apply_to_positions_and_obligations(self, legs_by_offset) -> None:
+        if not legs_by_offset:
+            return
+        pos_keys, obl_keys = set(), set()
+        for _, legs in legs_by_offset:
+            for leg in legs:
+                pos_keys.add(keys.position_key(leg.member_id, leg.symbol, leg.account, leg.settlement_date.isoformat()))
+                obl_keys.add(keys.obligation_key(leg.member_id, leg.symbol, leg.settlement_date.isoformat()))
+        stored_pos = self.store.get_many(keys.POSITIONS, pos_keys)
+        stored_obl = self.store.get_many(keys.OBLIGATIONS, obl_keys)
+        positions = {k: (novation.Position.from_dict(v), int(v["applied_offset"])) for k, v in stored_pos.items()}
+        obligations = {k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()}
+        new_pos: dict = {}
+        new_obl: dict = {}
+        for offset, legs in legs_by_offset:
+            for leg in legs:
+                pk = keys.position_key(leg.member_id, leg.symbol, leg.account, leg.settlement_date.isoformat())
+                stored, applied = positions.get(pk, (None, -1))
+                if offset > applied:  # not yet in the stored item (single writer: this partition)
+                    current = new_pos[pk][0] if pk in new_pos else stored
+                    new_pos[pk] = (novation.apply_leg(current, leg), offset)
+                ok = keys.obligation_key(leg.member_id, leg.symbol, leg.settlement_date.isoformat())
+                stored, applied = obligations.get(ok, (None, -1))
+                if offset > applied:
+                    current = new_obl[ok][0] if ok in new_obl else stored
+                    new_obl[ok] = (netting.apply_leg(current, leg), offset)
+        self.store.put_many(keys.POSITIONS, [
+            {"pk": k[0], "sk": k[1], **p.to_dict(), "applied_offset": o, "written_by": self.writer}
+            for k, (p, o) in new_pos.items()
+        ])
+        self.store.put_many(keys.OBLIGATIONS, [
+            {"pk": k[0], "sk": k[1], **ob.to_dict(), "applied_offset": o, "gsi1pk": ob.member_id,
+             "gsi1sk": f"{ob.settlement_date.isoformat()}#{ob.symbol}", "written_by": self.writer}
+            for k, (ob, o) in new_obl.items()
+        ])
+
+    def _dead_letter(self, record: KafkaRecord, trade, reason: str, message: str) -> OutboundMessage:
+        body = {"reason": reason, "message": message, "trade": trade,
+                "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+                "original": (record.value or b"").decode("utf-8", "replace") if trade is None else None}
+        key = (trade or {}).get("symbol", "UNKNOWN").encode() if isinstance(trade, dict) else b"UNKNOWN"
+        return OutboundMessage(TRADES_DEADLETTER, key, dumps(body))
+
+

@@ -1,0 +1,74 @@
+"""The gateway Lambda's adapter to the FIX proxy: blocking TCP client of the framed protocol.
+
+Bounded everywhere: the connect timeout bounds reaching the proxy (via the NLB), the response
+timeout bounds each request's round trip. The connection is kept open across requests and warm
+invocations; a request that fails on a reused connection (the NLB closes idle flows) is sent once
+more on a fresh one, which is safe because the proxy is idempotent by request id. Anything else
+raises ProxyUnavailableError so the invocation fails and the event-source mapping retries.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from clearing.fix.gateway_protocol import (
+    FrameError,
+    GatewayResponse,
+    GatewayStatus,
+    encode_frame,
+    recv_frame,
+)
+
+
+class ProxyUnavailableError(Exception):
+    """The proxy could not be reached or answered too late / UNAVAILABLE: retry the batch later."""
+
+
+class ProxyClient:
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0, response_timeout: float = 5.0) -> None:
+        self.host, self.port = host, port
+        self.connect_timeout = connect_timeout
+        self.response_timeout = response_timeout
+        self._sock: socket.socket | None = None
+
+    def submit(self, request: dict) -> GatewayResponse:
+        """Send one request frame, return the proxy's answer (UNAVAILABLE raises)."""
+        reused = self._sock is not None
+        try:
+            response = self._round_trip(request)
+        except (OSError, FrameError) as exc:
+            self.close()
+            if not reused:
+                raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {exc!r}") from exc
+            try:  # stale keep-alive connection: one fresh attempt
+                response = self._round_trip(request)
+            except (OSError, FrameError) as retry_exc:
+                self.close()
+                raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {retry_exc!r}") from retry_exc
+        if response.status is GatewayStatus.UNAVAILABLE:
+            raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
+        if response.request_id is not None and response.request_id != request.get("request_id"):
+            self.close()
+            raise ProxyUnavailableError(f"answer for {response.request_id}, expected {request.get('request_id')}")
+        return response
+
+    def _round_trip(self, request: dict) -> GatewayResponse:
+        sock = self._connection()
+        sock.sendall(encode_frame(request))
+        return GatewayResponse.model_validate(recv_frame(sock))
+
+    def _connection(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock.settimeout(self.response_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
+        return self._sock
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass

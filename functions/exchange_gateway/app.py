@@ -8,7 +8,6 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.kafka_event import KafkaEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from clearing.services.exchange_gateway import (
     ExchangeBoundRecord,
     ExchangeProxy,

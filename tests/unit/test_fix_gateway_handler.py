@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from clearing.fix.gateway_protocol import GatewayResponse, GatewayStatus, parse_request
 from clearing.services import exchange_gateway as service
 from clearing.services.exchange_gateway import ConfigurationError, ProxyUnavailableError
@@ -19,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_handler():
-    spec = importlib.util.spec_from_file_location("exchange_gateway_app", ROOT / "functions/exchange_gateway/app.py")
+    spec = importlib.util.spec_from_file_location(
+        "exchange_gateway_app", ROOT / "functions/exchange_gateway/app.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -56,7 +57,9 @@ class FakeProxy:
             return GatewayResponse(request_id=request_id, status=GatewayStatus.DUPLICATE, msg_seq_num=1)
         parse_request(request)  # what reaches the proxy must be a valid request
         self.sent.append(request)
-        return GatewayResponse(request_id=request_id, status=GatewayStatus.SENT, msg_seq_num=len(self.sent) + 1)
+        return GatewayResponse(
+            request_id=request_id, status=GatewayStatus.SENT, msg_seq_num=len(self.sent) + 1
+        )
 
 
 def event(name: str) -> dict:
@@ -89,7 +92,14 @@ def test_exchange_orders_become_new_order_singles_with_deterministic_cl_ord_id()
 
     summary = app.lambda_handler(event("exchange_gateway_orders.json"), LambdaContext(), proxy=proxy)
 
-    assert summary == {"sent": 2, "duplicates": 0, "rejected": 0, "skipped": 0, "trade_reports": 0, "orders": 2}
+    assert summary == {
+        "sent": 2,
+        "duplicates": 0,
+        "rejected": 0,
+        "skipped": 0,
+        "trade_reports": 0,
+        "orders": 2,
+    }
     assert [(r["kind"], r["cl_ord_id"], r["order_type"]) for r in proxy.sent] == [
         ("NEW_ORDER", "MBR04:C-000101", "LIMIT"),
         ("NEW_ORDER", "MBR01:C-000102", "MARKET"),
@@ -134,8 +144,11 @@ def test_proxy_rejection_is_counted_not_retried():
 
 def test_internal_orders_are_skipped_and_cancels_become_cancel_requests():
     evt = with_value(event("exchange_gateway_orders.json"), 0, lambda v: v.update(route="INTERNAL"))
-    evt = with_value(evt, 1, lambda v: v.update(action="CANCEL", client_order_id="C-000103",
-                                                orig_client_order_id="C-000102"))
+    evt = with_value(
+        evt,
+        1,
+        lambda v: v.update(action="CANCEL", client_order_id="C-000103", orig_client_order_id="C-000102"),
+    )
     proxy = FakeProxy()
 
     summary = app.lambda_handler(evt, LambdaContext(), proxy=proxy)
@@ -164,6 +177,10 @@ def test_settings_are_read_from_the_environment(monkeypatch):
     try:
         client = service.default_exchange_proxy()
         assert (client.host, client.port, client.connect_timeout, client.response_timeout) == (
-            "proxy.nlb.internal", 9000, 2.0, 3.5)
+            "proxy.nlb.internal",
+            9000,
+            2.0,
+            3.5,
+        )
     finally:
         service.default_exchange_proxy.cache_clear()

@@ -7,8 +7,6 @@ import socket
 import struct
 
 import pytest
-from pydantic import ValidationError
-
 from clearing.fix.gateway_protocol import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -20,6 +18,8 @@ from clearing.fix.gateway_protocol import (
     read_frame,
     recv_frame,
 )
+from pydantic import ValidationError
+
 from tests.unit.test_fix_messages import ORDER, TRADE
 
 

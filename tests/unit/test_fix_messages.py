@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import simplefix
-
 from clearing.fix import messages as fix
 from clearing.fix.gateway_protocol import parse_request
 
 TRADE = {
-    "request_id": "T-0-41-0", "kind": "TRADE_REPORT", "trade_report_id": "T-0-41-0", "symbol": "ACME",
-    "price": "125.40", "quantity": 100, "trade_date": "2026-11-24", "executed_at": "2026-11-24T14:30:00.123Z",
+    "request_id": "T-0-41-0",
+    "kind": "TRADE_REPORT",
+    "trade_report_id": "T-0-41-0",
+    "symbol": "ACME",
+    "price": "125.40",
+    "quantity": 100,
+    "trade_date": "2026-11-24",
+    "executed_at": "2026-11-24T14:30:00.123Z",
     "aggressor": "BUY",
     "buy": {"member_id": "MBR01", "account": "MBR01-HOUSE", "order_id": "MBR01:C-000001"},
     "sell": {"member_id": "MBR02", "account": "MBR02-CLIENT", "order_id": "MBR02:C-000007"},
 }
 ORDER = {
-    "request_id": "MBR04:C-000101", "kind": "NEW_ORDER", "cl_ord_id": "MBR04:C-000101", "member_id": "MBR04",
-    "account": "MBR04-HOUSE", "symbol": "GLOBX", "side": "SELL", "quantity": 500, "order_type": "LIMIT",
-    "price": "48.10", "time_in_force": "DAY", "sent_at": "2026-11-24T14:31:02.001Z",
+    "request_id": "MBR04:C-000101",
+    "kind": "NEW_ORDER",
+    "cl_ord_id": "MBR04:C-000101",
+    "member_id": "MBR04",
+    "account": "MBR04-HOUSE",
+    "symbol": "GLOBX",
+    "side": "SELL",
+    "quantity": 500,
+    "order_type": "LIMIT",
+    "price": "48.10",
+    "time_in_force": "DAY",
+    "sent_at": "2026-11-24T14:31:02.001Z",
 }
 
 
@@ -49,7 +63,13 @@ def test_new_order_single_maps_side_type_and_time_in_force():
 
     assert msg.get(35) == b"D"
     assert msg.get(11) == b"MBR04:C-000101"
-    assert (msg.get(54), msg.get(40), msg.get(44), msg.get(59), msg.get(38)) == (b"2", b"2", b"48.10", b"0", b"500")
+    assert (msg.get(54), msg.get(40), msg.get(44), msg.get(59), msg.get(38)) == (
+        b"2",
+        b"2",
+        b"48.10",
+        b"0",
+        b"500",
+    )
 
 
 def test_market_order_has_no_price():
@@ -63,9 +83,24 @@ def test_market_order_has_no_price():
 
 def test_execution_report_is_decoded_to_names_and_numbers():
     report = fix.new_message(fix.EXECUTION_REPORT)
-    for tag, value in ((49, "EXCHANGE"), (56, "CLEARHOUSE"), (34, 7), (11, "MBR04:C-000101"), (37, "O-1"),
-                       (17, "X-2"), (150, "F"), (39, "2"), (55, "GLOBX"), (54, "2"), (38, 500), (32, 500),
-                       (31, "48.10"), (151, 0), (14, 500), (6, "48.10")):
+    for tag, value in (
+        (49, "EXCHANGE"),
+        (56, "CLEARHOUSE"),
+        (34, 7),
+        (11, "MBR04:C-000101"),
+        (37, "O-1"),
+        (17, "X-2"),
+        (150, "F"),
+        (39, "2"),
+        (55, "GLOBX"),
+        (54, "2"),
+        (38, 500),
+        (32, 500),
+        (31, "48.10"),
+        (151, 0),
+        (14, 500),
+        (6, "48.10"),
+    ):
         report.append_pair(tag, value)
 
     record = fix.decode_exchange_message(reparse(report))
@@ -73,7 +108,12 @@ def test_execution_report_is_decoded_to_names_and_numbers():
     assert record["msg_type"] == "ExecutionReport"
     assert record["request_id"] == "MBR04:C-000101"
     assert (record["exec_type"], record["ord_status"], record["side"]) == ("TRADE", "FILLED", "SELL")
-    assert (record["last_qty"], record["last_px"], record["cum_qty"], record["leaves_qty"]) == (500, "48.10", 500, 0)
+    assert (record["last_qty"], record["last_px"], record["cum_qty"], record["leaves_qty"]) == (
+        500,
+        "48.10",
+        500,
+        0,
+    )
     assert record["fields"]["150"] == "F"
     assert not fix.is_rejection(record)
 

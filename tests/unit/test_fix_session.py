@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import simplefix
-
 from clearing.fix import messages as fix
 from clearing.fix.session import FixSession, SessionApplication, SessionConfig
 from clearing.fix.store import MemorySessionStore
@@ -76,7 +75,9 @@ async def drive(inbound: list[bytes], store=None, *, settle: float = 0.05, befor
     """Run an initiator session against scripted exchange bytes; return (session, writer, app)."""
     store = store or MemorySessionStore()
     app = Recorder()
-    session = FixSession(SessionConfig("CLEARHOUSE", "EXCHANGE", heartbeat_interval=30), store, app, initiator=True)
+    session = FixSession(
+        SessionConfig("CLEARHOUSE", "EXCHANGE", heartbeat_interval=30), store, app, initiator=True
+    )
     reader = asyncio.StreamReader()
     writer = FakeWriter()
     task = asyncio.create_task(session.run(reader, writer))  # type: ignore[arg-type]
@@ -94,11 +95,15 @@ async def drive(inbound: list[bytes], store=None, *, settle: float = 0.05, befor
 
 
 def test_logon_then_in_order_messages_reach_the_application():
-    state, session, writer, app = asyncio.run(drive([
-        exchange_msg(fix.logon(30), 1),
-        exchange_msg(execution("A"), 2),
-        exchange_msg(execution("B"), 3),
-    ]))
+    state, session, writer, app = asyncio.run(
+        drive(
+            [
+                exchange_msg(fix.logon(30), 1),
+                exchange_msg(execution("A"), 2),
+                exchange_msg(execution("B"), 3),
+            ]
+        )
+    )
 
     assert writer.types()[0] == b"A"
     assert state == "LOGGED_ON"
@@ -109,14 +114,18 @@ def test_logon_then_in_order_messages_reach_the_application():
 def test_gap_sends_one_resend_request_and_gap_fill_resumes():
     # Given the exchange skips 2..3, when 4 and 5 arrive, then one ResendRequest(2, 0) goes out and
     # nothing is delivered until the gap is filled; then the resent 4 and 5 come in order.
-    state, session, writer, app = asyncio.run(drive([
-        exchange_msg(fix.logon(30), 1),
-        exchange_msg(execution("D"), 4),
-        exchange_msg(execution("E"), 5),
-        exchange_msg(fix.sequence_reset_gap_fill(4), 2, poss_dup=True),
-        exchange_msg(execution("D"), 4, poss_dup=True),
-        exchange_msg(execution("E"), 5, poss_dup=True),
-    ]))
+    state, session, writer, app = asyncio.run(
+        drive(
+            [
+                exchange_msg(fix.logon(30), 1),
+                exchange_msg(execution("D"), 4),
+                exchange_msg(execution("E"), 5),
+                exchange_msg(fix.sequence_reset_gap_fill(4), 2, poss_dup=True),
+                exchange_msg(execution("D"), 4, poss_dup=True),
+                exchange_msg(execution("E"), 5, poss_dup=True),
+            ]
+        )
+    )
 
     resend_requests = [m for m in writer.sent if m.get(35) == fix.RESEND_REQUEST]
     assert len(resend_requests) == 1
@@ -175,11 +184,15 @@ def test_seqnum_too_low_without_possdup_logs_out():
 
 
 def test_possdup_below_expected_is_ignored():
-    state, session, writer, app = asyncio.run(drive([
-        exchange_msg(fix.logon(30), 1),
-        exchange_msg(execution("A"), 2),
-        exchange_msg(execution("A"), 2, poss_dup=True),
-    ]))
+    state, session, writer, app = asyncio.run(
+        drive(
+            [
+                exchange_msg(fix.logon(30), 1),
+                exchange_msg(execution("A"), 2),
+                exchange_msg(execution("A"), 2, poss_dup=True),
+            ]
+        )
+    )
 
     assert [m.get(11) for m in app.messages] == [b"A"]
     assert state == "LOGGED_ON"
@@ -203,10 +216,14 @@ def test_application_failure_leaves_the_message_to_be_resent():
 
 
 def test_test_request_is_answered_with_its_id():
-    state, session, writer, app = asyncio.run(drive([
-        exchange_msg(fix.logon(30), 1),
-        exchange_msg(fix.test_request("PING-1"), 2),
-    ]))
+    state, session, writer, app = asyncio.run(
+        drive(
+            [
+                exchange_msg(fix.logon(30), 1),
+                exchange_msg(fix.test_request("PING-1"), 2),
+            ]
+        )
+    )
 
     heartbeat = writer.sent[-1]
     assert (heartbeat.get(35), heartbeat.get(112)) == (fix.HEARTBEAT, b"PING-1")

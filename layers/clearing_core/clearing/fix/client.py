@@ -25,7 +25,9 @@ class ProxyUnavailableError(Exception):
 
 
 class ProxyClient:
-    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0, response_timeout: float = 5.0) -> None:
+    def __init__(
+        self, host: str, port: int, *, connect_timeout: float = 2.0, response_timeout: float = 5.0
+    ) -> None:
         self.host, self.port = host, port
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
@@ -49,7 +51,9 @@ class ProxyClient:
             raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
         if response.request_id is not None and response.request_id != request.get("request_id"):
             self.close()
-            raise ProxyUnavailableError(f"answer for {response.request_id}, expected {request.get('request_id')}")
+            raise ProxyUnavailableError(
+                f"answer for {response.request_id}, expected {request.get('request_id')}"
+            )
         return response
 
     def _round_trip(self, request: dict) -> GatewayResponse:

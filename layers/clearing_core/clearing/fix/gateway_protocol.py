@@ -155,7 +155,9 @@ GatewayRequest = Annotated[
 _REQUEST_ADAPTER: TypeAdapter[Any] = TypeAdapter(GatewayRequest)
 
 
-def parse_request(payload: dict[str, Any]) -> TradeReportRequest | NewOrderRequest | CancelOrderRequest | ReplaceOrderRequest:
+def parse_request(
+    payload: dict[str, Any],
+) -> TradeReportRequest | NewOrderRequest | CancelOrderRequest | ReplaceOrderRequest:
     """Validate a request frame's JSON (raises pydantic.ValidationError)."""
     return _REQUEST_ADAPTER.validate_python(payload)
 

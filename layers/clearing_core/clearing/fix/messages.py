@@ -181,8 +181,12 @@ def order_cancel_replace_request(replace: Any) -> simplefix.FixMessage:
 # ------------------------------------------------------------------ administrative messages
 
 
-def logon(heartbeat_interval: int, username: str | None = None, password: str | None = None,
-          reset_seq_num: bool = False) -> simplefix.FixMessage:
+def logon(
+    heartbeat_interval: int,
+    username: str | None = None,
+    password: str | None = None,
+    reset_seq_num: bool = False,
+) -> simplefix.FixMessage:
     msg = new_message(LOGON)
     msg.append_pair(98, "0")  # EncryptMethod none (TLS is the transport's job)
     msg.append_pair(108, heartbeat_interval)
@@ -229,7 +233,9 @@ def logout(text: str | None = None) -> simplefix.FixMessage:
     return msg
 
 
-def session_reject(ref_seq_num: int, ref_msg_type: bytes | None, reason: int, text: str) -> simplefix.FixMessage:
+def session_reject(
+    ref_seq_num: int, ref_msg_type: bytes | None, reason: int, text: str
+) -> simplefix.FixMessage:
     msg = new_message(REJECT)
     msg.append_pair(45, ref_seq_num)
     if ref_msg_type:
@@ -239,8 +245,9 @@ def session_reject(ref_seq_num: int, ref_msg_type: bytes | None, reason: int, te
     return msg
 
 
-def business_message_reject(ref_seq_num: int, ref_msg_type: bytes, ref_id: str | None, reason: int,
-                            text: str) -> simplefix.FixMessage:
+def business_message_reject(
+    ref_seq_num: int, ref_msg_type: bytes, ref_id: str | None, reason: int, text: str
+) -> simplefix.FixMessage:
     msg = new_message(BUSINESS_MESSAGE_REJECT)
     msg.append_pair(45, ref_seq_num)
     msg.append_pair(372, ref_msg_type)

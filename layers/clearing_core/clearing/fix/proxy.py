@@ -110,7 +110,9 @@ class AlarmMetrics:
 
     def exchange_rejected(self, msg_type: str) -> None:
         self.counts[msg_type] = self.counts.get(msg_type, 0) + 1
-        with single_metric(name="ExchangeRejects", unit=MetricUnit.Count, value=1, namespace=self.namespace) as m:
+        with single_metric(
+            name="ExchangeRejects", unit=MetricUnit.Count, value=1, namespace=self.namespace
+        ) as m:
             m.add_dimension(name="service", value="fix_proxy")
             m.add_dimension(name="msg_type", value=msg_type)
 
@@ -186,9 +188,13 @@ class FixProxy:
         self._session_task = asyncio.create_task(self._keep_session(), name="fix-session")
         self.log.info(
             "FIX proxy started",
-            extra={"gateway_port": self.gateway_port, "health_port": self.health_port,
-                   "exchange": f"{self.exchange_host}:{self.exchange_port}",
-                   "next_sender_seq": self.store.next_sender_seq, "next_target_seq": self.store.next_target_seq},
+            extra={
+                "gateway_port": self.gateway_port,
+                "health_port": self.health_port,
+                "exchange": f"{self.exchange_host}:{self.exchange_port}",
+                "next_sender_seq": self.store.next_sender_seq,
+                "next_target_seq": self.store.next_target_seq,
+            },
         )
 
     async def stop(self) -> None:
@@ -264,8 +270,11 @@ class FixProxy:
         if seq is not None:
             return self._answer(request.request_id, GatewayStatus.DUPLICATE, seq)
         if self._stopping.is_set() or not self.session.logged_on:
-            return self._answer(request.request_id, GatewayStatus.UNAVAILABLE,
-                                reason=f"FIX session {self.session.state.value}")
+            return self._answer(
+                request.request_id,
+                GatewayStatus.UNAVAILABLE,
+                reason=f"FIX session {self.session.state.value}",
+            )
         try:
             seq = self.session.send_application(build_fix_message(request), request.request_id)
         except SessionNotLoggedOn as exc:
@@ -273,12 +282,20 @@ class FixProxy:
         await self.session.drain()
         return self._answer(request.request_id, GatewayStatus.SENT, seq)
 
-    def _answer(self, request_id: str | None, status: GatewayStatus, seq: int | None = None,
-                reason: str | None = None) -> GatewayResponse:
+    def _answer(
+        self, request_id: str | None, status: GatewayStatus, seq: int | None = None, reason: str | None = None
+    ) -> GatewayResponse:
         self.requests[status.value] += 1
         if status is not GatewayStatus.SENT:
-            self.log.info("gateway request answered", extra={"request_id": request_id, "status": status.value,
-                                                           "msg_seq_num": seq, "reason": reason})
+            self.log.info(
+                "gateway request answered",
+                extra={
+                    "request_id": request_id,
+                    "status": status.value,
+                    "msg_seq_num": seq,
+                    "reason": reason,
+                },
+            )
         return GatewayResponse(request_id=request_id, status=status, msg_seq_num=seq, reason=reason)
 
     async def _serve_gateway_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -287,7 +304,9 @@ class FixProxy:
                 try:
                     payload = await read_frame(reader)
                 except FrameError as exc:
-                    response = GatewayResponse(request_id=None, status=GatewayStatus.REJECTED, reason=str(exc))
+                    response = GatewayResponse(
+                        request_id=None, status=GatewayStatus.REJECTED, reason=str(exc)
+                    )
                     writer.write(encode_frame(response.model_dump(mode="json")))
                     break
                 if payload is None:
@@ -316,13 +335,16 @@ class FixProxy:
 
     async def _serve_health_check(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            with contextlib.suppress(
+                asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError
+            ):
                 await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
             body = json.dumps(self.health()).encode()
             status = "200 OK" if self.session.logged_on else "503 Service Unavailable"
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n".encode() + body
+                f"Connection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
         except ConnectionError:
@@ -331,8 +353,9 @@ class FixProxy:
             writer.close()
 
 
-def build_proxy(settings: ProxySettings, *, publisher: ExecutionPublisher | None = None,
-                logger: Any = None) -> FixProxy:
+def build_proxy(
+    settings: ProxySettings, *, publisher: ExecutionPublisher | None = None, logger: Any = None
+) -> FixProxy:
     """Composition root of the proxy container."""
     log = logger or Logger(service="fix_proxy")
     session_config = SessionConfig(
@@ -342,7 +365,9 @@ def build_proxy(settings: ProxySettings, *, publisher: ExecutionPublisher | None
         username=settings.fix_username,
         password=resolve_password(settings),
     )
-    store = FileSessionStore(settings.fix_store_dir, session_config.session_id, fsync=settings.fix_store_fsync)
+    store = FileSessionStore(
+        settings.fix_store_dir, session_config.session_id, fsync=settings.fix_store_fsync
+    )
     if publisher is None:
         if settings.kafka_bootstrap_servers:
             publisher = KafkaExecutionPublisher(settings.kafka_bootstrap_servers, settings.executions_topic)

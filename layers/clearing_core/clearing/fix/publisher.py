@@ -51,8 +51,9 @@ class LogExecutionPublisher:
 
 
 class KafkaExecutionPublisher:
-    def __init__(self, bootstrap_servers: str, topic: str, *, send_timeout: float = 10.0,
-                 client_id: str = "fix-proxy") -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, *, send_timeout: float = 10.0, client_id: str = "fix-proxy"
+    ) -> None:
         self.topic = topic
         self._bootstrap = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
         self._send_timeout = send_timeout
@@ -83,4 +84,6 @@ class KafkaExecutionPublisher:
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, lambda: (producer.flush(5), producer.close(5)))
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: (producer.flush(5), producer.close(5))
+            )

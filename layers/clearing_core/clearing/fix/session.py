@@ -119,9 +119,16 @@ class FixSession:
         self.answer_test_requests = True
         # Counters for tests, health and logs.
         self.stats: dict[str, int] = {
-            "logons": 0, "heartbeats_sent": 0, "test_requests_sent": 0, "resend_requests_sent": 0,
-            "resend_requests_received": 0, "messages_resent": 0, "gap_fills_sent": 0, "gap_fills_received": 0,
-            "rejects_received": 0, "heartbeat_timeouts": 0,
+            "logons": 0,
+            "heartbeats_sent": 0,
+            "test_requests_sent": 0,
+            "resend_requests_sent": 0,
+            "resend_requests_received": 0,
+            "messages_resent": 0,
+            "gap_fills_sent": 0,
+            "gap_fills_received": 0,
+            "rejects_received": 0,
+            "heartbeat_timeouts": 0,
         }
         self.sent_log: list[bytes] = []  # MsgTypes written, newest last (bounded)
         self.received_log: list[bytes] = []
@@ -234,8 +241,14 @@ class FixSession:
         if len(self.sent_log) > 2000:
             del self.sent_log[:1000]
 
-    def _stamp_header(self, msg: simplefix.FixMessage, seq: int, *, poss_dup: bool = False,
-                      orig_sending_time: bytes | None = None) -> None:
+    def _stamp_header(
+        self,
+        msg: simplefix.FixMessage,
+        seq: int,
+        *,
+        poss_dup: bool = False,
+        orig_sending_time: bytes | None = None,
+    ) -> None:
         msg.append_pair(49, self.config.sender_comp_id, header=True)
         msg.append_pair(56, self.config.target_comp_id, header=True)
         msg.append_pair(34, seq, header=True)
@@ -388,7 +401,10 @@ class FixSession:
         self.send_resend_request(expected, 0)
 
     def _maybe_resend_complete(self) -> None:
-        if self._resend_requested_through is not None and self.store.next_target_seq > self._resend_requested_through:
+        if (
+            self._resend_requested_through is not None
+            and self.store.next_target_seq > self._resend_requested_through
+        ):
             self._resend_requested_through = None
 
     def _send_logout_and_end(self, text: str) -> None:
@@ -418,7 +434,10 @@ class FixSession:
                 if now - pending[1] >= interval:
                     self.stats["heartbeat_timeouts"] += 1
                     raise SessionTerminated(f"TestRequest {pending[0]} unanswered: heartbeat timeout")
-            elif self.heartbeats_enabled and now - self._last_received >= interval * self.config.test_request_factor:
+            elif (
+                self.heartbeats_enabled
+                and now - self._last_received >= interval * self.config.test_request_factor
+            ):
                 self._test_request_counter += 1
                 test_req_id = f"TEST-{self._test_request_counter}"
                 self.stats["test_requests_sent"] += 1

@@ -59,8 +59,12 @@ class ExchangeSimulator:
         self.config = SessionConfig(sender_comp_id, target_comp_id, heartbeat_interval=heartbeat_interval)
         self.store = store or MemorySessionStore()
         self.session = FixSession(
-            self.config, self.store, _ExchangeMatching(self), initiator=False,
-            validate_logon=self._validate_logon, logger=self.log,
+            self.config,
+            self.store,
+            _ExchangeMatching(self),
+            initiator=False,
+            validate_logon=self._validate_logon,
+            logger=self.log,
         )
         self._addr = (host, port)
         self._control_addr = (host, control_port) if control_port is not None else None
@@ -110,7 +114,10 @@ class ExchangeSimulator:
         await self.session.run(reader, writer)
 
     def _validate_logon(self, msg: simplefix.FixMessage) -> str | None:
-        if msg.get(49) != self.config.target_comp_id.encode() or msg.get(56) != self.config.sender_comp_id.encode():
+        if (
+            msg.get(49) != self.config.target_comp_id.encode()
+            or msg.get(56) != self.config.sender_comp_id.encode()
+        ):
             return "unknown CompID pair"
         if self.password is not None and msg.get(554) != self.password.encode():
             return "bad password"
@@ -188,21 +195,45 @@ class ExchangeSimulator:
         elif msg_type == fix.TRADE_CAPTURE_REPORT:
             session.send_admin(self._trade_capture_ack(msg, accepted=True))
         else:
-            session.send_admin(fix.business_message_reject(
-                fix.seq_num_of(msg), msg_type, None, 3, "unsupported message type"))
+            session.send_admin(
+                fix.business_message_reject(
+                    fix.seq_num_of(msg), msg_type, None, 3, "unsupported message type"
+                )
+            )
 
     def _fill_order(self, session: FixSession, order: simplefix.FixMessage) -> None:
         qty = int(order.get(38) or 0)
         price = (order.get(44) or MARKET_FILL_PRICE.encode()).decode()
         order_id = f"O-{next(self._ids)}"
-        session.send_admin(self._execution_report(order, exec_type="0", ord_status="0", leaves=qty, cum=0,
-                                                  order_id=order_id))
-        session.send_admin(self._execution_report(order, exec_type="F", ord_status="2", leaves=0, cum=qty,
-                                                  order_id=order_id, last_qty=qty, last_px=price))
+        session.send_admin(
+            self._execution_report(order, exec_type="0", ord_status="0", leaves=qty, cum=0, order_id=order_id)
+        )
+        session.send_admin(
+            self._execution_report(
+                order,
+                exec_type="F",
+                ord_status="2",
+                leaves=0,
+                cum=qty,
+                order_id=order_id,
+                last_qty=qty,
+                last_px=price,
+            )
+        )
 
-    def _execution_report(self, order: simplefix.FixMessage, *, exec_type: str, ord_status: str, leaves: int,
-                          cum: int, order_id: str | None = None, last_qty: int = 0,
-                          last_px: str | None = None, text: str | None = None) -> simplefix.FixMessage:
+    def _execution_report(
+        self,
+        order: simplefix.FixMessage,
+        *,
+        exec_type: str,
+        ord_status: str,
+        leaves: int,
+        cum: int,
+        order_id: str | None = None,
+        last_qty: int = 0,
+        last_px: str | None = None,
+        text: str | None = None,
+    ) -> simplefix.FixMessage:
         report = fix.new_message(fix.EXECUTION_REPORT)
         report.append_pair(37, order_id or f"O-{next(self._ids)}")
         report.append_pair(11, order.get(11) or b"")
@@ -228,8 +259,9 @@ class ExchangeSimulator:
             report.append_pair(58, text)
         return report
 
-    def _trade_capture_ack(self, report: simplefix.FixMessage, *, accepted: bool,
-                           text: str | None = None) -> simplefix.FixMessage:
+    def _trade_capture_ack(
+        self, report: simplefix.FixMessage, *, accepted: bool, text: str | None = None
+    ) -> simplefix.FixMessage:
         ack = fix.new_message(fix.TRADE_CAPTURE_REPORT_ACK)
         ack.append_pair(571, report.get(571) or b"")
         ack.append_pair(1003, f"XT-{next(self._ids)}")  # the exchange's own trade id
@@ -255,8 +287,9 @@ class ExchangeSimulator:
         elif msg_type == fix.TRADE_CAPTURE_REPORT:
             session.send_admin(self._trade_capture_ack(msg, accepted=False, text=text))
         else:
-            session.send_admin(self._execution_report(msg, exec_type="8", ord_status="8", leaves=0, cum=0,
-                                                      text=text))
+            session.send_admin(
+                self._execution_report(msg, exec_type="8", ord_status="8", leaves=0, cum=0, text=text)
+            )
 
     # ------------------------------------------------------------------ control channel
 
@@ -274,7 +307,9 @@ class ExchangeSimulator:
             elif verb == "skip":
                 self.skip_sequence_numbers(int(args[0]) if args else 1)
             elif verb == "reject":
-                self.reject_next(args[0] if args else "session", " ".join(args[1:]) or "rejected by simulator")
+                self.reject_next(
+                    args[0] if args else "session", " ".join(args[1:]) or "rejected by simulator"
+                )
             elif verb == "silence":
                 self.stop_heartbeats()
             elif verb == "resume":
@@ -310,4 +345,3 @@ async def run_simulator(simulator: ExchangeSimulator) -> None:
     await simulator.start()
     await stop.wait()
     await simulator.stop()
-

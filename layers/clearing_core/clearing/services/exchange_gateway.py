@@ -155,8 +155,11 @@ def _order_request(order: dict[str, Any]) -> dict[str, Any] | None:
         "quantity": order["quantity"],
         "sent_at": order["sent_at"],
     }
-    priced = {"order_type": order.get("type"), "price": order.get("price"),
-              "time_in_force": order.get("time_in_force") or "DAY"}
+    priced = {
+        "order_type": order.get("type"),
+        "price": order.get("price"),
+        "time_in_force": order.get("time_in_force") or "DAY",
+    }
     action = order.get("action", "NEW")
     if action == "NEW":
         return {"kind": "NEW_ORDER", **common, **priced}
@@ -192,8 +195,9 @@ def exchange_request_for(topic: str, value: bytes) -> dict[str, Any] | None:
         raise UnroutableRecord(f"invalid {request['kind']}: {exc.errors()[0]['msg']}") from exc
 
 
-def forward_to_exchange(records: Iterable[ExchangeBoundRecord], proxy: ExchangeProxy,
-                        log: Any = None) -> GatewayOutcome:
+def forward_to_exchange(
+    records: Iterable[ExchangeBoundRecord], proxy: ExchangeProxy, log: Any = None
+) -> GatewayOutcome:
     """Send the batch's exchange requests in order; ProxyUnavailableError stops and propagates."""
     outcome = GatewayOutcome()
     for record in records:
@@ -202,8 +206,10 @@ def forward_to_exchange(records: Iterable[ExchangeBoundRecord], proxy: ExchangeP
         except UnroutableRecord as exc:
             outcome.rejected.append({"position": record.position, "reason": str(exc)})
             if log is not None:
-                log.error("record cannot be sent to the exchange",
-                          extra={"position": record.position, "reason": str(exc)})
+                log.error(
+                    "record cannot be sent to the exchange",
+                    extra={"position": record.position, "reason": str(exc)},
+                )
             continue
         if request is None:
             outcome.skipped.append(record.position)
@@ -219,11 +225,18 @@ def forward_to_exchange(records: Iterable[ExchangeBoundRecord], proxy: ExchangeP
         elif response.status is GatewayStatus.DUPLICATE:
             outcome.duplicates.append(request_id)
         elif response.status is GatewayStatus.REJECTED:
-            outcome.rejected.append({"position": record.position, "request_id": request_id,
-                                     "reason": response.reason or "rejected by proxy"})
+            outcome.rejected.append(
+                {
+                    "position": record.position,
+                    "request_id": request_id,
+                    "reason": response.reason or "rejected by proxy",
+                }
+            )
             if log is not None:
-                log.error("proxy rejected the request",
-                          extra={"position": record.position, "request_id": request_id, "reason": response.reason})
+                log.error(
+                    "proxy rejected the request",
+                    extra={"position": record.position, "request_id": request_id, "reason": response.reason},
+                )
         else:  # an adapter that returns UNAVAILABLE instead of raising
             raise ProxyUnavailableError(f"{request_id}: {response.reason}")
     return outcome

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from clearing.local.processes import free_port as _free_port
 from clearing.local.processes import stop_pid
 

@@ -8,11 +8,10 @@ import time
 import uuid
 from pathlib import Path
 
-from kafka import KafkaProducer
-
 from clearing.local.broker import create_topics
 from clearing.local.config import RuntimeConfig
 from clearing.local.runtime import LocalRuntime
+from kafka import KafkaProducer
 
 APP_DIR = Path(__file__).parent / "esm_app"
 

@@ -8,8 +8,8 @@ import time
 from collections import defaultdict
 
 import pytest
-
 from clearing.local.esm import read_supervisor_state, read_worker_states
+
 from tests.integration.esm_support import EsmHarness
 
 pytestmark = [pytest.mark.integration]

@@ -124,7 +124,12 @@ class LocalRuntime:
     def bootstrap(self) -> None:
         """Topics, tables and reference data (idempotent)."""
         from clearing.local.broker import create_topics
-        from clearing.local.dynamodb import create_tables, dynamodb_resource, seed_reference_data, wait_for_dynamodb
+        from clearing.local.dynamodb import (
+            create_tables,
+            dynamodb_resource,
+            seed_reference_data,
+            wait_for_dynamodb,
+        )
         from clearing.topics import TOPICS
 
         topics = {t: self.config.partitions_for(t) for t in [*TOPICS, *self.config.extra_topics]}

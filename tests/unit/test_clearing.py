@@ -21,6 +21,8 @@ from clearing.domain.clearing import (
     settlement_date,
 )
 from clearing.domain.refdata import load_bundled_reference_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 REFDATA = load_bundled_reference_data()
 HOLIDAYS = REFDATA.holidays
@@ -181,6 +183,9 @@ class TestRejections:
             (lambda t: t.update(price="abc"), clearing.MALFORMED_TRADE),
             (lambda t: t.update(price=None, price_ticks=None), clearing.MALFORMED_TRADE),
             (lambda t: t.update(price_ticks=-5, price=None), clearing.MALFORMED_TRADE),
+            (lambda t: t.update(trade_date="9999-12-31"), clearing.MALFORMED_TRADE),  # no date after it
+            (lambda t: t.update(quantity=10**30), clearing.MALFORMED_TRADE),  # notional out of range
+            (lambda t: t.update(price="1E+40", price_ticks=None), clearing.MALFORMED_TRADE),
         ],
     )
     def test_reason_codes(self, mutate, code):
@@ -241,3 +246,48 @@ class TestPositions:
             ("MBR01", "MBR01-HOUSE", "ACME", date(2026, 11, 25)),
             ("MBR03", "MBR03-CLIENT", "ACME", date(2026, 11, 25)),
         }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(  # fields of a valid trade replaced by anything
+        {},
+        optional={
+            "trade_id": st.one_of(st.text(max_size=5), st.integers(), st.none()),
+            "symbol": st.one_of(st.sampled_from(["ACME", "UMBR", "NOPE"]), st.integers(), st.none()),
+            "price_ticks": st.one_of(
+                st.integers(-(10**40), 10**40), st.text(max_size=4), st.none(), st.booleans()
+            ),
+            "price": st.one_of(
+                st.decimals(allow_nan=True, allow_infinity=True).map(str),
+                st.text(max_size=6),
+                st.floats(),
+                st.none(),
+            ),
+            "quantity": st.one_of(
+                st.integers(-(10**40), 10**40), st.floats(), st.text(max_size=3), st.none()
+            ),
+            "trade_date": st.one_of(st.dates().map(str), st.text(max_size=10), st.integers(), st.none()),
+            "buy": st.one_of(
+                st.fixed_dictionaries(
+                    {"member_id": st.sampled_from(["MBR01", "X"]), "account": st.just("MBR01-HOUSE")}
+                ),
+                st.none(),
+                st.text(max_size=3),
+            ),
+            "sell": st.one_of(
+                st.fixed_dictionaries(
+                    {"member_id": st.sampled_from(["MBR05", ""]), "account": st.just("MBR05-HOUSE")}
+                ),
+                st.none(),
+                st.lists(st.integers(), max_size=2),
+            ),
+        },
+    )
+)
+def test_novate_never_raises_on_any_input(overrides):
+    raw = trade("T-0-41-0", "MBR01", "MBR05", 100, "125.40") | overrides
+    result = novate(raw, REFDATA)
+    assert isinstance(result, NovatedTrade | ClearingRejection)
+    if isinstance(result, NovatedTrade):
+        assert result.buy_leg.principal_cash + result.sell_leg.principal_cash == 0

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 from clearing.domain.refdata import Instrument, ReferenceData
 
@@ -208,7 +208,7 @@ class _TradeTerms:
     seller: tuple[str, str]
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -262,7 +262,8 @@ def _trade_price_ticks(terms: _TradeTerms, instrument: Instrument) -> int | str:
         return f"price {terms.price} is not on the {instrument.tick_size} tick grid"
     if terms.price_ticks is not None and from_price is not None and from_price != terms.price_ticks:
         return f"price {terms.price} disagrees with price_ticks {terms.price_ticks}"
-    return terms.price_ticks if terms.price_ticks is not None else from_price  # type: ignore[return-value]
+    ticks = terms.price_ticks if terms.price_ticks is not None else from_price
+    return ticks if ticks is not None else "no price"
 
 
 def _check_party(party: tuple[str, str], refdata: ReferenceData, trade_id: str) -> ClearingRejection | None:
@@ -324,22 +325,28 @@ def novate(trade: dict[str, Any], refdata: ReferenceData) -> NovatedTrade | Clea
     instrument = refdata.instruments.get(terms.symbol)
     if instrument is None:
         return ClearingRejection(terms.trade_id, UNKNOWN_SYMBOL, f"unknown symbol {terms.symbol}")
-    price_ticks = _trade_price_ticks(terms, instrument)
+    try:
+        price_ticks = _trade_price_ticks(terms, instrument)
+    except InvalidOperation:  # a price too large for the Decimal context
+        price_ticks = f"price {terms.price} out of range"
     if isinstance(price_ticks, str):
         return ClearingRejection(terms.trade_id, MALFORMED_TRADE, price_ticks)
     for party in (terms.buyer, terms.seller):
         rejection = _check_party(party, refdata, terms.trade_id)
         if rejection is not None:
             return rejection
-    settles = settlement_date(terms.trade_date, instrument.settlement_cycle_days, refdata.holidays)
-    return NovatedTrade(
-        trade_id=terms.trade_id,
-        symbol=terms.symbol,
-        trade_date=terms.trade_date,
-        settlement_date=settles,
-        buy_leg=_leg(terms, terms.buyer, BUY, price_ticks, instrument, settles, refdata),
-        sell_leg=_leg(terms, terms.seller, SELL, price_ticks, instrument, settles, refdata),
-    )
+    try:
+        settles = settlement_date(terms.trade_date, instrument.settlement_cycle_days, refdata.holidays)
+    except OverflowError:  # a trade date at the end of the calendar
+        return ClearingRejection(
+            terms.trade_id, MALFORMED_TRADE, f"no settlement date after {terms.trade_date}"
+        )
+    try:
+        buy_leg = _leg(terms, terms.buyer, BUY, price_ticks, instrument, settles, refdata)
+        sell_leg = _leg(terms, terms.seller, SELL, price_ticks, instrument, settles, refdata)
+    except InvalidOperation:  # notional beyond 28 significant digits: not a real trade
+        return ClearingRejection(terms.trade_id, MALFORMED_TRADE, "notional out of range")
+    return NovatedTrade(terms.trade_id, terms.symbol, terms.trade_date, settles, buy_leg, sell_leg)
 
 
 # --- positions -----------------------------------------------------------------------------

@@ -147,7 +147,7 @@ def test_resend_request_is_answered_with_possdup_copies_and_gap_fills():
         order = fix.new_message(fix.NEW_ORDER_SINGLE)
         order.append_pair(11, "MBR01:C-1")
         first = session.send_application(order, "MBR01:C-1")  # seq 2
-        session.send_admin(fix.heartbeat())  # seq 3, admin: gap-filled on resend
+        session.send(fix.heartbeat())  # seq 3, admin: gap-filled on resend
         order = fix.new_message(fix.NEW_ORDER_SINGLE)
         order.append_pair(11, "MBR01:C-2")
         second = session.send_application(order, "MBR01:C-2")  # seq 4

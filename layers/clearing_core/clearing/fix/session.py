@@ -215,8 +215,9 @@ class FixSession:
         """Advance our MsgSeqNum without sending (simulates lost messages; the peer must ask for them)."""
         self.store.set_next_sender_seq(self.store.next_sender_seq + count)
 
-    def send_admin(self, msg: simplefix.FixMessage) -> int:
-        return self._send(msg)
+    def send(self, msg: simplefix.FixMessage) -> int:
+        """Write any message now; application messages are stored so a ResendRequest can replay them."""
+        return self._send(msg, store=fix.msg_type_of(msg) not in fix.ADMIN_MSG_TYPES)
 
     # ------------------------------------------------------------------ sending
 

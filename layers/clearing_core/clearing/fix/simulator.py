@@ -188,14 +188,14 @@ class ExchangeSimulator:
         if msg_type == fix.NEW_ORDER_SINGLE:
             self._fill_order(session, msg)
         elif msg_type == fix.ORDER_CANCEL_REQUEST:
-            session.send_admin(self._execution_report(msg, exec_type="4", ord_status="4", leaves=0, cum=0))
+            session.send(self._execution_report(msg, exec_type="4", ord_status="4", leaves=0, cum=0))
         elif msg_type == fix.ORDER_CANCEL_REPLACE_REQUEST:
             qty = int(msg.get(38) or 0)
-            session.send_admin(self._execution_report(msg, exec_type="5", ord_status="0", leaves=qty, cum=0))
+            session.send(self._execution_report(msg, exec_type="5", ord_status="0", leaves=qty, cum=0))
         elif msg_type == fix.TRADE_CAPTURE_REPORT:
-            session.send_admin(self._trade_capture_ack(msg, accepted=True))
+            session.send(self._trade_capture_ack(msg, accepted=True))
         else:
-            session.send_admin(
+            session.send(
                 fix.business_message_reject(
                     fix.seq_num_of(msg), msg_type, None, 3, "unsupported message type"
                 )
@@ -205,10 +205,10 @@ class ExchangeSimulator:
         qty = int(order.get(38) or 0)
         price = (order.get(44) or MARKET_FILL_PRICE.encode()).decode()
         order_id = f"O-{next(self._ids)}"
-        session.send_admin(
+        session.send(
             self._execution_report(order, exec_type="0", ord_status="0", leaves=qty, cum=0, order_id=order_id)
         )
-        session.send_admin(
+        session.send(
             self._execution_report(
                 order,
                 exec_type="F",
@@ -280,14 +280,14 @@ class ExchangeSimulator:
         msg_type = fix.msg_type_of(msg)
         seq = fix.seq_num_of(msg)
         if how == "session":
-            session.send_admin(fix.session_reject(seq, msg_type, 99, text))
+            session.send(fix.session_reject(seq, msg_type, 99, text))
         elif how == "business":
             ref_id = (msg.get(571) or msg.get(11) or b"").decode("latin-1")
-            session.send_admin(fix.business_message_reject(seq, msg_type, ref_id, 0, text))
+            session.send(fix.business_message_reject(seq, msg_type, ref_id, 0, text))
         elif msg_type == fix.TRADE_CAPTURE_REPORT:
-            session.send_admin(self._trade_capture_ack(msg, accepted=False, text=text))
+            session.send(self._trade_capture_ack(msg, accepted=False, text=text))
         else:
-            session.send_admin(
+            session.send(
                 self._execution_report(msg, exec_type="8", ord_status="8", leaves=0, cum=0, text=text)
             )
 

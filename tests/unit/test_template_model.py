@@ -170,3 +170,35 @@ def test_the_real_template_has_the_pipeline_tables_and_functions():
     assert "orders.new" in fns["ValidateOrdersFunction"].topics
     assert tm.table_env_vars(tpl)["STATE_TABLE"] == "StateTable"
     assert tm.tables(tpl)["StateTable"].ttl_attribute == "expires_at"
+
+
+def test_conditions_resolve_if_and_drop_no_value(small):
+    tpl = {
+        "Parameters": {"Stage": {"Default": "dev"}, "Ids": {"Default": ""}},
+        "Conditions": {
+            "IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
+            "NotProd": {"Fn::Not": [{"Condition": "IsProd"}]},
+            "HasIds": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "Ids"}]}, ""]}]},
+        },
+    }
+    assert tm.conditions(tpl) == {"IsProd": False, "NotProd": True, "HasIds": False}
+    assert tm.conditions(tpl, {"Stage": "prod"})["IsProd"] is True
+    value = {
+        "Level": {"Fn::If": ["IsProd", "INFO", "DEBUG"]},
+        "Opt": {"Fn::If": ["IsProd", 1, {"Ref": "AWS::NoValue"}]},
+    }
+    assert tm.resolve(value, tm.parameter_values(tpl), tm.conditions(tpl)) == {"Level": "DEBUG"}
+
+
+def test_real_template_resolves_to_what_a_dev_deploy_gets():
+    fns = tm.functions(tm.load_template())
+    match = fns["MatchOrdersFunction"]
+    assert match.kafka_events[0].consumer_group_id == "clearing-dev-match-orders"
+    assert match.environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+    assert match.environment["KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM"
+    prod = tm.functions(tm.load_template(), {"Stage": "prod", "KafkaAuthMode": "SCRAM"})[
+        "MatchOrdersFunction"
+    ]
+    assert prod.environment["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    assert prod.environment["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert prod.kafka_events[0].consumer_group_id == "clearing-prod-match-orders"

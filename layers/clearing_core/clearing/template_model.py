@@ -3,6 +3,9 @@
 The local runtime (local event-source mappings, table creation in moto) and the tests use this
 module so that what runs locally is what the template deploys.
 
+`functions()` resolves parameters and conditions, so with the default parameters what it returns is
+what a dev deploy gets (e.g. ConsumerGroupId `clearing-dev-match-orders`, POWERTOOLS_LOG_LEVEL DEBUG).
+
 Functions:
 - `find_template(start=None) -> Path`: the template path; `$CLEARING_TEMPLATE` if set, else the first
   `template.yaml` found walking up from `start` (default: this file's folder, then the cwd).
@@ -11,8 +14,12 @@ Functions:
   `!If`, `!Select`, `!Split`, `!Join`, `!Equals`, `!Not`, `!And`, `!Or`, `!FindInMap`, `!Condition`,
   `!ImportValue`, `!Base64`, `!Cidr`, `!GetAZs`) turned into the long-form dicts.
 - `parameter_values(template, overrides=None) -> dict`: each parameter's Default, then `overrides`.
-- `resolve(value, parameters) -> Any`: replaces `{"Ref": <parameter>}` by the parameter's value (other
-  intrinsics are left as they are); ints and bools given as strings are left to the caller.
+- `conditions(template=None, parameters=None) -> dict[str, bool]`: the Conditions evaluated for the
+  parameter values (Equals/Not/And/Or/Condition over parameters).
+- `resolve(value, parameters, conditions=None) -> Any`: resolves `Fn::If` on known conditions (dropping
+  `AWS::NoValue`), replaces `{"Ref": <parameter>}` by the parameter's value and a
+  string `{"Fn::Sub": ...}` whose `${...}` names are all parameters by the substituted string (so
+  `!Sub clearing-${Stage}-match-orders` -> `clearing-dev-match-orders`); other intrinsics stay as written.
 - `functions(template=None, parameters=None) -> dict[str, LambdaFunction]`: every
   AWS::Serverless::Function by logical id, with CodeUri, Handler, the environment (Globals merged
   with the function's own) and its Kafka event sources, read from both forms:
@@ -31,6 +38,7 @@ Functions:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,7 @@ import yaml
 
 TEMPLATE_ENV = "CLEARING_TEMPLATE"
 KAFKA_EVENT_TYPES = ("MSK", "SelfManagedKafka")
+_SUB_VAR = re.compile(r"\$\{([A-Za-z0-9_:.]+)\}")
 
 # ----------------------------------------------------------------------------- YAML with CFN tags
 
@@ -120,15 +129,85 @@ def parameter_values(template: dict[str, Any] | None = None, overrides: dict[str
     return params
 
 
-def resolve(value: Any, parameters: dict[str, Any]) -> Any:
-    """Replace `{"Ref": <parameter>}` with the parameter's value, recursively; other intrinsics stay."""
+_NO_VALUE = object()
+
+
+def resolve(value: Any, parameters: dict[str, Any], conditions: dict[str, bool] | None = None) -> Any:
+    """Replace parameter Refs, parameter-only Subs and (given `conditions`) Fn::If, recursively."""
+    result = _resolve(value, parameters, conditions or {})
+    return None if result is _NO_VALUE else result
+
+
+def _resolve(value: Any, parameters: dict[str, Any], conditions: dict[str, bool]) -> Any:
     if isinstance(value, dict):
-        if set(value) == {"Ref"} and value["Ref"] in parameters:
-            return parameters[value["Ref"]]
-        return {k: resolve(v, parameters) for k, v in value.items()}
+        if set(value) == {"Ref"}:
+            if value["Ref"] == "AWS::NoValue":
+                return _NO_VALUE
+            if value["Ref"] in parameters:
+                return parameters[value["Ref"]]
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            names = _SUB_VAR.findall(value["Fn::Sub"])
+            if names and all(n in parameters and parameters[n] is not None for n in names):
+                return _SUB_VAR.sub(lambda m: str(parameters[m.group(1)]), value["Fn::Sub"])
+        if set(value) == {"Fn::If"} and value["Fn::If"][0] in conditions:
+            name, when_true, when_false = value["Fn::If"]
+            return _resolve(when_true if conditions[name] else when_false, parameters, conditions)
+        items = ((k, _resolve(v, parameters, conditions)) for k, v in value.items())
+        return {k: v for k, v in items if v is not _NO_VALUE}
     if isinstance(value, list):
-        return [resolve(v, parameters) for v in value]
+        items = (_resolve(v, parameters, conditions) for v in value)
+        return [v for v in items if v is not _NO_VALUE]
     return value
+
+
+def conditions(
+    template: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None
+) -> dict[str, bool]:
+    """The template's Conditions evaluated for the parameter values (defaults, then `parameters`).
+
+    Handles Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition, and Ref / Fn::Join over parameters; a
+    condition it cannot evaluate is left out (so Fn::If on it stays unresolved).
+    """
+    tpl = _template(template)
+    params = parameter_values(tpl, parameters)
+    specs = tpl.get("Conditions", {}) or {}
+    done: dict[str, bool] = {}
+
+    def scalar(expr: Any) -> Any:
+        expr = _resolve(expr, params, {})
+        if isinstance(expr, dict) and "Fn::Join" in expr:
+            sep, parts = expr["Fn::Join"]
+            parts = parts if isinstance(parts, list) else [parts]
+            flat = [p for part in parts for p in (part if isinstance(part, list) else [part])]
+            if all(isinstance(p, str | int | float) for p in flat):
+                return sep.join(str(p) for p in flat)
+        if isinstance(expr, list):
+            return ",".join(str(p) for p in expr)
+        return expr
+
+    def evaluate(expr: Any) -> bool:
+        ((op, arg),) = expr.items()
+        if op == "Condition":
+            return evaluate(specs[arg]) if arg not in done else done[arg]
+        if op == "Fn::Equals":
+            left, right = (scalar(a) for a in arg)
+            if isinstance(left, dict) or isinstance(right, dict):
+                raise ValueError("not evaluable")
+            return str(left if left is not None else "") == str(right if right is not None else "")
+        if op == "Fn::Not":
+            return not evaluate(arg[0])
+        if op == "Fn::And":
+            return all(evaluate(a) for a in arg)
+        if op == "Fn::Or":
+            return any(evaluate(a) for a in arg)
+        raise ValueError(f"unsupported condition function {op}")
+
+    for name, expr in specs.items():
+        try:
+            done[name] = evaluate(expr)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return done
 
 
 def _as_int(value: Any) -> int | None:
@@ -247,6 +326,7 @@ def functions(
     """Every AWS::Serverless::Function by logical id, parameters resolved (defaults, then overrides)."""
     tpl = _template(template)
     params = parameter_values(tpl, parameters)
+    conds = conditions(tpl, parameters)
     resources = tpl.get("Resources", {})
     global_env = (
         (tpl.get("Globals", {}).get("Function", {}).get("Environment") or {}).get("Variables")
@@ -256,7 +336,7 @@ def functions(
     for logical_id, res in resources.items():
         if res.get("Type") != "AWS::Lambda::EventSourceMapping":
             continue
-        props = resolve(res.get("Properties", {}), params)
+        props = resolve(res.get("Properties", {}), params, conds)
         if not props.get("Topics"):
             continue  # not a Kafka mapping
         target = _function_ref(props.get("FunctionName"))
@@ -268,7 +348,7 @@ def functions(
     for logical_id, res in resources.items():
         if res.get("Type") != "AWS::Serverless::Function":
             continue
-        props = resolve(res.get("Properties", {}), params)
+        props = resolve(res.get("Properties", {}), params, conds)
         events, schedules = [], {}
         for ev_name, ev in (props.get("Events") or {}).items():
             ev_type, ev_props = ev.get("Type"), ev.get("Properties") or {}
@@ -277,7 +357,7 @@ def functions(
             elif ev_type in ("Schedule", "ScheduleV2"):
                 schedules[ev_name] = ev_props.get("Schedule") or ev_props.get("ScheduleExpression")
         events.extend(mappings.get(logical_id, []))
-        env = dict(resolve(global_env, params))
+        env = dict(resolve(global_env, params, conds))
         env.update(((props.get("Environment") or {}).get("Variables")) or {})
         result[logical_id] = LambdaFunction(
             logical_id=logical_id,

@@ -85,7 +85,7 @@ def test_exposure_is_reserved_then_released_by_fills_and_cancels():
 def test_redelivering_every_batch_gives_the_same_state():
     from clearing.local.oms import generate_orders  # the OMS simulator's generator
 
-    orders = [o if isinstance(o, bytes) else json.dumps(o).encode() for o in generate_orders(600, seed=7)]
+    orders = [m.value for m in generate_orders(600, seed=7)]
     once, _ = run(orders, batch_size=50)
     twice, _ = run(orders, batch_size=50, redeliver=True)
     strip = lambda s: {t: {k: comparable(v) for k, v in rows.items()} for t, rows in s.tables.items()}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections.abc import Iterable, Sequence
 
 from clearing.ports import Item, Key, OutboundMessage, StaleCheckpoint
+
+
+def _copy(item):
+    """A deep copy (items are plain data); pickle is several times faster than copy.deepcopy."""
+    return pickle.loads(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class InMemoryItemStore:
@@ -21,7 +26,7 @@ class InMemoryItemStore:
 
     def get_many(self, table: str, keys: Iterable[Key]) -> dict[Key, Item]:
         t = self._table(table)
-        return {k: copy.deepcopy(t[k]) for k in keys if k in t}
+        return {k: _copy(t[k]) for k in keys if k in t}
 
     def put_many(self, table: str, items: Sequence[Item]) -> None:
         if not items:
@@ -29,7 +34,7 @@ class InMemoryItemStore:
         self._maybe_fail(table)
         t = self._table(table)
         for item in items:
-            t[(item["pk"], item["sk"])] = copy.deepcopy(item)
+            t[(item["pk"], item["sk"])] = _copy(item)
         self.writes += len(items)
 
     def put_if_version(self, table: str, item: Item, expected_version: int | None) -> None:
@@ -39,20 +44,20 @@ class InMemoryItemStore:
         current_version = None if current is None else current.get("version")
         if current_version != expected_version:
             raise StaleCheckpoint(f"{item['pk']}: version is {current_version}, expected {expected_version}")
-        t[(item["pk"], item["sk"])] = copy.deepcopy(item)
+        t[(item["pk"], item["sk"])] = _copy(item)
         self.writes += 1
 
     def query(self, table: str, pk: str, sk_prefix: str = "", index: str | None = None) -> list[Item]:
         pk_attr, sk_attr = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
         rows = [
-            copy.deepcopy(i)
+            _copy(i)
             for i in self._table(table).values()
             if i.get(pk_attr) == pk and str(i.get(sk_attr, "")).startswith(sk_prefix)
         ]
         return sorted(rows, key=lambda i: str(i.get(sk_attr, "")))
 
     def scan(self, table: str) -> list[Item]:
-        return [copy.deepcopy(i) for i in self._table(table).values()]
+        return [_copy(i) for i in self._table(table).values()]
 
     def _maybe_fail(self, table: str) -> None:
         if self.fail_next_put_on == table:

@@ -21,7 +21,7 @@ def test_sequence_numbers_and_sent_messages_survive_a_restart(tmp_path):
 
 
 def test_a_journaled_message_wins_over_a_stale_seqnum_file(tmp_path):
-    # Crash between journaling message 5 and rewriting seqnums.json: 5 was used, never reuse it.
+    # Crash between journaling message 5 and rewriting the seqnums record: 5 was used, never reuse it.
     store = FileSessionStore(tmp_path, "S-T", fsync=False)
     store.set_next_sender_seq(5)
     store.save_outgoing(5, b"raw", "T-1")

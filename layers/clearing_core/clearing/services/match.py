@@ -30,8 +30,10 @@ from clearing.topics import ORDERS_EVENTS, TRADES_EXECUTED
 
 STAGE = "match_orders"
 
-# owner list stored with each resting order: [member, account, client_order_id, reserve_ticks, sent_at]
-_MEMBER, _ACCOUNT, _CLORDID, _RESERVE = 0, 1, 2, 3
+# owner list stored with each resting order: [member, account, client_order_id, reserve_ticks, quantity];
+# quantity is the order's total quantity as the OMS set it (NEW, then REPLACE), tracked apart from the
+# book's fills so that `clearing verify` can check filled + resting + cancelled == quantity.
+_MEMBER, _ACCOUNT, _CLORDID, _RESERVE, _QUANTITY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -143,7 +145,8 @@ class MatchOrders:
         """Run one accepted order action; also returns the reserve price in force before a replace."""
         action = msg["action"]
         if action == "NEW":
-            owner = [msg["member_id"], msg["account"], msg["client_order_id"], msg["reserve_price_ticks"]]
+            owner = [msg["member_id"], msg["account"], msg["client_order_id"], msg["reserve_price_ticks"],
+                     msg["quantity"]]
             return book.submit(
                 msg["order_id"], msg["side"], msg["price_ticks"], msg["quantity"], type=msg["type"],
                 tif=msg["time_in_force"], post_only=msg.get("post_only", False), member=msg["member_id"],
@@ -157,6 +160,8 @@ class MatchOrders:
         owner = list(resting["owner"])
         old_reserve = owner[_RESERVE]
         owner[_RESERVE] = msg["reserve_price_ticks"]
+        if msg.get("quantity") is not None:
+            owner[_QUANTITY] = msg["quantity"]
         new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
         return book.replace(msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner), old_reserve
 
@@ -215,8 +220,8 @@ class MatchOrders:
                 if msg["action"] == "NEW":
                     delta = -tick * msg["reserve_price_ticks"] * msg["quantity"]
                     self._state(states, order_id, [msg["member_id"], msg.get("account"), msg["client_order_id"],
-                                                   msg["reserve_price_ticks"]], msg, "REJECTED", 0, 0, msg["quantity"],
-                                record, reason)
+                                                   msg["reserve_price_ticks"], msg["quantity"]], msg, "REJECTED", 0, 0,
+                                msg["quantity"], record, reason)
                 body = {"reason": reason, "action": msg["action"], "client_order_id": msg["client_order_id"]}
             if body is not None:
                 member = owner[_MEMBER] if owner else msg["member_id"]
@@ -240,6 +245,6 @@ class MatchOrders:
             "client_order_id": clordid, "symbol": msg["symbol"], "status": status,
             "filled_qty": filled, "remaining_qty": remaining,
             "cancelled_qty": cancelled,
-            "quantity": filled + remaining + cancelled, "reason": reason,
+            "quantity": owner[_QUANTITY], "reason": reason,
             "last_src": record.position, "gsi1pk": msg["symbol"], "gsi1sk": order_id, "written_by": self.writer,
         }

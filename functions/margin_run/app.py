@@ -1,0 +1,21 @@
+"""margin_run Lambda (EventBridge schedule): IM by scenario scan, VM, margin calls per member."""
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from clearing import bootstrap
+from clearing.adapters.refdata import CachedReferenceData
+from clearing.observability import logger, metrics, tracer
+from clearing.services.reports import run_margin
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context, store=None):
+    store = store or bootstrap.job_store()
+    result = run_margin(store, CachedReferenceData(store, ttl_seconds=0).current())
+    metrics.add_metric(name="MarginCalls", unit=MetricUnit.Count, value=len(result["margin_calls"]))
+    logger.info("margin run", extra={"run_id": result["run_id"], "members": len(result["requirements"]),
+                                     "margin_calls": len(result["margin_calls"])})
+    return {"run_id": result["run_id"], "members": len(result["requirements"]),
+            "margin_calls": result["margin_calls"]}

@@ -1,0 +1,42 @@
+"""Where CLI commands find the data: the deployed tables (env as in Lambda) or the local runtime's."""
+
+from __future__ import annotations
+
+import os
+
+
+def data_store():
+    """An ItemStore: from ORDERS_TABLE & co. when set (real DynamoDB or any endpoint), else the local
+    runtime's moto_server and table prefix (clearing up)."""
+    import boto3
+
+    from clearing.adapters.dynamodb import DynamoItemStore
+
+    if os.environ.get("ORDERS_TABLE"):
+        from clearing.config import TableSettings, load_settings
+
+        settings = load_settings(TableSettings)
+        client = boto3.client("dynamodb", region_name=settings.aws_region, endpoint_url=settings.dynamodb_endpoint_url)
+        return DynamoItemStore(client, settings.table_names())
+    from clearing.local.config import RuntimeConfig
+    from clearing.template_model import table_env_vars
+
+    cfg = RuntimeConfig()
+    names = {env[: -len("_TABLE")].lower(): cfg.table_name(logical) for env, logical in table_env_vars().items()}
+    client = boto3.client(
+        "dynamodb", region_name=cfg.region, endpoint_url=cfg.dynamodb_url,
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+    )
+    return DynamoItemStore(client, names)
+
+
+def reference_data(store):
+    from clearing.adapters.refdata import read_reference_data
+
+    try:
+        return read_reference_data(store)
+    except LookupError:
+        from clearing.domain.refdata import load_bundled_reference_data
+
+        return load_bundled_reference_data()

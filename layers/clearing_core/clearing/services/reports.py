@@ -1,0 +1,152 @@
+"""Read-side use cases over the stored state: obligations, invariants, margin and end-of-day settlement.
+
+These run per report or per schedule, never per order, so they may scan a table (documented in
+docs/data-model.md); everything per member or per date uses a key or the gsi1 index.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from clearing.domain import invariants, margin, netting
+from clearing.domain.clearing import ClearedLeg, Position
+from clearing.domain.netting import NetObligation
+from clearing.ports import ItemStore
+from clearing.services import keys
+
+
+def _obligation_items(store: ItemStore, settlement_date: str | None = None, member: str | None = None):
+    if settlement_date and not member:
+        items = store.query(keys.OBLIGATIONS, settlement_date)
+    elif member:
+        items = store.query(keys.OBLIGATIONS, member, sk_prefix=settlement_date or "", index="gsi1")
+    else:
+        items = store.scan(keys.OBLIGATIONS)
+    return [i for i in items if i.get("kind") != "INSTRUCTION"]
+
+
+def load_obligations(store: ItemStore, settlement_date: str | None = None, member: str | None = None) -> list[NetObligation]:
+    return [NetObligation.from_dict(i) for i in _obligation_items(store, settlement_date, member)]
+
+
+def obligations_report(store: ItemStore, settlement_date: str | None = None, member: str | None = None) -> dict:
+    obligations = load_obligations(store, settlement_date, member)
+    report = netting.netting_report(obligations, date.fromisoformat(settlement_date) if settlement_date else None)
+    return report.to_dict()
+
+
+def load_positions(store: ItemStore) -> list[Position]:
+    return [Position.from_dict(i) for i in store.scan(keys.POSITIONS)]
+
+
+@dataclass
+class VerifyResult:
+    checked: dict[str, int] = field(default_factory=dict)
+    violations: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "violations": self.violations}
+
+
+def verify(store: ItemStore, max_violations: int = 200) -> VerifyResult:
+    """Every invariant of the stored state; see docs/clearing.md for what each one means."""
+    result = VerifyResult()
+    trades = store.scan(keys.TRADES)
+    executed = {t["trade_id"] for t in trades if t["sk"] == "EXECUTED"}
+    cleared = [t for t in trades if t["sk"] == "CLEARED"]
+    legs = [ClearedLeg.from_dict(leg) for t in cleared for leg in t["legs"]]
+    positions = {p.key: p for p in load_positions(store)}
+    obligations = load_obligations(store)
+    orders = store.scan(keys.ORDERS)
+    states = [o for o in orders if o.get("kind") == "STATE"]
+    accepted_new = [o for o in orders if o.get("kind") == "VALIDATION" and o.get("decision") == "ACCEPTED"
+                    and o.get("action") == "NEW" and o.get("route", "INTERNAL") == "INTERNAL"]
+
+    found: list[invariants.Violation] = []
+    found += invariants.check_ccp_flat(obligations)
+    found += invariants.check_two_legs_per_trade(legs)
+    found += invariants.check_positions_match_legs(positions, legs)
+    expected_obligations = netting.net_obligations(legs)
+    by_key = {o.key: o for o in obligations}
+    for key in sorted(set(expected_obligations) | set(by_key)):
+        if by_key.get(key) != expected_obligations.get(key):
+            found.append(invariants.Violation("OBLIGATION_MISMATCH", f"obligation {key} differs from the net of its legs"))
+    found += invariants.check_order_quantities(
+        {"order_id": s["order_id"], "quantity": int(s["quantity"]), "filled_qty": int(s["filled_qty"]),
+         "resting_qty": int(s["remaining_qty"]), "cancelled_qty": int(s["cancelled_qty"])}
+        for s in states
+    )
+    state_ids = {s["order_id"] for s in states}
+    for v in accepted_new:
+        if v["order_id"] not in state_ids:
+            found.append(invariants.Violation("ORDER_WITHOUT_STATE", f"accepted order {v['order_id']} never reached the book"))
+    cleared_ids = {t["trade_id"] for t in cleared}
+    for trade_id in sorted(executed - cleared_ids):
+        found.append(invariants.Violation("TRADE_NOT_CLEARED", f"trade {trade_id} was executed but not cleared"))
+    for trade_id in sorted(cleared_ids - executed):
+        found.append(invariants.Violation("CLEARED_WITHOUT_EXECUTION", f"cleared trade {trade_id} has no executed trade"))
+
+    result.checked = {"trades": len(executed), "cleared_trades": len(cleared), "legs": len(legs),
+                      "positions": len(positions), "obligations": len(obligations), "orders": len(states),
+                      "accepted_new_orders": len(accepted_new)}
+    result.violations = [{"code": v.code, "message": v.message} for v in found[:max_violations]]
+    if len(found) > max_violations:
+        result.violations.append({"code": "TRUNCATED", "message": f"{len(found) - max_violations} more violations"})
+    return result
+
+
+def run_margin(store: ItemStore, refdata, run_at: datetime | None = None, write: bool = True) -> dict[str, Any]:
+    """IM by scenario scan + VM against last settlement prices per member; margin calls stored."""
+    run_at = run_at or datetime.now(timezone.utc)
+    run_id = run_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    requirements = margin.margin_requirements(load_positions(store), refdata)
+    calls = [r for r in requirements if r.is_call]
+    if write:
+        items = [{"pk": r.member_id, "sk": f"RUN#{run_id}", "kind": "MARGIN", "run_id": run_id, **r.to_dict(),
+                  "is_call": r.is_call} for r in requirements]
+        items += [{"pk": f"CALL#{run_id[:10]}", "sk": f"{r.member_id}#{run_id}", "kind": "MARGIN_CALL",
+                   "run_id": run_id, **r.to_dict(), "gsi1pk": r.member_id, "gsi1sk": run_id} for r in calls]
+        store.put_many(keys.MARGIN, items)
+    return {"run_id": run_id, "requirements": [r.to_dict() for r in requirements],
+            "margin_calls": [r.to_dict() for r in calls]}
+
+
+def settle_eod(store: ItemStore, refdata, settlement_date: str, out_dir: Path | None = None) -> dict[str, Any]:
+    """Settlement instructions per member for one date: CSV and JSON files and DynamoDB items."""
+    day = date.fromisoformat(settlement_date)
+    rows = netting.settlement_instructions(load_obligations(store, settlement_date), day, refdata.ccp_id)
+    items = [{"pk": f"INSTRUCTIONS#{settlement_date}", "sk": f"{r['member_id']}#{n:06d}", "kind": "INSTRUCTION",
+              **{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()}}
+             for n, r in enumerate(rows)]
+    store.put_many(keys.OBLIGATIONS, items)
+    plain = [{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()} for r in rows]
+    files = {}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = out_dir / f"settlement-{settlement_date}.json"
+        json_path.write_text(json.dumps(plain, indent=2))
+        csv_path = out_dir / f"settlement-{settlement_date}.csv"
+        csv_path.write_text(instructions_csv(plain))
+        files = {"json": str(json_path), "csv": str(csv_path)}
+    return {"settlement_date": settlement_date, "instructions": len(rows), "files": files, "rows": plain}
+
+
+def instructions_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()

@@ -50,3 +50,15 @@ def test_outgoing_between_returns_stored_messages_in_order(tmp_path):
 
     assert store.outgoing_between(4, 7) == [(5, b"m5"), (7, b"m7")]
     assert store.outgoing_between(8, 20) == []
+
+
+def test_a_corrupt_seqnums_record_falls_back_to_the_journal(tmp_path):
+    store = FileSessionStore(tmp_path, "S-T", fsync=False)
+    store.save_outgoing(4, b"four", "A")
+    store.set_next_sender_seq(5)
+    store.close()
+    (tmp_path / "S-T" / "seqnums").write_bytes(b"00000000000000000005 0000000")  # torn write
+
+    again = FileSessionStore(tmp_path, "S-T", fsync=False)
+
+    assert again.next_sender_seq == 5  # never reuses a number that went out

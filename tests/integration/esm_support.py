@@ -65,8 +65,19 @@ Resources:
 class EsmHarness:
     """One test's mapping: its own topic, consumer group, state dir and results file."""
 
-    def __init__(self, tmp_path: Path, bootstrap: str, moto_url: str, *, batch_size=10, retries=2,
-                 bisect=True, partitions=3, sleep_ms=0, **config):
+    def __init__(
+        self,
+        tmp_path: Path,
+        bootstrap: str,
+        moto_url: str,
+        *,
+        batch_size=10,
+        retries=2,
+        bisect=True,
+        partitions=3,
+        sleep_ms=0,
+        **config,
+    ):
         self.tmp = tmp_path
         self.bootstrap = bootstrap
         self.topic = f"esm.test.{uuid.uuid4().hex[:8]}"
@@ -74,8 +85,12 @@ class EsmHarness:
         tmp_path.mkdir(parents=True, exist_ok=True)
         template = tmp_path / "template.yaml"
         template.write_text(
-            TEMPLATE.format(code_uri=str(APP_DIR), batch_size=batch_size, retries=retries,
-                            bisect="true" if bisect else "false")
+            TEMPLATE.format(
+                code_uri=str(APP_DIR),
+                batch_size=batch_size,
+                retries=retries,
+                bisect="true" if bisect else "false",
+            )
         )
         create_topics(bootstrap, {self.topic: partitions})
         self.partitions = partitions
@@ -85,8 +100,12 @@ class EsmHarness:
             dynamodb_endpoint_url=moto_url,
             template_path=template,
             table_prefix=f"esm-{uuid.uuid4().hex[:6]}-",
-            template_parameters={"ResultsFile": str(self.results), "TopicName": self.topic,
-                                 "GroupId": f"g-{self.topic}", "SleepMs": str(sleep_ms)},
+            template_parameters={
+                "ResultsFile": str(self.results),
+                "TopicName": self.topic,
+                "GroupId": f"g-{self.topic}",
+                "SleepMs": str(sleep_ms),
+            },
             extra_topics=[],
             onfailure_topic=None,
             retry_backoff_s=0.01,
@@ -105,8 +124,13 @@ class EsmHarness:
 
     def send(self, n: int, partition: int, fail: str | None = None, times: int = 1, key: str | None = None):
         value = json.dumps({"n": n, "fail": fail, "times": times}).encode()
-        return self.producer.send(self.topic, value=value, partition=partition,
-                                  key=(key or f"k{n}").encode(), headers=[("origin", b"test")])
+        return self.producer.send(
+            self.topic,
+            value=value,
+            partition=partition,
+            key=(key or f"k{n}").encode(),
+            headers=[("origin", b"test")],
+        )
 
     def flush(self) -> None:
         self.producer.flush()

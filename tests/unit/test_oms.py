@@ -89,15 +89,24 @@ def test_invalid_fraction_produces_each_kind_and_they_are_refused():
             assert parsed.quantity % REFDATA.instruments[parsed.symbol].lot_size != 0
         elif message.invalid == "OUTSIDE_COLLAR":
             instrument = REFDATA.instruments[parsed.symbol]
-            assert abs(parsed.price - instrument.reference_price) > instrument.reference_price * Decimal("0.10")
+            assert abs(parsed.price - instrument.reference_price) > instrument.reference_price * Decimal(
+                "0.10"
+            )
         elif message.invalid == "UNKNOWN_SYMBOL":
             assert parsed.symbol not in REFDATA.instruments
 
 
 def test_order_mix_parses_weights_and_rejects_unknown_kinds():
     assert OrderMix.parse("limit=1,cancel=0").cancel == 0
-    only_markets = [m.order for m in generate_orders(200, seed=6, mix=OrderMix.parse(
-        "limit=0,market=1,ioc=0,fok=0,post_only=0,cancel=0,replace=0"), invalid_fraction=0)]
+    only_markets = [
+        m.order
+        for m in generate_orders(
+            200,
+            seed=6,
+            mix=OrderMix.parse("limit=0,market=1,ioc=0,fok=0,post_only=0,cancel=0,replace=0"),
+            invalid_fraction=0,
+        )
+    ]
     assert {o["type"] for o in only_markets} == {"MARKET"} and all("price" not in o for o in only_markets)
     with pytest.raises(ValueError, match="unknown order kind"):
         OrderMix.parse("iceberg=1")
@@ -109,5 +118,7 @@ def test_orders_from_jsonl_and_csv_keep_the_member_key():
     assert [(m.key, m.invalid) for m in got] == [("MBR02", None), ("", "NOT_JSON")]
     csv_text = ["action,member_id,quantity,post_only,price", "NEW,MBR01,100,true,", "CANCEL,MBR03,,,"]
     rows = [m.order for m in orders_from_lines(iter(csv_text), "csv")]
-    assert rows == [{"action": "NEW", "member_id": "MBR01", "quantity": 100, "post_only": True},
-                    {"action": "CANCEL", "member_id": "MBR03"}]
+    assert rows == [
+        {"action": "NEW", "member_id": "MBR01", "quantity": 100, "post_only": True},
+        {"action": "CANCEL", "member_id": "MBR03"},
+    ]

@@ -20,10 +20,20 @@ def lambda_handler(event, context):
     results = os.environ["RESULTS_FILE"]
     assert event["eventSource"] == "aws:kafka"
     assert context.get_remaining_time_in_millis() > 0
-    (batch_key, records), = event["records"].items()  # one partition per invocation
+    ((batch_key, records),) = event["records"].items()  # one partition per invocation
     with open(results + ".invocations", "a") as out:
-        out.write(json.dumps({"pid": os.getpid(), "key": batch_key, "size": len(records),
-                              "first": records[0]["offset"], "env_table": os.environ.get("ORDERS_TABLE")}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "key": batch_key,
+                    "size": len(records),
+                    "first": records[0]["offset"],
+                    "env_table": os.environ.get("ORDERS_TABLE"),
+                }
+            )
+            + "\n"
+        )
     time.sleep(float(os.environ.get("SLEEP_MS", "0")) / 1000)
     failed = None
     for record in records:
@@ -42,9 +52,18 @@ def lambda_handler(event, context):
         for record in done:
             body = json.loads(base64.b64decode(record["value"]))
             headers = {k: bytes(v).decode() for h in record["headers"] for k, v in h.items()}
-            out.write(json.dumps({"key": batch_key, "offset": record["offset"], "n": body["n"],
-                                  "msg_key": base64.b64decode(record.get("key", "")).decode(),
-                                  "headers": headers}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "key": batch_key,
+                        "offset": record["offset"],
+                        "n": body["n"],
+                        "msg_key": base64.b64decode(record.get("key", "")).decode(),
+                        "headers": headers,
+                    }
+                )
+                + "\n"
+            )
     if failed is None:
         return {"batchItemFailures": []}
     return {"batchItemFailures": [{"itemIdentifier": {"partition": batch_key, "offset": failed["offset"]}}]}

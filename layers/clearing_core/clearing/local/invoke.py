@@ -7,6 +7,7 @@ Shared by the local event-source mappings (clearing.local.esm) and `clearing inv
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import importlib.util
@@ -15,7 +16,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,18 @@ def memory_size(fn: template_model.LambdaFunction, globals_: dict[str, Any] | No
 
 def timeout_seconds(fn: template_model.LambdaFunction, globals_: dict[str, Any] | None = None) -> int:
     return int(fn.properties.get("Timeout") or (globals_ or {}).get("Timeout") or 60)
+
+
+@contextlib.contextmanager
+def patched_environ(env: dict[str, str]) -> Iterator[None]:
+    """os.environ with `env` applied, restored afterwards (in-process invokes must not leak it)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 class LambdaContext:

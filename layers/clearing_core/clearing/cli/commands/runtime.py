@@ -152,7 +152,7 @@ def _print_status(status, as_json: bool) -> None:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from clearing.local.invoke import LocalFunction, find_function
+    from clearing.local.invoke import LocalFunction, find_function, function_environment, patched_environ
 
     config = saved_config(args)
     try:
@@ -162,9 +162,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         return 2
     text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
     event = json.loads(text)
-    local = LocalFunction(config, fn)
     try:
-        response = local.invoke(event)
+        with patched_environ(function_environment(config, fn)):
+            response = LocalFunction(config, fn, apply_environment=False).invoke(event)
     except Exception as exc:  # noqa: BLE001 - shown like Lambda's error response
         traceback.print_exc()
         print(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}))

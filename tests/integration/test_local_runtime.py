@@ -1,0 +1,124 @@
+"""`clearing up/status/down/invoke` and the LocalRuntime API on loopback ports (no Docker, no AWS)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+
+import pytest
+from clearing.cli.main import main
+from clearing.domain.refdata import ReferenceData, bundled_reference_data_raw
+from clearing.local.config import RuntimeConfig
+from clearing.local.dynamodb import dynamodb_resource, read_reference_data
+from clearing.local.invoke import find_function
+from clearing.local.processes import RuntimeStartError, pid_alive, read_pid
+from clearing.local.runtime import LocalRuntime
+from clearing.topics import TOPICS
+from kafka import KafkaConsumer
+
+from tests.conftest import free_port
+from tests.integration.esm_support import APP_DIR, TEMPLATE
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_up_creates_topics_tables_and_reference_data_and_down_stops_its_processes(tmp_path, capsys):
+    state = tmp_path / "state"
+    broker_port, moto_port = free_port(), free_port()
+    flags = ["--state-dir", str(state)]
+    # When `clearing up` starts broker and moto (mappings off: this test is about the components)
+    assert main(["up", *flags, "--broker-port", str(broker_port), "--moto-port", str(moto_port), "--no-esm",
+                 "--table-prefix", "rt-", "--partitions", "2"]) == 0  # fmt: skip
+    pids = {name: read_pid(state / "pids" / f"{name}.pid") for name in ("broker", "moto")}
+    try:
+        assert all(pid and pid_alive(pid) for pid in pids.values())
+        # Then every topic exists with the configured partitions
+        consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{broker_port}")
+        for topic in TOPICS:
+            assert consumer.partitions_for_topic(topic) == {0, 1}, topic
+        consumer.close()
+        # and the template's tables exist, the reference data reads back as the bundled file
+        dynamodb = dynamodb_resource(f"http://127.0.0.1:{moto_port}")
+        names = set(dynamodb.meta.client.list_tables()["TableNames"])
+        assert {"rt-OrdersTable", "rt-ReferenceTable", "rt-StateTable"} <= names
+        raw = read_reference_data(dynamodb.Table("rt-ReferenceTable"))
+        assert ReferenceData.from_dict(raw) == ReferenceData.from_dict(bundled_reference_data_raw())
+        # and status reports both components running, as JSON too
+        capsys.readouterr()
+        assert main(["status", *flags, "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        states = {c["name"]: (c["state"], c["address"]) for c in status["components"]}
+        assert states["broker"] == ("running", f"127.0.0.1:{broker_port}")
+        assert states["moto"] == ("running", f"127.0.0.1:{moto_port}")
+    finally:
+        assert main(["down", *flags]) == 0
+    # Then down stopped exactly the recorded pids
+    assert not any(pid_alive(pid) for pid in pids.values())
+    assert not (state / "pids" / "broker.pid").exists()
+
+
+def test_up_names_the_port_that_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = LocalRuntime(RuntimeConfig(state_dir=tmp_path, broker_port=port, start_esm=False))
+        with pytest.raises(RuntimeStartError, match=f"127.0.0.1:{port}.*broker"):
+            runtime.start()
+
+
+def test_a_missing_binary_is_named(tmp_path):
+    from clearing.local.components import ProcessComponent
+
+    component = ProcessComponent(
+        "fix-proxy", lambda: ["/nonexistent/fix-proxy"], RuntimeConfig(state_dir=tmp_path)
+    )
+    with pytest.raises(RuntimeStartError, match="binary not found: /nonexistent/fix-proxy"):
+        component.start()
+
+
+def test_env_for_function_points_the_handler_at_the_local_endpoints(tmp_path):
+    config = RuntimeConfig(state_dir=tmp_path, broker_port=1111, moto_port=2222, table_prefix="x-")
+    env = LocalRuntime(config).env_for_function("ValidateOrdersFunction")
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1111"
+    assert env["DYNAMODB_ENDPOINT_URL"] == "http://127.0.0.1:2222"
+    assert env["ORDERS_TABLE"] == "x-OrdersTable" and env["REFERENCE_TABLE"] == "x-ReferenceTable"
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true" and env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "validate_orders"
+    assert all(isinstance(v, str) and not v.startswith("{") for v in env.values()), env
+    assert find_function(config, "validate_orders").logical_id == "ValidateOrdersFunction"
+
+
+def test_invoke_runs_the_handler_in_process_with_an_event_file(tmp_path, capsys, monkeypatch):
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE.format(code_uri=str(APP_DIR), batch_size=10, retries=0, bisect="false"))
+    results = tmp_path / "results.jsonl"
+    monkeypatch.setenv("CLEARING_TEMPLATE_PARAMETERS", json.dumps({"ResultsFile": str(results)}))
+    value = base64.b64encode(json.dumps({"n": 7}).encode()).decode()
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/test/1",
+        "bootstrapServers": "127.0.0.1:9092",
+        "records": {"esm.test-0": [{"topic": "esm.test", "partition": 0, "offset": 3, "timestamp": 1,
+                                    "timestampType": "CREATE_TIME", "value": value, "headers": []}]},
+    }  # fmt: skip
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    capsys.readouterr()
+    code = main(["invoke", "EchoFunction", "-e", str(event_file), "--template", str(template),
+                 "--state-dir", str(tmp_path / "state")])  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {"batchItemFailures": []}
+    assert json.loads(results.read_text())["n"] == 7
+
+
+def test_invoke_leaves_the_callers_environment_as_it_was(tmp_path, capsys, monkeypatch):
+    import os
+
+    before = dict(os.environ)
+    test_invoke_runs_the_handler_in_process_with_an_event_file(tmp_path, capsys, monkeypatch)
+    monkeypatch.undo()
+    assert dict(os.environ) == before
+    assert "DYNAMODB_ENDPOINT_URL" not in os.environ or before.get("DYNAMODB_ENDPOINT_URL")

@@ -70,6 +70,11 @@ INVALID_POST_ONLY = "INVALID_POST_ONLY"  # post-only on a market, IOC or FOK ord
 QTY_NOT_ABOVE_FILLED = "QTY_NOT_ABOVE_FILLED"  # replace to a total quantity <= quantity already filled
 INVALID_REPLACE = "INVALID_REPLACE"  # new_qty and new_total_qty given together
 
+# Command codes of `OrderBook.apply` (build commands with submit_command / cancel_command / replace_command)
+SUBMIT_COMMAND = 0
+CANCEL_COMMAND = 1
+REPLACE_COMMAND = 2
+
 SNAPSHOT_VERSION = 1
 
 # Rebuild a heap once it holds this many more keys than there are levels (stale keys).
@@ -91,6 +96,7 @@ class RestingOrder:
         "member",
         "stp",
         "owner",
+        "level",  # the price level dict the order rests in (None while not resting)
     )
 
     def __init__(self, order_id, side, price, qty, filled, arrival, tif, post_only, member, stp, owner):
@@ -105,6 +111,7 @@ class RestingOrder:
         self.member = member
         self.stp = stp
         self.owner = owner
+        self.level = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -211,30 +218,47 @@ class OrderBook:
         if post_only and (price is None or tif == IOC or tif == FOK):
             return [(REJECTED, order_id, owner, INVALID_POST_ONLY)]
 
-        self._arrival = arrival = self._arrival + 1
+        # heap[0] never exceeds the true best key (stale keys sit anywhere, live ones are all in
+        # the heap), so a price that does not cross heap[0] cannot cross the book: no cleaning needed.
         if side == BUY:
-            heap, levels = self._ask_heap, self._asks
-            while heap and heap[0] not in levels:
-                heappop(heap)
-            crosses = heap and (price is None or heap[0] <= price)
+            side = BUY  # canonical constant, compared with `is` on the hot paths
+            heap = self._ask_heap
+            if heap and (price is None or heap[0] <= price):
+                levels = self._asks
+                while heap and heap[0] not in levels:
+                    heappop(heap)
+                crosses = heap and (price is None or heap[0] <= price)
+            else:
+                crosses = False
         elif side == SELL:
-            heap, levels = self._bid_heap, self._bids
-            while heap and -heap[0] not in levels:
-                heappop(heap)
-            crosses = heap and (price is None or -heap[0] >= price)
+            side = SELL
+            heap = self._bid_heap
+            if heap and (price is None or -heap[0] >= price):
+                levels = self._bids
+                while heap and -heap[0] not in levels:
+                    heappop(heap)
+                crosses = heap and (price is None or -heap[0] >= price)
+            else:
+                crosses = False
         else:
-            self._arrival = arrival - 1
             return [(REJECTED, order_id, owner, INVALID_SIDE)]
 
-        o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
+        self._arrival = arrival = self._arrival + 1
         if not crosses:
             if price is None or tif == IOC or tif == FOK:
-                reason = IOC_REMAINDER if tif != FOK else FOK_UNFILLABLE
-                return [(CANCELLED, order_id, owner, qty, reason, 0)]
-            self._rest(o)
+                return [(CANCELLED, order_id, owner, qty, FOK_UNFILLABLE if tif == FOK else IOC_REMAINDER, 0)]
+            o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
+            orders[order_id] = o
+            level = (self._bids if side is BUY else self._asks).get(price)
+            if level is None:
+                self._new_level(o)
+            else:
+                level[order_id] = o
+                o.level = level
             return [(ACCEPTED, order_id, owner, side, price, qty)]
         if post_only:
             return [(CANCELLED, order_id, owner, qty, POST_ONLY_WOULD_CROSS, 0)]
+        o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
         if tif == FOK and not self._fillable(o):
             return [(CANCELLED, order_id, owner, qty, FOK_UNFILLABLE, 0)]
         events: list[Event] = []
@@ -254,12 +278,10 @@ class OrderBook:
         o = self._orders.pop(order_id, None)
         if o is None:
             return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
-        price = o.price
-        levels = self._bids if o.side == BUY else self._asks
-        level = levels[price]
+        level = o.level
         del level[order_id]
         if not level:
-            del levels[price]
+            del (self._bids if o.side is BUY else self._asks)[o.price]
         return [(CANCELLED, order_id, o.owner, o.qty, reason, o.filled)]
 
     def replace(
@@ -281,8 +303,51 @@ class OrderBook:
         Priority is kept when the price is unchanged and the open quantity does not rise; otherwise
         the order goes to the back of its (new) level. A new price that crosses the book matches at
         once like an incoming order (a post-only order is then rejected and left unchanged).
+
+        This method is the hot path of the benchmark (most replaces move a price without crossing):
+        it handles that case inline and hands everything else to `_replace_checked` / `_amend`.
         """
         o = self._orders.get(order_id)
+        # Plain case: known order, two positive ints (None is not int), no total qty, no new owner.
+        if (
+            o is None
+            or not (new_price.__class__ is int is new_qty.__class__)
+            or not (new_price > 0 < new_qty)
+            or not (new_total_qty is owner is None)
+        ):
+            return self._replace_checked(order_id, o, new_price, new_qty, new_total_qty, owner)
+        old_price = o.price
+        old_qty = o.qty
+        if new_price == old_price and new_qty <= old_qty:
+            o.qty = new_qty
+            return [(REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty)]
+        if o.side is BUY:
+            heap = self._ask_heap
+            if heap and heap[0] <= new_price:  # may cross (see submit)
+                return self._amend(o, new_price, new_qty)
+            own = self._bids
+        else:
+            heap = self._bid_heap
+            if heap and -heap[0] >= new_price:
+                return self._amend(o, new_price, new_qty)
+            own = self._asks
+        level = o.level
+        del level[order_id]
+        if not level:
+            del own[old_price]
+        self._arrival = o.arrival = self._arrival + 1
+        o.price = new_price
+        o.qty = new_qty
+        level = own.get(new_price)
+        if level is None:
+            self._new_level(o)
+        else:
+            level[order_id] = o
+            o.level = level
+        return [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
+
+    def _replace_checked(self, order_id, o, new_price, new_qty, new_total_qty, owner) -> list[Event]:
+        """`replace` for everything but the plain case: unknown order, defaults, validation, owner."""
         if o is None:
             return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
         if new_total_qty is not None:
@@ -293,61 +358,164 @@ class OrderBook:
             new_qty = new_total_qty - o.filled
             if new_qty <= 0:
                 return [(REJECTED, order_id, o.owner, QTY_NOT_ABOVE_FILLED)]
-        old_price = o.price
-        old_qty = o.qty
         if new_price is None:
-            new_price = old_price
+            new_price = o.price
         elif new_price.__class__ is not int or new_price <= 0:
             return [(REJECTED, order_id, o.owner, INVALID_PRICE)]
         if new_qty is None:
-            new_qty = old_qty
+            new_qty = o.qty
         elif new_qty.__class__ is not int or new_qty <= 0:
             return [(REJECTED, order_id, o.owner, INVALID_QTY)]
-        if owner is not None:
-            o.owner = owner
+        return self._amend(o, new_price, new_qty, owner)
 
+    def _would_cross(self, o: RestingOrder, price: int) -> bool:
+        if o.side is BUY:
+            best = self.best_ask()
+            return best is not None and best <= price
+        best = self.best_bid()
+        return best is not None and best >= price
+
+    def _amend(self, o: RestingOrder, new_price: int, new_qty: int, owner: Any = None) -> list[Event]:
+        """Apply a validated replace to resting order `o` (general case, crossing included)."""
+        order_id = o.order_id
+        old_price = o.price
+        old_qty = o.qty
         if new_price == old_price and new_qty <= old_qty:
+            if owner is not None:
+                o.owner = owner
             o.qty = new_qty
             return [(REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty)]
-
-        if o.side == BUY:
-            own, heap, levels = self._bids, self._ask_heap, self._asks
-            while heap and heap[0] not in levels:
-                heappop(heap)
-            crosses = heap and heap[0] <= new_price
-        else:
-            own, heap, levels = self._asks, self._bid_heap, self._bids
-            while heap and -heap[0] not in levels:
-                heappop(heap)
-            crosses = heap and -heap[0] >= new_price
+        crosses = new_price != old_price and self._would_cross(o, new_price)
         if crosses and o.post_only:
             return [(REJECTED, order_id, o.owner, POST_ONLY_WOULD_CROSS)]
-
-        level = own[old_price]
+        if owner is not None:
+            o.owner = owner
+        level = o.level
         del level[order_id]
         if not level:
-            del own[old_price]
+            del (self._bids if o.side is BUY else self._asks)[old_price]
         self._arrival = o.arrival = self._arrival + 1
         o.price = new_price
         o.qty = new_qty
+        event = (REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)
         if not crosses:
-            level = own.get(new_price)
-            if level is None:
-                own[new_price] = {order_id: o}
-                heap = self._bid_heap if own is self._bids else self._ask_heap
-                heappush(heap, -new_price if own is self._bids else new_price)
-                if len(heap) > len(own) + _HEAP_SLACK:
-                    self._rebuild_heap(own is self._bids)
-            else:
-                level[order_id] = o
-            return [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
-
-        events: list[Event] = [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
-        del self._orders[order_id]  # _match / _rest treat it as an incoming order
+            self._rest(o)
+            return [event]
+        events: list[Event] = [event]
+        del self._orders[order_id]  # matched as an incoming order, rests again if anything is left
         self._match(o, events)
         if o.qty > 0:
             self._rest(o)
         return events
+
+    def apply(self, commands: list[tuple]) -> tuple[list[Event], list[int]]:
+        """Run a batch of commands in order; the batch form of submit / cancel / replace.
+
+        Commands are tuples built by `submit_command`, `cancel_command` and `replace_command`.
+        Returns `(events, ends)`: one flat list with the events of all commands, and for command i
+        the index one past its last event, so its events are `events[ends[i - 1]:ends[i]]`
+        (from 0 for the first command). The events are exactly those the single calls return.
+
+        Why it exists: a Lambda applies a whole MSK batch to the book at once, and doing it in one
+        call saves a Python call, a list per command and attribute look-ups on every command.
+        The common replace (a price move that does not cross) and cancel run inline here; every
+        other case goes through the single-call methods.
+        """
+        events: list[Event] = []
+        ends: list[int] = []
+        append = events.append
+        mark = ends.append
+        n = 0  # len(events), kept by hand on the inline paths
+        orders = self._orders
+        bids = self._bids
+        asks = self._asks
+        bid_heap = self._bid_heap
+        ask_heap = self._ask_heap
+        for command in commands:
+            code = command[0]
+            if code == 2:  # REPLACE_COMMAND; the inline part mirrors `replace`
+                _, order_id, new_price, new_qty, new_total_qty, owner = command
+                o = orders.get(order_id)
+                if (
+                    o is None
+                    or not (new_price.__class__ is int is new_qty.__class__)
+                    or not (new_price > 0 < new_qty)
+                    or not (new_total_qty is owner is None)
+                ):
+                    events += self._replace_checked(order_id, o, new_price, new_qty, new_total_qty, owner)
+                    n = len(events)
+                    mark(n)
+                    continue
+                old_price = o.price
+                old_qty = o.qty
+                if new_price == old_price and new_qty <= old_qty:
+                    o.qty = new_qty
+                    append((REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty))
+                    n += 1
+                    mark(n)
+                    continue
+                if o.side is BUY:
+                    if ask_heap and ask_heap[0] <= new_price:
+                        events += self._amend(o, new_price, new_qty)
+                        n = len(events)
+                        mark(n)
+                        continue
+                    own = bids
+                else:
+                    if bid_heap and -bid_heap[0] >= new_price:
+                        events += self._amend(o, new_price, new_qty)
+                        n = len(events)
+                        mark(n)
+                        continue
+                    own = asks
+                level = o.level
+                del level[order_id]
+                if not level:
+                    del own[old_price]
+                self._arrival = o.arrival = self._arrival + 1
+                o.price = new_price
+                o.qty = new_qty
+                level = own.get(new_price)
+                if level is None:
+                    self._new_level(o)
+                else:
+                    level[order_id] = o
+                    o.level = level
+                append((REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty))
+                n += 1
+                mark(n)
+            elif code == 1:  # CANCEL_COMMAND; mirrors `cancel`
+                _, order_id, reason = command
+                o = orders.pop(order_id, None)
+                if o is None:
+                    append((REJECTED, order_id, None, UNKNOWN_ORDER))
+                else:
+                    level = o.level
+                    del level[order_id]
+                    if not level:
+                        del (bids if o.side is BUY else asks)[o.price]
+                    append((CANCELLED, order_id, o.owner, o.qty, reason, o.filled))
+                n += 1
+                mark(n)
+            elif code == 0:  # SUBMIT_COMMAND
+                _, order_id, side, price, qty, order_type, tif, post_only, member, stp, owner = command
+                events += self.submit(
+                    order_id,
+                    side,
+                    price,
+                    qty,
+                    type=order_type,
+                    tif=tif,
+                    post_only=post_only,
+                    member=member,
+                    stp=stp,
+                    owner=owner,
+                )
+                n = len(events)
+                mark(n)
+            else:
+                raise ValueError(f"unknown order book command code {code!r}")
+        return events, ends
 
     def expire_day(self) -> list[Event]:
         """End of day: cancel every DAY order (reason EXPIRED), in arrival order."""
@@ -367,7 +535,19 @@ class OrderBook:
             "symbol": self.symbol,
             "arrival": self._arrival,
             "orders": [
-                [o.order_id, o.side, o.price, o.qty, o.filled, o.arrival, o.tif, o.post_only, o.member, o.stp, o.owner]
+                [
+                    o.order_id,
+                    o.side,
+                    o.price,
+                    o.qty,
+                    o.filled,
+                    o.arrival,
+                    o.tif,
+                    o.post_only,
+                    o.member,
+                    o.stp,
+                    o.owner,
+                ]
                 for o in resting
             ],
         }
@@ -380,51 +560,53 @@ class OrderBook:
         book._arrival = data["arrival"]
         # Snapshots list orders by arrival, which is also their order within each level.
         for row in data["orders"]:
-            book._rest(RestingOrder(*row))
+            o = RestingOrder(*row)
+            o.side = BUY if o.side == BUY else SELL  # canonical constants: the hot paths compare with `is`
+            book._rest(o)
         return book
 
     # ---------------------------------------------------------------- internals
 
     def _rest(self, o: RestingOrder) -> None:
         self._orders[o.order_id] = o
-        price = o.price
-        if o.side == BUY:
-            own = self._bids
-            level = own.get(price)
-            if level is None:
-                own[price] = {o.order_id: o}
-                heap = self._bid_heap
-                heappush(heap, -price)
-                if len(heap) > len(own) + _HEAP_SLACK:
-                    self._rebuild_heap(True)
-            else:
-                level[o.order_id] = o
+        level = (self._bids if o.side is BUY else self._asks).get(o.price)
+        if level is None:
+            self._new_level(o)
         else:
-            own = self._asks
-            level = own.get(price)
-            if level is None:
-                own[price] = {o.order_id: o}
-                heap = self._ask_heap
-                heappush(heap, price)
-                if len(heap) > len(own) + _HEAP_SLACK:
-                    self._rebuild_heap(False)
-            else:
-                level[o.order_id] = o
+            level[o.order_id] = o
+            o.level = level
+
+    def _new_level(self, o: RestingOrder) -> None:
+        """Open the price level of `o` (which must not exist) with `o` as its only order."""
+        price = o.price
+        o.level = level = {o.order_id: o}
+        if o.side is BUY:
+            self._bids[price] = level
+            heap = self._bid_heap
+            heappush(heap, -price)
+            if len(heap) > len(self._bids) + _HEAP_SLACK:
+                self._rebuild_heap(True)
+        else:
+            self._asks[price] = level
+            heap = self._ask_heap
+            heappush(heap, price)
+            if len(heap) > len(self._asks) + _HEAP_SLACK:
+                self._rebuild_heap(False)
 
     def _rebuild_heap(self, bids: bool) -> None:
+        """Drop stale keys. In place, so that `apply` may keep the heap in a local variable."""
         if bids:
-            heap = [-p for p in self._bids]
-            heapify(heap)
-            self._bid_heap = heap
+            heap = self._bid_heap
+            heap[:] = [-p for p in self._bids]
         else:
-            heap = list(self._asks)
-            heapify(heap)
-            self._ask_heap = heap
+            heap = self._ask_heap
+            heap[:] = list(self._asks)
+        heapify(heap)
 
     def _fillable(self, taker: RestingOrder) -> bool:
         """FOK pre-check: would `taker` fill completely (self-trade prevention included)?"""
         want = taker.qty
-        if taker.side == BUY:
+        if taker.side is BUY:
             heap, levels, sign = self._ask_heap, self._asks, 1
         else:
             heap, levels, sign = self._bid_heap, self._bids, -1
@@ -453,7 +635,7 @@ class OrderBook:
         taker_id = taker.order_id
         taker_owner = taker.owner
         side = taker.side
-        if side == BUY:
+        if side is BUY:
             heap, opposite, sign = self._ask_heap, self._asks, 1
         else:
             heap, opposite, sign = self._bid_heap, self._bids, -1
@@ -494,7 +676,9 @@ class OrderBook:
                     done.append(m.order_id)
                     del orders[m.order_id]
                     filled += q
-                    events.append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0))
+                    events.append(
+                        (TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0)
+                    )
                     events.append((FILLED, m.order_id, m.owner, m.filled, 0, price, q))
                 else:
                     q = remaining
@@ -505,7 +689,15 @@ class OrderBook:
                     events.append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, 0, mq))
                     events.append((PARTIALLY_FILLED, m.order_id, m.owner, m.filled, mq, price, q))
                 events.append(
-                    (FILLED if not remaining else PARTIALLY_FILLED, taker_id, taker_owner, filled, remaining, price, q)
+                    (
+                        FILLED if not remaining else PARTIALLY_FILLED,
+                        taker_id,
+                        taker_owner,
+                        filled,
+                        remaining,
+                        price,
+                        q,
+                    )
                 )
                 if not remaining:
                     break
@@ -557,3 +749,37 @@ def _levels_in_order(heap: list[int], levels: dict, sign: int, limit: int | None
         count += 1
         if limit is not None and count >= limit:
             return
+
+
+def submit_command(
+    order_id: Any,
+    side: str,
+    price: int | None,
+    qty: int,
+    *,
+    type: str = LIMIT,
+    tif: str = GTC,
+    post_only: bool = False,
+    member: Any = None,
+    stp: str | None = None,
+    owner: Any = None,
+) -> tuple:
+    """Command for `OrderBook.apply` meaning `book.submit(...)` with the same arguments."""
+    return (SUBMIT_COMMAND, order_id, side, price, qty, type, tif, post_only, member, stp, owner)
+
+
+def cancel_command(order_id: Any, reason: str = USER) -> tuple:
+    """Command for `OrderBook.apply` meaning `book.cancel(order_id, reason)`."""
+    return (CANCEL_COMMAND, order_id, reason)
+
+
+def replace_command(
+    order_id: Any,
+    new_price: int | None = None,
+    new_qty: int | None = None,
+    *,
+    new_total_qty: int | None = None,
+    owner: Any = None,
+) -> tuple:
+    """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments."""
+    return (REPLACE_COMMAND, order_id, new_price, new_qty, new_total_qty, owner)

@@ -1,0 +1,383 @@
+"""Matching-engine benchmark: generate an exchange-core-like workload and replay it through one book.
+
+Workload file: JSON Lines, one operation per line (prices in ticks, quantities in shares):
+  {"op": "new", "id": 7, "side": "buy", "type": "limit", "tif": "GTC", "price": 10012, "qty": 40}
+  {"op": "cancel", "id": 7}
+  {"op": "replace", "id": 7, "new_price": 10010, "new_qty": 40}
+Fields an operation does not need are ignored; a replace keeps the order id; `new_qty` is the new
+open quantity; a cancel or replace of an unknown id is ignored (the book rejects it, nobody cares).
+
+The mix follows exchange-core's benchmark: a prefill of about 1,000 resting orders near the mid
+price, then 9% new GTC limit orders, 3% IOC orders that cross the spread, 6% cancels and 82%
+replaces (mostly price moves near the mid, a few of which cross and trade).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clearing.domain.book import OrderBook, cancel_command, replace_command, submit_command
+from clearing.domain.book_events import ACCEPTED, CANCELLED, FILLED, TRADE
+
+# Operation codes of the pre-parsed workload tuples
+OP_NEW = 0
+OP_CANCEL = 1
+OP_REPLACE = 2
+
+MIX = {"new_gtc": 0.09, "ioc": 0.03, "cancel": 0.06, "replace": 0.82}
+
+
+@dataclass(frozen=True)
+class MatchBenchResult:
+    operations: int
+    seconds: float
+    trades: int
+    traded_qty: int
+
+    @property
+    def ops_per_sec(self) -> float:
+        return self.operations / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ops_per_sec": self.ops_per_sec, "trades": self.trades, "traded_qty": self.traded_qty}
+
+
+class _LiveOrders:
+    """Ids resting in the generator's book, with O(1) add, remove and random pick."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.pos: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, order_id: int) -> None:
+        if order_id not in self.pos:
+            self.pos[order_id] = len(self.ids)
+            self.ids.append(order_id)
+
+    def discard(self, order_id: int) -> None:
+        i = self.pos.pop(order_id, None)
+        if i is None:
+            return
+        last = self.ids.pop()
+        if last != order_id:
+            self.ids[i] = last
+            self.pos[last] = i
+
+    def pick(self, rng: random.Random) -> int:
+        return self.ids[rng.randrange(len(self.ids))]
+
+
+def generate_workload(
+    operations: int, *, seed: int = 1, resting: int = 1000, mid_price: int = 10_000
+) -> Iterator[dict[str, Any]]:
+    """Yield `resting` prefill orders, then `operations` operations of the benchmark mix.
+
+    The generator replays its own output through an OrderBook so that cancels and replaces aim at
+    orders that are really resting (fills remove orders), and the mid price follows the book.
+    Deterministic for a given seed.
+    """
+    rng = random.Random(seed)
+    book = OrderBook("BENCH")
+    live = _LiveOrders()
+    next_id = 1
+    mid = mid_price
+
+    def offset() -> int:  # distance from the mid, most orders within a few ticks of the touch
+        return 1 + int(rng.expovariate(1 / 6))
+
+    def track(events: list) -> None:
+        for ev in events:
+            kind = ev[0]
+            if kind == ACCEPTED:
+                live.add(ev[1])
+            elif kind == FILLED or kind == CANCELLED:
+                live.discard(ev[1])
+
+    def new_order(side: str, price: int, qty: int, tif: str) -> dict[str, Any]:
+        nonlocal next_id
+        line = {
+            "op": "new",
+            "id": next_id,
+            "side": side,
+            "type": "limit",
+            "tif": tif,
+            "price": price,
+            "qty": qty,
+        }
+        track(book.submit(next_id, side.upper(), price, qty, tif=tif))
+        next_id += 1
+        return line
+
+    for _ in range(resting):
+        side = rng.choice(("buy", "sell"))
+        price = mid - offset() if side == "buy" else mid + offset()
+        yield new_order(side, price, rng.randint(1, 100), "GTC")
+
+    cut_ioc = MIX["new_gtc"] + MIX["ioc"]
+    cut_cancel = cut_ioc + MIX["cancel"]
+    for _ in range(operations):
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None:
+            mid = (bid + ask) // 2
+        r = rng.random()
+        if r >= cut_cancel and live:
+            order_id = live.pick(rng)
+            current = book.order(order_id)
+            assert current is not None
+            side = current["side"]
+            if rng.random() < 0.015:  # an aggressive move that crosses the spread and trades
+                if side == "BUY":
+                    new_price = (ask if ask is not None else mid) + rng.randint(0, 2)
+                else:
+                    new_price = (bid if bid is not None else mid) - rng.randint(0, 2)
+            else:
+                new_price = mid - offset() if side == "BUY" else mid + offset()
+            u = rng.random()
+            qty = current["qty"]
+            new_qty = (
+                qty if u < 0.8 else max(1, qty - rng.randint(1, 20)) if u < 0.9 else qty + rng.randint(1, 20)
+            )
+            track(book.replace(order_id, new_price, new_qty))
+            yield {"op": "replace", "id": order_id, "new_price": new_price, "new_qty": new_qty}
+            continue
+        target_low, target_high = resting * 0.9, resting * 1.1
+        if r < MIX["new_gtc"] or (cut_ioc <= r and len(live) < target_low) or not live:
+            if r < MIX["new_gtc"] and len(live) > target_high:
+                order_id = live.pick(rng)
+                track(book.cancel(order_id))
+                yield {"op": "cancel", "id": order_id}
+                continue
+            side = rng.choice(("buy", "sell"))
+            price = mid - offset() if side == "buy" else mid + offset()
+            yield new_order(side, price, rng.randint(1, 100), "GTC")
+        elif r < cut_ioc:
+            side = rng.choice(("buy", "sell"))
+            if side == "buy":
+                price = (ask if ask is not None else mid) + rng.randint(0, 3)
+            else:
+                price = (bid if bid is not None else mid) - rng.randint(0, 3)
+            yield new_order(side, price, rng.randint(1, 60), "IOC")
+        else:
+            order_id = live.pick(rng)
+            track(book.cancel(order_id))
+            yield {"op": "cancel", "id": order_id}
+
+
+def write_workload(
+    path: Path, operations: int, *, seed: int = 1, resting: int = 1000, progress: bool = False
+) -> int:
+    """Write a generated workload to `path`; returns the number of lines written."""
+    lines = generate_workload(operations, seed=seed, resting=resting)
+    total = operations + resting
+    written = 0
+    with open(path, "w", encoding="utf-8") as out:
+        if progress:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("generating workload", total=total)
+                for line in lines:
+                    out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                    written += 1
+                    if written % 10_000 == 0:
+                        bar.update(task, completed=written)
+        else:
+            for line in lines:
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                written += 1
+    return written
+
+
+def parse_workload(lines: Iterable[str]) -> list[tuple]:
+    """Pre-parse workload lines into tuples, so that the timed loop does no JSON or dict work.
+
+    (OP_NEW, id, side, price, qty, type, tif) | (OP_CANCEL, id) | (OP_REPLACE, id, new_price, new_qty)
+    """
+    ops: list[tuple] = []
+    for raw in lines:
+        raw = raw.strip()
+        if not raw:
+            continue
+        d = json.loads(raw)
+        op = d["op"]
+        if op == "new":
+            order_type = d.get("type", "limit").upper()
+            price = d.get("price") if order_type == "LIMIT" else None
+            ops.append(
+                (OP_NEW, d["id"], d["side"].upper(), price, d["qty"], order_type, d.get("tif", "GTC").upper())
+            )
+        elif op == "cancel":
+            ops.append((OP_CANCEL, d["id"]))
+        elif op == "replace":
+            ops.append((OP_REPLACE, d["id"], d.get("new_price"), d.get("new_qty")))
+        else:
+            raise ValueError(f"unknown workload op {op!r}")
+    return ops
+
+
+def load_workload(path: Path) -> list[tuple]:
+    with open(path, encoding="utf-8") as f:
+        return parse_workload(f)
+
+
+def run_workload(
+    ops: list[tuple],
+    symbol: str = "BENCH",
+    *,
+    api: str = "batch",
+    batch_size: int = 1000,
+    clock: Any = time.perf_counter,
+) -> MatchBenchResult:
+    """Replay pre-parsed operations through one fresh book; times only the matching.
+
+    api="call": one `submit` / `cancel` / `replace` call per operation; the loop consumes the
+    events the way a caller would (counting trades and traded quantity).
+    api="batch": `OrderBook.apply` on consecutive batches of `batch_size` operations (as a Lambda
+    gets an MSK batch); trades are counted from each batch's events outside the timed part.
+    Both build every domain event.
+    """
+    if api == "call":
+        return _run_calls(ops, symbol, clock)
+    if api == "batch":
+        return _run_batches(ops, symbol, batch_size, clock)
+    raise ValueError(f"unknown api {api!r}")
+
+
+def to_commands(ops: list[tuple]) -> list[tuple]:
+    """Pre-parsed workload tuples -> OrderBook.apply commands (not timed)."""
+    commands = []
+    for op in ops:
+        code = op[0]
+        if code == OP_REPLACE:
+            commands.append(replace_command(op[1], op[2], op[3]))
+        elif code == OP_NEW:
+            commands.append(submit_command(op[1], op[2], op[3], op[4], type=op[5], tif=op[6]))
+        else:
+            commands.append(cancel_command(op[1]))
+    return commands
+
+
+def _run_batches(ops: list[tuple], symbol: str, batch_size: int, clock: Any) -> MatchBenchResult:
+    commands = to_commands(ops)
+    batches = [commands[i : i + batch_size] for i in range(0, len(commands), batch_size)]
+    book = OrderBook(symbol)
+    apply = book.apply
+    elapsed = 0.0
+    trades = 0
+    traded_qty = 0
+    for batch in batches:
+        started = clock()
+        events, _ends = apply(batch)
+        elapsed += clock() - started
+        for ev in events:
+            if ev[0] == TRADE:
+                trades += 1
+                traded_qty += ev[6]
+    return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
+
+
+def _run_calls(ops: list[tuple], symbol: str, clock: Any) -> MatchBenchResult:
+    book = OrderBook(symbol)
+    submit, cancel, replace = book.submit, book.cancel, book.replace
+    trades = 0
+    traded_qty = 0
+    started = clock()
+    for op in ops:
+        code = op[0]
+        if code == 2:
+            events = replace(op[1], op[2], op[3])
+        elif code == 0:
+            events = submit(op[1], op[2], op[3], op[4], type=op[5], tif=op[6])
+        else:
+            events = cancel(op[1])
+        if len(events) > 2:  # a trade always comes with two fill events
+            for ev in events:
+                if ev[0] == TRADE:
+                    trades += 1
+                    traded_qty += ev[6]
+    elapsed = clock() - started
+    return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def register_bench(bench_subparsers: Any) -> None:
+    """Add `clearing bench match` (called by clearing.cli.commands.bench)."""
+    p = bench_subparsers.add_parser(
+        "match",
+        help="benchmark the matching engine on a JSON Lines workload",
+        description="Replay a workload through one OrderBook (--workload), or generate one (--generate N --out FILE).",
+    )
+    p.add_argument("--workload", type=Path, help="JSON Lines workload to replay")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--generate", type=int, metavar="N", help="generate N operations of the benchmark mix")
+    p.add_argument("--out", type=Path, help="file to write the generated workload to")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the generator (default 1)")
+    p.add_argument(
+        "--resting", type=int, default=1000, help="orders resting before the mix starts (default 1000)"
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="replay the workload this many times, report the best run"
+    )
+    p.add_argument(
+        "--api",
+        choices=("batch", "call"),
+        default="batch",
+        help="batch: OrderBook.apply per batch of operations (default); call: one method call per operation",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=1000, help="operations per OrderBook.apply batch (default 1000)"
+    )
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="divide by the process CPU time instead of wall time (steadier on a shared machine)",
+    )
+    p.set_defaults(func=_run_bench_match)
+
+
+def _run_bench_match(args: Any) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if args.generate is not None:
+        if args.out is None:
+            console.print("[red]--generate needs --out FILE[/red]")
+            return 2
+        written = write_workload(
+            args.out, args.generate, seed=args.seed, resting=args.resting, progress=args.generate >= 200_000
+        )
+        if args.json:
+            print(json.dumps({"written": written, "out": str(args.out)}))
+        else:
+            console.print(f"wrote {written:,} operations to {args.out}")
+        if args.workload is None:
+            return 0
+    if args.workload is None:
+        console.print("[red]give --workload FILE (or --generate N --out FILE)[/red]")
+        return 2
+    ops = load_workload(args.workload)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    runs = [
+        run_workload(ops, api=args.api, batch_size=args.batch_size, clock=clock)
+        for _ in range(max(1, args.repeat))
+    ]
+    best = min(runs, key=lambda r: r.seconds)
+    if args.json:
+        print(json.dumps(best.as_json()))
+    else:
+        print(
+            f"{best.operations:,} operations in {best.seconds:.3f} s: {best.ops_per_sec:,.0f} ops/s, "
+            f"{best.trades:,} trades, traded quantity {best.traded_qty:,}"
+        )
+    return 0

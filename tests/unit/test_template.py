@@ -233,7 +233,7 @@ def test_scheduled_jobs_run_on_eventbridge_schedules_one_at_a_time(functions):
 def test_gateway_reaches_the_proxy_through_the_nlb(functions):
     env = functions["ExchangeGatewayFunction"].environment
     assert env["PROXY_HOST"] == {"Fn::GetAtt": ["ProxyLoadBalancer", "DNSName"]}
-    assert env["PROXY_PORT"] == 9443
+    assert env["PROXY_PORT"] == 9443 and env["PROXY_TLS"] == "true"
 
 
 def test_globals_runtime_architecture_tracing_and_environment(template):
@@ -474,3 +474,20 @@ def test_samconfig_has_default_dev_and_prod():
         names = {o.split("=", 1)[0] for o in overrides}
         assert names <= set(params), names - set(params)
         assert f"Stage={env}" in overrides
+
+
+def test_proxy_container_environment_matches_the_proxy_settings(template):
+    """Every variable the task definition sets is one the proxy reads (clearing.fix.proxy.ProxySettings)."""
+    proxy = pytest.importorskip("clearing.fix.proxy")
+    fields = {name.upper() for name in proxy.ProxySettings.model_fields}
+    container = template["Resources"]["ProxyTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    names = {e["Name"] for e in container["Environment"]} | {s["Name"] for s in container["Secrets"]}
+    kafka_auth = {
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_SECRET_ARN",
+    }  # pipeline-wide names
+    assert names - {"STAGE"} - kafka_auth <= fields, (names - {"STAGE"} - kafka_auth) - fields
+    assert {"GATEWAY_PORT", "HEALTH_PORT", "FIX_STORE_DIR"} <= names
+    mounts = {m["ContainerPath"] for m in container["MountPoints"]}
+    assert "/var/lib/clearing-fix" in mounts  # the session store survives task replacement (EFS)

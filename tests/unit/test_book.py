@@ -440,3 +440,19 @@ def test_apply_returns_the_events_of_the_single_calls_with_their_bounds(book):
     ]
     starts = [0] + ends[:-1]
     assert [events[a:b] for a, b in zip(starts, ends, strict=True)] == expected
+
+
+@pytest.mark.parametrize("form", ["price_and_qty", "qty_only", "with_owner"])
+@pytest.mark.parametrize(("new_qty", "first_after"), [(4, "A"), (10, "A"), (15, "B")])
+def test_replace_priority_rule_is_the_same_on_every_call_form(book, form, new_qty, first_after):
+    """`replace(id, price, qty)` takes an inline fast path; the other forms the general one."""
+    book.submit("A", "SELL", 100, 10)
+    book.submit("B", "SELL", 100, 10)
+    if form == "price_and_qty":
+        events = book.replace("A", 100, new_qty)
+    elif form == "qty_only":
+        events = book.replace("A", new_qty=new_qty)
+    else:
+        events = book.replace("A", 100, new_qty, owner="new-owner")
+    assert named(events[0]).priority_kept is (first_after == "A")
+    assert _queue(book, 100)[0] == first_after

@@ -1,0 +1,90 @@
+"""The matching benchmark: workload generator, replay and the `clearing bench match` command."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from clearing.bench.match import (
+    generate_workload,
+    load_workload,
+    parse_workload,
+    run_workload,
+    write_workload,
+)
+from clearing.cli.main import main
+
+
+def test_generated_workload_is_deterministic_for_a_seed():
+    a = list(generate_workload(500, seed=7, resting=100))
+    b = list(generate_workload(500, seed=7, resting=100))
+    c = list(generate_workload(500, seed=8, resting=100))
+    assert a == b and a != c
+
+
+def test_generated_workload_follows_the_exchange_core_mix():
+    lines = list(generate_workload(20_000, seed=1, resting=1000))
+    prefill, mix = lines[:1000], lines[1000:]
+    assert all(d["op"] == "new" and d["tif"] == "GTC" for d in prefill)
+    counts = Counter((d["op"], d.get("tif")) for d in mix)
+    share = {k: v / len(mix) for k, v in counts.items()}
+    assert 0.80 <= share[("replace", None)] <= 0.84
+    assert 0.025 <= share[("new", "IOC")] <= 0.035
+    assert 0.06 <= share[("new", "GTC")] <= 0.12
+    assert 0.03 <= share[("cancel", None)] <= 0.08
+
+
+def test_parse_ignores_fields_an_operation_does_not_need():
+    ops = parse_workload(
+        [
+            '{"op": "new", "id": 1, "side": "sell", "type": "limit", "tif": "GTC", "price": 100, "qty": 5, "new_qty": 9}',
+            '{"op": "new", "id": 2, "side": "buy", "type": "market", "tif": "IOC", "price": 123, "qty": 2}',
+            '{"op": "replace", "id": 1, "side": "sell", "new_price": 101, "new_qty": 4}',
+            "",
+            '{"op": "cancel", "id": 42, "price": 7}',
+        ]
+    )
+    assert ops == [
+        (0, 1, "SELL", 100, 5, "LIMIT", "GTC"),
+        (0, 2, "BUY", None, 2, "MARKET", "IOC"),
+        (2, 1, 101, 4),
+        (1, 42),
+    ]
+
+
+def test_replay_counts_trades_the_same_way_through_both_apis():
+    ops = parse_workload(json.dumps(d) for d in generate_workload(3000, seed=3, resting=200))
+    by_call = run_workload(ops, api="call")
+    by_batch = run_workload(ops, api="batch", batch_size=128)
+    assert by_call.trades > 0 and by_call.traded_qty >= by_call.trades
+    assert (by_call.operations, by_call.trades, by_call.traded_qty) == (
+        by_batch.operations,
+        by_batch.trades,
+        by_batch.traded_qty,
+    )
+
+
+def test_unknown_ids_in_a_workload_are_ignored():
+    ops = parse_workload(
+        ['{"op": "cancel", "id": 5}', '{"op": "replace", "id": 6, "new_price": 1, "new_qty": 1}']
+    )
+    result = run_workload(ops, api="call")
+    assert (result.operations, result.trades, result.traded_qty) == (2, 0, 0)
+
+
+def test_cli_generates_then_replays_with_one_json_object(tmp_path, capsys):
+    workload = tmp_path / "w.jsonl"
+    assert main(["bench", "match", "--generate", "2000", "--out", str(workload), "--resting", "100"]) == 0
+    assert len(workload.read_text().splitlines()) == 2100
+    capsys.readouterr()
+    assert main(["bench", "match", "--workload", str(workload), "--json"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out)
+    assert set(result) == {"ops_per_sec", "trades", "traded_qty"}
+    assert result["ops_per_sec"] > 0 and isinstance(result["trades"], int)
+    expected = run_workload(load_workload(workload))
+    assert (result["trades"], result["traded_qty"]) == (expected.trades, expected.traded_qty)
+
+
+def test_write_workload_reports_lines_written(tmp_path):
+    assert write_workload(tmp_path / "w.jsonl", 50, seed=1, resting=10) == 60

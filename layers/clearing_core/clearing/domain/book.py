@@ -431,6 +431,9 @@ class OrderBook:
         asks = self._asks
         bid_heap = self._bid_heap
         ask_heap = self._ask_heap
+        # The arrival counter lives in a local on the inline paths; it is written back before
+        # every call into the general methods (which use self._arrival) and read again after.
+        arrival = self._arrival
         for command in commands:
             code = command[0]
             if code == 2:  # REPLACE_COMMAND; the inline part mirrors `replace`
@@ -442,7 +445,9 @@ class OrderBook:
                     or not (new_price > 0 < new_qty)
                     or not (new_total_qty is owner is None)
                 ):
+                    self._arrival = arrival
                     events += self._replace_checked(order_id, o, new_price, new_qty, new_total_qty, owner)
+                    arrival = self._arrival
                     n = len(events)
                     mark(n)
                     continue
@@ -456,14 +461,18 @@ class OrderBook:
                     continue
                 if o.side is BUY:
                     if ask_heap and ask_heap[0] <= new_price:
+                        self._arrival = arrival
                         events += self._amend(o, new_price, new_qty)
+                        arrival = self._arrival
                         n = len(events)
                         mark(n)
                         continue
                     own = bids
                 else:
                     if bid_heap and -bid_heap[0] >= new_price:
+                        self._arrival = arrival
                         events += self._amend(o, new_price, new_qty)
+                        arrival = self._arrival
                         n = len(events)
                         mark(n)
                         continue
@@ -472,7 +481,8 @@ class OrderBook:
                 del level[order_id]
                 if not level:
                     del own[old_price]
-                self._arrival = o.arrival = self._arrival + 1
+                arrival += 1
+                o.arrival = arrival
                 o.price = new_price
                 o.qty = new_qty
                 level = own.get(new_price)
@@ -499,6 +509,7 @@ class OrderBook:
                 mark(n)
             elif code == 0:  # SUBMIT_COMMAND
                 _, order_id, side, price, qty, order_type, tif, post_only, member, stp, owner = command
+                self._arrival = arrival
                 events += self.submit(
                     order_id,
                     side,
@@ -511,10 +522,13 @@ class OrderBook:
                     stp=stp,
                     owner=owner,
                 )
+                arrival = self._arrival
                 n = len(events)
                 mark(n)
             else:
+                self._arrival = arrival
                 raise ValueError(f"unknown order book command code {code!r}")
+        self._arrival = arrival
         return events, ends
 
     def expire_day(self) -> list[Event]:

@@ -1,0 +1,43 @@
+"""`clearing demo`: the main job (see clearing.local.demo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline locally end to end and report")
+    p.add_argument("--orders", type=int, default=100_000, help="orders to publish (default 100000)")
+    p.add_argument("--rate", type=float, default=0, help="orders/s to publish at (0: as fast as possible)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--report", default="reports/demo.html", help="HTML report path ('' for none)")
+    p.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
+    p.add_argument("--state-dir", help="local runtime state folder (default .clearing)")
+    p.add_argument("--functions", action="append", default=None, help="only these functions' mappings")
+    p.add_argument("--batching-window", type=float, default=None, help="cap of the local batching window (s)")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args) -> int:
+    from clearing.local.config import RuntimeConfig
+    from clearing.local.demo import print_summary, run_demo
+
+    overrides = {}
+    if args.state_dir:
+        overrides["state_dir"] = Path(args.state_dir)
+    if args.functions:
+        overrides["functions"] = args.functions
+    if args.batching_window is not None:
+        overrides["batching_window_cap_s"] = args.batching_window
+    config = RuntimeConfig(**overrides)
+    summary = run_demo(args.orders, args.rate, args.seed, config, keep_running=args.keep_running,
+                       quiet=args.json, report=Path(args.report) if args.report else None)
+    if args.json:
+        keys = ("orders", "accepted", "rejected", "trades", "throughput_orders_per_sec", "latency_ms",
+                "netting_efficiency", "invariants_ok")
+        print(json.dumps({k: summary[k] for k in keys}))
+    else:
+        print_summary(summary)
+    return 0 if summary["invariants_ok"] and summary["unaccounted"] == 0 else 1

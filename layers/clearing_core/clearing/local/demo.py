@@ -1,0 +1,274 @@
+"""The main job: the whole pipeline on this machine, end to end, with a summary and an HTML report.
+
+`clearing demo` starts the local stack if it is not running, publishes N orders from the OMS simulator
+to orders.new (sent_at stamped at publish time), waits until every mapping is idle, runs
+`clearing verify`, and summarises: orders accepted/rejected by reason, trades, cleared notional,
+netting efficiency, margin calls, throughput and end-to-end latency (OMS publish -> cleared leg).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from clearing.local.config import RuntimeConfig
+from clearing.services import keys
+from clearing.topics import ORDERS_NEW, TRADES_EXECUTED
+
+
+@dataclass
+class DemoRun:
+    orders: int
+    published_at: list[float] = field(default_factory=list)  # wall clock of each publish (s)
+    start_offsets: dict[int, int] = field(default_factory=dict)
+    end_offsets: dict[int, int] = field(default_factory=dict)
+    started: float = 0.0
+    published: float = 0.0
+    idle: float = 0.0
+
+
+def _utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _stamp(raw: bytes, now: float) -> bytes:
+    """Set sent_at to the publish time (the generator's clock is synthetic); other bytes untouched."""
+    if not raw.startswith(b"{"):
+        return raw
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(body, dict) or "sent_at" not in body:
+        return raw
+    body["sent_at"] = _utc_iso(now)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from clearing.local.broker import probe_consumer, topic_partitions, true_end_offsets
+
+    consumer = probe_consumer(bootstrap)
+    try:
+        ends = true_end_offsets(consumer, topic_partitions(consumer, [topic]))
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        consumer.close()
+
+
+def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progress=None, task=None) -> DemoRun:
+    from kafka import KafkaProducer
+
+    from clearing.local.oms import generate_orders
+
+    run = DemoRun(orders=n)
+    run.start_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
+    producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5,
+                             batch_size=256 * 1024, max_in_flight_requests_per_connection=1)
+    prefix = f"D{int(time.time())}-"
+    run.started = time.time()
+    interval = 1.0 / rate if rate > 0 else 0.0
+    next_due = run.started
+    for i, msg in enumerate(generate_orders(n, seed=seed, id_prefix=prefix)):
+        now = time.time()
+        if interval:
+            if now < next_due:
+                time.sleep(next_due - now)
+                now = time.time()
+            next_due += interval
+        producer.send(ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now))
+        run.published_at.append(now)
+        if progress is not None and i % 500 == 0:
+            progress.update(task, completed=i)
+    producer.flush(30)
+    producer.close(10)
+    run.published = time.time()
+    if progress is not None:
+        progress.update(task, completed=n)
+    run.end_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
+    return run
+
+
+def _in_run(src: str, run: DemoRun) -> bool:
+    topic, partition, offset = src.rsplit("/", 2)
+    p, o = int(partition), int(offset)
+    return topic == ORDERS_NEW and run.start_offsets.get(p, 0) <= o < run.end_offsets.get(p, 0)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
+    from clearing.services.reports import obligations_report, run_margin, verify
+
+    orders = store.scan(keys.ORDERS)
+    accepted = rejected = 0
+    by_reason: dict[str, int] = {}
+    for item in orders:
+        if item.get("kind") not in ("VALIDATION", "REJECTION") or not _in_run(item.get("src", "x/0/0"), run):
+            continue
+        if item["decision"] == "ACCEPTED":
+            accepted += 1
+        else:
+            rejected += 1
+            by_reason[item["reason"]] = by_reason.get(item["reason"], 0) + 1
+    since = _utc_iso(run.started - 0.001)
+    trades = [t for t in store.scan(keys.TRADES) if t["sk"] == "CLEARED" and (t.get("executed_at") or "") >= since]
+    latencies = []
+    cleared_notional = Decimal(0)
+    for t in trades:
+        executed = datetime.fromisoformat(t["executed_at"].replace("Z", "+00:00")).timestamp()
+        latencies.append(t["cleared_at"] - executed * 1000)
+        cleared_notional += Decimal(t["legs"][0]["notional"])
+    end = max([t["cleared_at"] / 1000 for t in trades] + [run.published])
+    invariants = verify(store)
+    netting = obligations_report(store)
+    margin = run_margin(store, refdata)
+    summary = {
+        "orders": run.orders,
+        "accepted": accepted,
+        "rejected": rejected,
+        "unaccounted": run.orders - accepted - rejected,
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "trades": len(trades),
+        "cleared_notional": str(cleared_notional),
+        "throughput_orders_per_sec": round(run.orders / max(end - run.started, 1e-9), 1),
+        "publish_rate_orders_per_sec": round(run.orders / max(run.published - run.started, 1e-9), 1),
+        "latency_ms": {"p50": round(_percentile(latencies, 0.50), 1), "p99": round(_percentile(latencies, 0.99), 1),
+                       "max": round(max(latencies, default=0.0), 1)},
+        "netting_efficiency": float(netting["totals"]["cash_efficiency"]),
+        "netting": netting["totals"],
+        "margin_calls": len(margin["margin_calls"]),
+        "invariants_ok": invariants.ok,
+        "violations": invariants.violations[:20],
+        "checked": invariants.checked,
+        "seconds": round(end - run.started, 2),
+    }
+    summary["_charts"] = {
+        "published_at": run.published_at,
+        "cleared_at": [t["cleared_at"] / 1000 for t in trades],
+        "latencies": latencies,
+        "netting_rows": netting["rows"],
+        "margin": margin["requirements"],
+        "started": run.started,
+    }
+    return summary
+
+
+def run_demo(orders: int, rate: float, seed: int, config: RuntimeConfig, keep_running: bool = False,
+             quiet: bool = False, report: Path | None = None) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from clearing.cli.context import reference_data
+    from clearing.local.runtime import LocalRuntime
+
+    console = Console(stderr=True, quiet=quiet)
+    runtime = LocalRuntime(config, owner_pid=None if keep_running else os.getpid())
+    status = runtime.status(with_lag=False)
+    running = all(c.state in ("running", "external") for c in status.components)
+    if not running:
+        with console.status("starting the local stack (broker, moto_server, event-source mappings) ..."):
+            t0 = time.time()
+            runtime.start()
+        console.print(f"local stack up in {time.time() - t0:.1f} s (state in {config.state_path})")
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, disable=quiet) as progress:
+            pub = progress.add_task("published to orders.new", total=orders)
+            run = publish_orders(config, orders, rate, seed, progress, pub)
+            done = progress.add_task("validated (committed)", total=orders)
+            _follow(runtime, config, run, progress, done)
+        runtime.wait_until_idle(timeout=max(120.0, orders / 200))
+        run.idle = time.time()
+        store = _store(config)
+        summary = summarise(store, reference_data(store), run)
+        if report is not None:
+            from clearing.local.report import write_report
+
+            write_report(summary, Path(report))
+            summary["report"] = str(report)
+        return summary
+    finally:
+        if not running and not keep_running:
+            runtime.stop()
+
+
+def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> None:
+    """Live progress: how much of this run's orders.new validate_orders has committed."""
+    from clearing.local.esm import mapping_specs
+    from clearing.local.runtime import LagProbe
+
+    spec = next((s for s in mapping_specs(config) if ORDERS_NEW in s.topics), None)
+    if spec is None:
+        return
+    probe = LagProbe(config)
+    try:
+        deadline = time.time() + max(300.0, run.orders / 100)
+        while time.time() < deadline:
+            offsets = probe.offsets(spec.group_id, [ORDERS_NEW])
+            done = sum(max(0, committed - run.start_offsets.get(int(k.rsplit("-", 1)[1]), 0))
+                       for k, (_, committed) in offsets.items())
+            progress.update(task, completed=min(done, run.orders))
+            if done >= run.orders:
+                return
+            time.sleep(0.25)
+    finally:
+        probe.close()
+
+
+def _store(config: RuntimeConfig):
+    import boto3
+
+    from clearing.adapters.dynamodb import DynamoItemStore
+    from clearing.template_model import table_env_vars
+
+    names = {env[: -len("_TABLE")].lower(): config.table_name(logical) for env, logical in table_env_vars().items()}
+    client = boto3.client("dynamodb", region_name=config.region, endpoint_url=config.dynamodb_url,
+                          aws_access_key_id="local", aws_secret_access_key="local")
+    return DynamoItemStore(client, names)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="clearing demo", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("orders published", f"{summary['orders']:,}"),
+        ("accepted", f"{summary['accepted']:,}"),
+        ("rejected", f"{summary['rejected']:,}"),
+        *[(f"  rejected {k}", f"{v:,}") for k, v in summary["rejected_by_reason"].items()],
+        ("unaccounted", str(summary["unaccounted"])),
+        ("trades (cleared)", f"{summary['trades']:,}"),
+        ("cleared notional", f"{float(summary['cleared_notional']):,.2f}"),
+        ("netting efficiency (cash, 1 - net/gross)", f"{summary['netting_efficiency']:.2%}"),
+        ("settlements gross -> net", f"{summary['netting']['gross_settlements']:,} -> {summary['netting']['net_settlements']:,}"),
+        ("margin calls", str(summary["margin_calls"])),
+        ("publish rate", f"{summary['publish_rate_orders_per_sec']:,.0f} orders/s"),
+        ("throughput end to end", f"{summary['throughput_orders_per_sec']:,.0f} orders/s"),
+        ("latency publish -> cleared p50 / p99 / max",
+         f"{summary['latency_ms']['p50']:,.0f} / {summary['latency_ms']['p99']:,.0f} / {summary['latency_ms']['max']:,.0f} ms"),
+        ("invariants", "[green]OK[/green]" if summary["invariants_ok"] else "[red]VIOLATED[/red]"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    for v in summary.get("violations", []):
+        console.print(f"[red]{v['code']}[/red] {v['message']}")
+    if summary.get("report"):
+        console.print(f"report: {summary['report']}")

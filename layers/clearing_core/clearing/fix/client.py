@@ -1,5 +1,10 @@
 """The gateway Lambda's adapter to the FIX proxy: blocking TCP client of the framed protocol.
 
+TLS: the NLB's listener in AWS is TLS (template.yaml), so with `tls=True` (PROXY_TLS=true) the socket
+is wrapped with ssl and the listener's certificate is verified against the system trust store, or
+against `ca_file` (PROXY_TLS_CA_FILE, e.g. a private CA's bundle), for the name `server_name`
+(PROXY_TLS_SERVER_NAME, default: the host connected to). There is no switch to skip verification.
+
 Bounded everywhere: the connect timeout bounds reaching the proxy (via the NLB), the response
 timeout bounds each request's round trip. The connection is kept open across requests and warm
 invocations; a request that fails on a reused connection (the NLB closes idle flows) is sent once
@@ -10,6 +15,7 @@ raises ProxyUnavailableError so the invocation fails and the event-source mappin
 from __future__ import annotations
 
 import socket
+import ssl
 
 from clearing.fix.gateway_protocol import (
     FrameError,
@@ -24,14 +30,35 @@ class ProxyUnavailableError(Exception):
     """The proxy could not be reached or answered too late / UNAVAILABLE: retry the batch later."""
 
 
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Client context that verifies the certificate chain and host name (TLS 1.2 or later)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class ProxyClient:
     def __init__(
-        self, host: str, port: int, *, connect_timeout: float = 2.0, response_timeout: float = 5.0
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float = 2.0,
+        response_timeout: float = 5.0,
+        tls: bool = False,
+        ca_file: str | None = None,
+        server_name: str | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
+        self.server_name = server_name or host
+        self._tls_context = tls_context(ca_file) if tls else None
         self._sock: socket.socket | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self._tls_context is not None
 
     def submit(self, request: dict) -> GatewayResponse:
         """Send one request frame, return the proxy's answer (UNAVAILABLE raises)."""
@@ -64,8 +91,14 @@ class ProxyClient:
     def _connection(self) -> socket.socket:
         if self._sock is None:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-            sock.settimeout(self.response_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls_context is not None:
+                try:  # the handshake is part of reaching the proxy: bounded by the connect timeout
+                    sock = self._tls_context.wrap_socket(sock, server_hostname=self.server_name)
+                except BaseException:
+                    sock.close()
+                    raise
+            sock.settimeout(self.response_timeout)
             self._sock = sock
         return self._sock
 

@@ -1,10 +1,11 @@
 """Components of the local runtime: each can start, stop and report its health.
 
-The core ones are the broker (Tansu), DynamoDB (moto_server) and the event-source mappings (the ESM
-supervisor). Optional ones (the FIX proxy, the exchange simulator) plug in by name:
-`register_component("fix-proxy", "clearing.fix.local:proxy_component")` (or an entry in
-COMPONENT_FACTORIES) names a factory `factory(config) -> Component`; `clearing up --with fix-proxy`
-or CLEARING_EXTRA_COMPONENTS='["fix-proxy"]' starts it after the core, `down` stops it first.
+The core ones are the broker (Tansu), DynamoDB (moto_server), the exchange side (the exchange simulator
+and the FIX proxy, clearing.fix.local) and the event-source mappings (the ESM supervisor). Components
+plug in by name: `register_component("fix-proxy", "clearing.fix.local:fix_proxy_component")` (or an
+entry in COMPONENT_FACTORIES) names a factory `factory(config) -> Component`; the exchange side is
+started by RuntimeConfig.start_exchange, any other registered one by `clearing up --with NAME` or
+CLEARING_EXTRA_COMPONENTS='["NAME"]' (after the mappings; `down` stops it first).
 `ProcessComponent` covers the usual case: one background process listening on one port.
 """
 
@@ -62,6 +63,10 @@ class ProcessComponent:
     ready_timeout: float = 30.0
     env: dict[str, str] | None = None
     after_start: Callable[[], None] | None = field(default=None, repr=False)
+    port_hint: str | None = None  # the flag / env that moves `port`, named when it is taken
+    # Connected to for readiness and health instead of `port`: a FIX acceptor would take a probe
+    # connection on its own port for its counterparty and drop the live session.
+    probe_port: int | None = None
 
     @property
     def pid_path(self) -> Path:
@@ -84,11 +89,13 @@ class ProcessComponent:
         if pid and pid_alive(pid):
             return  # already up (idempotent `up`)
         if self.port:
-            ensure_port_free(self.host or self.config.host, self.port, self.name)
+            ensure_port_free(self.host or self.config.host, self.port, self.name, self.port_hint)
         proc = spawn(self.argv_factory(), self.log_path, self.pid_path, env=self.env)
-        if self.port:
+        if self.probe_port or self.port:
             try:
-                wait_for_port(self.host or self.config.host, self.port, self.ready_timeout, proc)
+                wait_for_port(
+                    self.host or self.config.host, self.probe_port or self.port, self.ready_timeout, proc
+                )
             except RuntimeStartError as exc:
                 raise RuntimeStartError(f"{self.name}: {exc} (log: {self.log_path})") from exc
         if self.after_start:
@@ -105,7 +112,8 @@ class ProcessComponent:
             return ComponentStatus(self.name, self.address, "external")
         pid = read_pid(self.pid_path)
         alive = bool(pid and pid_alive(pid))
-        listening = port_is_open(self.host or self.config.host, self.port) if self.port else alive
+        probe = self.probe_port or self.port
+        listening = port_is_open(self.host or self.config.host, probe) if probe else alive
         state = "running" if alive and listening else ("degraded" if alive or listening else "stopped")
         return ComponentStatus(self.name, self.address, state, pid if alive else None)
 
@@ -164,6 +172,12 @@ COMPONENT_FACTORIES: dict[str, str] = {}
 
 def register_component(name: str, factory_path: str) -> None:
     COMPONENT_FACTORIES[name] = factory_path
+
+
+# The exchange side, in start order (LocalRuntime starts them after moto, before the mappings).
+EXCHANGE_COMPONENTS = ("exchange-sim", "fix-proxy")
+register_component("exchange-sim", "clearing.fix.local:exchange_sim_component")
+register_component("fix-proxy", "clearing.fix.local:fix_proxy_component")
 
 
 def extra_component(name: str, config: RuntimeConfig) -> Component:

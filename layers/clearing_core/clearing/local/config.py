@@ -1,7 +1,9 @@
 """Configuration of the local runtime: one pydantic-settings model, read from flags and the environment.
 
 Every endpoint can point at a real service instead of a local one: when KAFKA_BOOTSTRAP_SERVERS or
-DYNAMODB_ENDPOINT_URL is set, nothing local is started for it. Everything else reads `CLEARING_*`
+DYNAMODB_ENDPOINT_URL is set, nothing local is started for it; CLEARING_EXCHANGE_ENDPOINT (a real FIX
+acceptor: no simulator) and CLEARING_PROXY_ENDPOINT (a running proxy: neither proxy nor simulator) do the
+same for the exchange side. Everything else reads `CLEARING_*`
 variables (CLEARING_STATE_DIR, CLEARING_BROKER_PORT, ...), and CLI flags override both.
 """
 
@@ -60,7 +62,20 @@ class RuntimeConfig(BaseSettings):
     onfailure_topic: str | None = ONFAILURE_TOPIC  # also always written to <state_dir>/onfailure/*.jsonl
     poll_timeout_ms: int = 100
     restart_backoff_s: float = 0.5
-    # Optional components (FIX proxy, exchange simulator): names registered in clearing.local.components.
+    # Exchange side: the exchange simulator and the FIX proxy, started after moto and before the mappings.
+    # None (default): started when a function whose mapping runs talks to the proxy (its environment has
+    # PROXY_HOST: the exchange gateway); True / False: always / never.
+    start_exchange: bool | None = None
+    exchange_sim_port: int = 19878  # FIX acceptor of the simulator
+    exchange_sim_control_port: int = 19879  # its fault-injection control port (`clearing exchange-fault`)
+    proxy_gateway_port: int = 19000  # what the gateway Lambda connects to (the NLB listener in AWS)
+    proxy_health_port: int = 19080  # HTTP health check (200 while logged on)
+    fix_heartbeat_interval: int = 10  # HeartBtInt of the local session, seconds
+    fix_store_fsync: bool = False  # the local store need not survive a power cut; fsync costs 3x per send
+    exchange_endpoint: str | None = None  # "host:port" of a real FIX acceptor: no simulator started
+    proxy_endpoint: str | None = None  # "host:port" of a running proxy: neither proxy nor simulator started
+    proxy_tls: bool = False  # only with proxy_endpoint: the proxy's listener is TLS (like the NLB's)
+    # Optional components: names registered in clearing.local.components.
     extra_components: list[str] = []
 
     # ---------------------------------------------------------------- derived
@@ -82,6 +97,22 @@ class RuntimeConfig(BaseSettings):
     @property
     def dynamodb_url(self) -> str:
         return self.dynamodb_endpoint_url or f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def proxy_address(self) -> tuple[str, int]:
+        """Where handlers reach the FIX proxy: the running one named, else the local one."""
+        if self.proxy_endpoint:
+            host, _, port = self.proxy_endpoint.rpartition(":")
+            return host, int(port)
+        return self.host, self.proxy_gateway_port
+
+    @property
+    def exchange_address(self) -> tuple[str, int]:
+        """Where the local proxy logs on: the real acceptor named, else the simulator."""
+        if self.exchange_endpoint:
+            host, _, port = self.exchange_endpoint.rpartition(":")
+            return host, int(port)
+        return self.host, self.exchange_sim_port
 
     def partitions_for(self, topic: str) -> int:
         return self.topic_partitions.get(topic, self.default_partitions)

@@ -137,7 +137,36 @@ def function_environment(config: RuntimeConfig, fn: template_model.LambdaFunctio
     )
     if config.local_dynamodb:
         env["AWS_SESSION_TOKEN"] = "testing"
+    if "PROXY_HOST" in env:
+        env.update(proxy_environment(config))
     return env
+
+
+def proxy_environment(config: RuntimeConfig) -> dict[str, str]:
+    """PROXY_* of a function that talks to the FIX proxy: the local proxy (plain TCP), or the named one.
+
+    In AWS PROXY_HOST is the NLB's DNS name and its listener is TLS; the local proxy listens in plain TCP.
+    """
+    host, port = config.proxy_address
+    tls = bool(config.proxy_endpoint and config.proxy_tls)
+    env = {"PROXY_HOST": host, "PROXY_PORT": str(port), "PROXY_TLS": "true" if tls else "false"}
+    for key in ("PROXY_TLS_CA_FILE", "PROXY_TLS_SERVER_NAME"):  # a TLS proxy's, from the caller
+        if tls and os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def proxy_clients(config: RuntimeConfig) -> list[str]:
+    """Logical ids of the functions whose mappings run locally and that talk to the FIX proxy."""
+    if not config.start_esm:
+        return []
+    return [
+        fn.logical_id
+        for fn in load_functions(config).values()
+        if "PROXY_HOST" in fn.environment
+        and any(ev.enabled for ev in fn.kafka_events)
+        and (not config.functions or fn.logical_id in config.functions or fn.name in config.functions)
+    ]
 
 
 def lambda_function_name(config: RuntimeConfig, fn: template_model.LambdaFunction) -> str:

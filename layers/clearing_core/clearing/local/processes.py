@@ -33,11 +33,13 @@ def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
     return False
 
 
-def ensure_port_free(host: str, port: int, what: str) -> None:
+def ensure_port_free(host: str, port: int, what: str, hint: str | None = None) -> None:
+    """Raise naming the port, its user and how to pick another (`hint`: the flag / env to use)."""
     if port_is_open(host, port):
+        hint = hint or f"--{what}-port / CLEARING_{what.upper().replace('-', '_')}_PORT"
         raise RuntimeStartError(
             f"port {host}:{port} for {what} is already in use; pick another with the flag or env "
-            f"(e.g. --{what}-port / CLEARING_{what.upper()}_PORT) or stop what holds it"
+            f"(e.g. {hint}) or stop what holds it"
         )
 
 

@@ -1,9 +1,13 @@
-"""The whole serverless pipeline on one machine: broker, DynamoDB, topics, tables, event-source mappings.
+"""The whole serverless pipeline on one machine: broker, DynamoDB, exchange side, topics, tables, mappings.
+
+Start order: broker, moto, (topics, tables, reference data), exchange simulator, FIX proxy (once logged
+on), event-source mappings; stop in reverse.
 
 Python API (used by `clearing up/down/status`, the demo and the tests):
 
     runtime = LocalRuntime(RuntimeConfig(...))
-    runtime.start()                 # starts what is not external, creates topics and tables, seeds refdata
+    runtime.start()                 # starts what is not external, creates topics and tables, seeds refdata,
+                                    # the exchange simulator and the FIX proxy when the gateway runs
     runtime.wait_until_idle(60)     # every mapping caught up (lag 0, nothing in flight)
     runtime.status()                # components + per-mapping lag and counters
     runtime.env_for_function("ValidateOrdersFunction")
@@ -57,6 +61,16 @@ class RuntimeStatus:
         }
 
 
+def exchange_needed(config: RuntimeConfig) -> bool:
+    """True when a function whose mapping runs talks to the FIX proxy (the exchange gateway)."""
+    from clearing.local.invoke import proxy_clients
+
+    try:
+        return bool(proxy_clients(config))
+    except FileNotFoundError:  # no template: start() reports it
+        return False
+
+
 class LagProbe:
     """Reads true end offsets and each mapping's committed offsets (reuses its consumers)."""
 
@@ -89,31 +103,50 @@ class LagProbe:
 
 class LocalRuntime:
     def __init__(self, config: RuntimeConfig | None = None, owner_pid: int | None = None):
-        self.config = config or RuntimeConfig()
+        config = config or RuntimeConfig()
+        if config.start_exchange is None:  # decided once, saved in runtime.json for down / status
+            config = config.model_copy(update={"start_exchange": exchange_needed(config)})
+        self.config = config
         self.owner_pid = owner_pid  # set: the mappings stop when this process exits (tests, demo)
         self.components: list[comps.Component] = [
             comps.broker_component(self.config),
             comps.moto_component(self.config),
         ]
+        self.components += [comps.extra_component(n, self.config) for n in self.exchange_component_names()]
         if self.config.start_esm:
             self.components.append(comps.esm_component(self.config, owner_pid))
-        self.components += [comps.extra_component(n, self.config) for n in self.config.extra_components]
+        self.components += [
+            comps.extra_component(n, self.config)
+            for n in self.config.extra_components
+            if n not in comps.EXCHANGE_COMPONENTS
+        ]
         self.table_names: dict[str, str] = {}
+
+    def exchange_component_names(self) -> list[str]:
+        """exchange-sim then fix-proxy: both, the proxy alone (real exchange), or neither."""
+        wanted = set(comps.EXCHANGE_COMPONENTS) if self.config.start_exchange else set()
+        wanted |= set(self.config.extra_components) & set(comps.EXCHANGE_COMPONENTS)  # `--with fix-proxy`
+        if self.config.proxy_endpoint:
+            wanted.discard("exchange-sim")  # a running proxy has its own exchange
+        return [n for n in comps.EXCHANGE_COMPONENTS if n in wanted]
 
     # ------------------------------------------------------------ lifecycle
     def start(self, ready_timeout: float = 60.0) -> LocalRuntime:
         state = self.config.state_path
         (state / "pids").mkdir(parents=True, exist_ok=True)
         shutil.rmtree(state / "esm" / "state", ignore_errors=True)  # counters of a previous run
+        self._reset_simulated_fix_session()
         (state / "runtime.json").write_text(self.config.model_dump_json(indent=2))
         started: list[comps.Component] = []
+        bootstrapped = False
         try:
             for component in self.components:
-                if component.name == "esm-supervisor":
-                    self.bootstrap()
+                if component.name not in ("broker", "moto") and not bootstrapped:
+                    self.bootstrap()  # the proxy publishes to exchange.executions, the mappings read topics
+                    bootstrapped = True
                 component.start()
                 started.append(component)
-            if not self.config.start_esm:
+            if not bootstrapped:
                 self.bootstrap()
             if self.config.start_esm:
                 self.wait_for_workers(ready_timeout)
@@ -123,6 +156,21 @@ class LocalRuntime:
                     component.stop()
             raise
         return self
+
+    def _reset_simulated_fix_session(self) -> None:
+        """A cold `up` against the simulator and the in-memory broker starts a new FIX session.
+
+        Both ends' stores persist under <state>/fix/ so a restarted proxy continues the session; but
+        after `down` the broker's topics and moto's tables are gone, trade ids start again from the same
+        offsets, and a kept store would answer them DUPLICATE. A real exchange's session is never reset.
+        """
+        if not self.config.start_exchange or self.config.exchange_endpoint or self.config.proxy_endpoint:
+            return
+        if not self.config.local_broker:
+            return
+        if any(c.health().state in ("running", "degraded") for c in self.components):
+            return  # something of this runtime is up: an idempotent `up`, not a new world
+        shutil.rmtree(self.config.state_path / "fix", ignore_errors=True)
 
     def bootstrap(self) -> None:
         """Topics, tables and reference data (idempotent)."""

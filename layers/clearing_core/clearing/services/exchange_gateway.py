@@ -60,6 +60,9 @@ class ExchangeGatewaySettings(BaseSettings):
     proxy_port: int = Field(gt=0, lt=65536)
     proxy_connect_timeout: float = Field(2.0, gt=0, le=30)
     proxy_response_timeout: float = Field(5.0, gt=0, le=60)
+    proxy_tls: bool = False  # the NLB listener is TLS in AWS; the local proxy is plain TCP
+    proxy_tls_ca_file: str | None = None  # CA bundle for a private CA; default: the system trust store
+    proxy_tls_server_name: str | None = None  # name the certificate must carry; default: PROXY_HOST
 
 
 def load_settings() -> ExchangeGatewaySettings:
@@ -80,12 +83,20 @@ class ExchangeProxy(Protocol):
 def default_exchange_proxy() -> ProxyClient:
     """The real adapter, built on first use (cold start) and kept for warm invocations."""
     settings = load_settings()
-    return ProxyClient(
-        settings.proxy_host,
-        settings.proxy_port,
-        connect_timeout=settings.proxy_connect_timeout,
-        response_timeout=settings.proxy_response_timeout,
-    )
+    try:
+        return ProxyClient(
+            settings.proxy_host,
+            settings.proxy_port,
+            connect_timeout=settings.proxy_connect_timeout,
+            response_timeout=settings.proxy_response_timeout,
+            tls=settings.proxy_tls,
+            ca_file=settings.proxy_tls_ca_file or None,
+            server_name=settings.proxy_tls_server_name or None,
+        )
+    except OSError as exc:  # ssl.SSLError is one: an unreadable or invalid CA file
+        raise ConfigurationError(
+            f"exchange_gateway configuration invalid: PROXY_TLS_CA_FILE {settings.proxy_tls_ca_file!r}: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)

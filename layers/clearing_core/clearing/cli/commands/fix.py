@@ -45,6 +45,11 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--sender-comp-id", default="EXCHANGE")
     sim.add_argument("--target-comp-id", default="CLEARHOUSE")
     sim.add_argument("--password", default=os.environ.get("EXCHANGE_SIM_PASSWORD"))
+    sim.add_argument(
+        "--store-dir", help="keep the session's sequence numbers here (default: in memory, reset on restart)"
+    )
+    sim.add_argument("--heartbeat-interval", type=int, default=30, help="HeartBtInt in seconds")
+    sim.add_argument("--no-fsync", action="store_true", help="do not fsync the store (local runs)")
     sim.set_defaults(func=run_exchange_sim)
 
     fault = subparsers.add_parser(
@@ -77,6 +82,13 @@ def run_exchange_sim(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format='{"level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}'
     )
+    store = None
+    if args.store_dir:
+        from clearing.fix.session import SessionConfig
+        from clearing.fix.store import FileSessionStore
+
+        session_id = SessionConfig(args.sender_comp_id, args.target_comp_id).session_id
+        store = FileSessionStore(args.store_dir, session_id, fsync=not args.no_fsync)
     simulator = ExchangeSimulator(
         sender_comp_id=args.sender_comp_id,
         target_comp_id=args.target_comp_id,
@@ -84,6 +96,8 @@ def run_exchange_sim(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         control_port=args.control_port,
+        heartbeat_interval=args.heartbeat_interval,
+        store=store,
     )
     asyncio.run(run_simulator(simulator))
     return 0

@@ -32,6 +32,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_retries": "default_max_retry_attempts",
         "bootstrap_servers": "kafka_bootstrap_servers",
         "dynamodb_endpoint": "dynamodb_endpoint_url",
+        "exchange": "start_exchange",
+        "exchange_port": "exchange_sim_port",
+        "exchange_control_port": "exchange_sim_control_port",
+        "proxy_port": "proxy_gateway_port",
+        "proxy_health_port": "proxy_health_port",
+        "exchange_endpoint": "exchange_endpoint",
+        "proxy_endpoint": "proxy_endpoint",
     }
     out = {
         field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag, None) is not None
@@ -74,10 +81,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     console.print(f"[green]up[/green] - state in {config.state_path}")
     _print_status(runtime.status(), as_json=False)
-    console.print(
-        "point clients at: "
-        f"KAFKA_BOOTSTRAP_SERVERS={config.bootstrap_servers} DYNAMODB_ENDPOINT_URL={config.dynamodb_url}"
-    )
+    hint = f"KAFKA_BOOTSTRAP_SERVERS={config.bootstrap_servers} DYNAMODB_ENDPOINT_URL={config.dynamodb_url}"
+    if runtime.config.start_exchange:
+        host, port = config.proxy_address
+        hint += f" PROXY_HOST={host} PROXY_PORT={port}"
+    console.print(f"point clients at: {hint}")
     return 0
 
 
@@ -115,12 +123,14 @@ def _print_status(status, as_json: bool) -> None:
         return
     console = Console()
     components = Table(title="components")
-    for column in ("component", "address", "state", "pid"):
+    for column in ("component", "address", "state", "pid", "detail"):
         components.add_column(column)
     colours = {"running": "green", "external": "cyan", "degraded": "yellow", "stopped": "red"}
     for c in status.components:
         colour = colours.get(c.state, "white")
-        components.add_row(c.name, c.address, f"[{colour}]{c.state}[/{colour}]", str(c.pid or "-"))
+        components.add_row(
+            c.name, c.address, f"[{colour}]{c.state}[/{colour}]", str(c.pid or "-"), c.detail or ""
+        )
     console.print(components)
     if status.mappings:
         mappings = Table(title="event-source mappings")
@@ -177,7 +187,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    up = subparsers.add_parser("up", help="start broker, moto_server, topics, tables and the local ESMs")
+    up = subparsers.add_parser(
+        "up",
+        help="start broker, moto_server, topics, tables, exchange simulator, FIX proxy and the local ESMs",
+    )
     _common(up)
     up.add_argument("--broker-port", type=int, help="Tansu port (default 19092, env CLEARING_BROKER_PORT)")
     up.add_argument("--moto-port", type=int, help="moto_server port (default 18000, env CLEARING_MOTO_PORT)")
@@ -200,7 +213,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-retries", type=int, help="MaximumRetryAttempts when the template sets none (default 3)"
     )
     up.add_argument(
-        "--with", dest="with_components", action="append", help="optional component (e.g. fix-proxy)"
+        "--exchange",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start the exchange simulator and the FIX proxy (default: when the exchange gateway's "
+        "mappings run; env CLEARING_START_EXCHANGE)",
+    )
+    up.add_argument("--exchange-port", type=int, help="exchange simulator FIX port (default 19878)")
+    up.add_argument("--exchange-control-port", type=int, help="simulator fault control port (default 19879)")
+    up.add_argument("--proxy-port", type=int, help="FIX proxy gateway port (default 19000)")
+    up.add_argument("--proxy-health-port", type=int, help="FIX proxy health port (default 19080)")
+    up.add_argument(
+        "--exchange-endpoint",
+        help="HOST:PORT of a real FIX acceptor: no simulator (CLEARING_EXCHANGE_ENDPOINT)",
+    )
+    up.add_argument(
+        "--proxy-endpoint", help="HOST:PORT of a running FIX proxy: nothing started (CLEARING_PROXY_ENDPOINT)"
+    )
+    up.add_argument(
+        "--with", dest="with_components", action="append", help="optional registered component by name"
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
     up.set_defaults(func=cmd_up)

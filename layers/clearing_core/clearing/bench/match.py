@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,138 @@ def _run_calls(ops: list[tuple], symbol: str, clock: Any) -> MatchBenchResult:
     return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
 
 
+class _BareOrder:
+    __slots__ = ("order_id", "buy", "price", "qty", "level")
+
+
+class _BareBonesBook:
+    """Calibration only: the least a Python book can do on this workload (no events, no rules).
+
+    Same data structures as OrderBook (dict levels, lazy heaps) but no validation, time in force
+    beyond IOC, STP, post-only, arrival counter or events. Its speed measures the machine and
+    interpreter of the moment, so OrderBook figures can be read as a fraction of it on a shared box.
+    """
+
+    __slots__ = ("orders", "bids", "asks", "bid_heap", "ask_heap")
+
+    def __init__(self) -> None:
+        self.orders: dict = {}
+        self.bids: dict = {}
+        self.asks: dict = {}
+        self.bid_heap: list = []
+        self.ask_heap: list = []
+
+    def _rest(self, o: _BareOrder) -> None:
+        if o.buy:
+            levels, heap, key = self.bids, self.bid_heap, -o.price
+        else:
+            levels, heap, key = self.asks, self.ask_heap, o.price
+        level = levels.get(o.price)
+        if level is None:
+            levels[o.price] = level = {}
+            heappush(heap, key)
+        level[o.order_id] = o
+        o.level = level
+        self.orders[o.order_id] = o
+
+    def _match(self, o: _BareOrder) -> None:
+        if o.buy:
+            levels, heap, sign = self.asks, self.ask_heap, 1
+        else:
+            levels, heap, sign = self.bids, self.bid_heap, -1
+        limit = o.price * sign
+        q = o.qty
+        while q and heap:
+            key = heap[0]
+            level = levels.get(key * sign)
+            if level is None:
+                heappop(heap)
+                continue
+            if key > limit:
+                break
+            done = []
+            for m in level.values():
+                if m.qty <= q:
+                    q -= m.qty
+                    done.append(m.order_id)
+                    del self.orders[m.order_id]
+                else:
+                    m.qty -= q
+                    q = 0
+                    break
+            if len(done) == len(level):
+                del levels[key * sign]
+                heappop(heap)
+            else:
+                for i in done:
+                    del level[i]
+        o.qty = q
+
+    def submit(self, order_id, side, price, qty, order_type, tif) -> None:
+        o = _BareOrder()
+        o.order_id = order_id
+        o.buy = side == "BUY"
+        o.price = price if price is not None else (10**18 if o.buy else 0)  # market: no limit
+        o.qty = qty
+        self._match(o)
+        if o.qty and tif != "IOC" and price is not None:
+            self._rest(o)
+
+    def cancel(self, order_id) -> None:
+        o = self.orders.pop(order_id, None)
+        if o is None:
+            return
+        level = o.level
+        del level[order_id]
+        if not level:
+            del (self.bids if o.buy else self.asks)[o.price]
+
+    def replace(self, order_id, price, qty) -> None:
+        o = self.orders.pop(order_id, None)
+        if o is None:
+            return
+        level = o.level
+        del level[order_id]
+        if not level:
+            del (self.bids if o.buy else self.asks)[o.price]
+        o.price = price
+        o.qty = qty
+        if o.buy:
+            heap = self.ask_heap
+            if heap and heap[0] <= price:
+                self._match(o)
+            levels = self.bids
+        else:
+            heap = self.bid_heap
+            if heap and -heap[0] >= price:
+                self._match(o)
+            levels = self.asks
+        if o.qty:
+            level = levels.get(price)
+            if level is None:
+                self._rest(o)
+            else:
+                level[order_id] = o
+                o.level = level
+                self.orders[order_id] = o
+
+
+def run_baseline(ops: list[tuple], clock: Any = time.perf_counter) -> MatchBenchResult:
+    """Replay through `_BareBonesBook` (no events): the calibration figure. Trades are not counted."""
+    book = _BareBonesBook()
+    submit, cancel, replace = book.submit, book.cancel, book.replace
+    started = clock()
+    for op in ops:
+        code = op[0]
+        if code == 2:
+            replace(op[1], op[2], op[3])
+        elif code == 0:
+            submit(op[1], op[2], op[3], op[4], op[5], op[6])
+        else:
+            cancel(op[1])
+    return MatchBenchResult(len(ops), clock() - started, 0, 0)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 
@@ -339,6 +472,11 @@ def register_bench(bench_subparsers: Any) -> None:
         "--batch-size", type=int, default=1000, help="operations per OrderBook.apply batch (default 1000)"
     )
     p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also replay through a bare-bones book without events or rules, to calibrate the machine",
+    )
+    p.add_argument(
         "--cpu-time",
         action="store_true",
         help="divide by the process CPU time instead of wall time (steadier on a shared machine)",
@@ -357,9 +495,9 @@ def _run_bench_match(args: Any) -> int:
         written = write_workload(
             args.out, args.generate, seed=args.seed, resting=args.resting, progress=args.generate >= 200_000
         )
-        if args.json:
+        if args.json and args.workload is None:
             print(json.dumps({"written": written, "out": str(args.out)}))
-        else:
+        else:  # stderr, so that a replay's --json output stays one object
             console.print(f"wrote {written:,} operations to {args.out}")
         if args.workload is None:
             return 0
@@ -377,7 +515,17 @@ def _run_bench_match(args: Any) -> int:
         print(json.dumps(best.as_json()))
     else:
         print(
-            f"{best.operations:,} operations in {best.seconds:.3f} s: {best.ops_per_sec:,.0f} ops/s, "
-            f"{best.trades:,} trades, traded quantity {best.traded_qty:,}"
+            f"{best.operations:,} operations in {best.seconds:.3f} s ({args.api} API): "
+            f"{best.ops_per_sec:,.0f} ops/s, {best.trades:,} trades, traded quantity {best.traded_qty:,}"
         )
+    if args.baseline:
+        base = min((run_baseline(ops, clock) for _ in range(max(1, args.repeat))), key=lambda r: r.seconds)
+        line = (
+            f"bare-bones book (no events, no rules): {base.ops_per_sec:,.0f} ops/s; "
+            f"OrderBook reaches {best.ops_per_sec / base.ops_per_sec:.0%} of it"
+        )
+        if args.json:
+            console.print(line)  # stderr: stdout holds exactly one JSON object
+        else:
+            print(line)
     return 0

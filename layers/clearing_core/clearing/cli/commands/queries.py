@@ -1,0 +1,154 @@
+"""`clearing orders`, `clearing trades`, `clearing order`: what happened to orders and trades, for people."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("orders", help="orders with their current status, filled and remaining quantity")
+    p.add_argument("--member", help="member id (Query of the member's orders)")
+    p.add_argument("--symbol", help="symbol")
+    p.add_argument("--status", help="RESTING, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, ACCEPTED, "
+                                    "ROUTED_TO_EXCHANGE, or OPEN (resting + partially filled + accepted)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_orders)
+
+    p = sub.add_parser("trades", help="trade history with both cleared legs")
+    p.add_argument("--symbol", help="symbol")
+    p.add_argument("--member", help="member id (buyer or seller)")
+    p.add_argument("--since", help="executed at or after this ISO time or date (e.g. 2026-11-24T14:30)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_trades)
+
+    p = sub.add_parser("order", help="the whole life of one order, each step with its time and Kafka position")
+    p.add_argument("client_order_id", help="the order's client order id (or that of a later cancel/replace)")
+    p.add_argument("--member", required=True, help="member id")
+    p.add_argument("--no-log", action="store_true", help="tables only: do not read Kafka")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_order)
+
+
+def bootstrap_servers() -> str:
+    """KAFKA_BOOTSTRAP_SERVERS (as the functions read it), else the local runtime's broker."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    from clearing.local.config import RuntimeConfig
+
+    return RuntimeConfig().bootstrap_servers
+
+
+def retained_log():
+    from clearing.adapters.retained_log import KafkaRetainedLog
+
+    extra = {}
+    if os.environ.get("KAFKA_SECURITY_PROTOCOL"):
+        extra["security_protocol"] = os.environ["KAFKA_SECURITY_PROTOCOL"]
+    return KafkaRetainedLog(bootstrap_servers(), **extra)
+
+
+def _refdata(store):
+    from clearing.cli.context import reference_data
+
+    return reference_data(store)
+
+
+def _orders(args) -> int:
+    from clearing.cli.context import data_store
+    from clearing.services.queries import list_orders
+
+    store = data_store()
+    rows = list_orders(store, args.member, args.symbol, args.status, _refdata(store))
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Orders ({len(rows)})")
+    for col in ("order id", "symbol", "side", "type", "tif", "price", "qty", "status", "filled", "remaining",
+                "reason", "received at"):
+        table.add_column(col, justify="right" if col in ("price", "qty", "filled", "remaining") else "left")
+    for r in rows:
+        table.add_row(r["order_id"] or "", r["symbol"] or "", r["side"] or "", r["type"] or "",
+                      r["time_in_force"] or "", r["price"] or "", str(r["quantity"] or ""), r["status"],
+                      str(r["filled_qty"]), str(r["remaining_qty"]), r["reason"] or "", r["received_at"] or "")
+    Console().print(table)
+    return 0
+
+
+def _trades(args) -> int:
+    from clearing.cli.context import data_store
+    from clearing.services.queries import list_trades
+
+    rows = list_trades(data_store(), args.symbol, args.member, args.since)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Trades ({len(rows)})")
+    for col in ("trade id", "symbol", "price", "qty", "executed at", "buyer", "seller", "status", "legs (member side qty cash)"):
+        table.add_column(col, justify="right" if col in ("price", "qty") else "left")
+    for t in rows:
+        legs = "; ".join(f"{leg['member_id']} {leg['side']} {leg['quantity']} {leg['cash_amount']}" for leg in t["legs"])
+        table.add_row(t["trade_id"], t["symbol"] or "", t["price"] or "", str(t["quantity"]), t["executed_at"] or "",
+                      f"{t['buy'].get('member_id')} {t['buy'].get('order_id') or ''}",
+                      f"{t['sell'].get('member_id')} {t['sell'].get('order_id') or ''}", t["status"], legs)
+    Console().print(table)
+    return 0
+
+
+def _order(args) -> int:
+    from clearing.cli.context import data_store
+    from clearing.ports import InfrastructureError
+    from clearing.services.queries import order_life
+
+    store = data_store()
+    log = None if args.no_log else retained_log()
+    try:
+        life = order_life(store, log, args.member, args.client_order_id, _refdata(store))
+    except (InfrastructureError, Exception) as exc:  # broker unreachable: the tables still tell most of it
+        if log is None or not _is_kafka_error(exc):
+            raise
+        print(f"warning: Kafka not readable ({exc}); showing what the tables hold", file=sys.stderr)
+        life = order_life(store, None, args.member, args.client_order_id, _refdata(store))
+    finally:
+        if log is not None:
+            log.close()
+    if life is None:
+        print(f"no order {args.client_order_id} of member {args.member}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(life, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    o = life["order"]
+    console = Console()
+    console.print(f"[bold]{o['order_id']}[/bold] {o['side']} {o['quantity']} {o['symbol']} @ {o['price'] or 'MKT'} "
+                  f"{o['time_in_force'] or ''}: [bold]{o['status']}[/bold] filled {o['filled_qty']}, "
+                  f"remaining {o['remaining_qty']}, cancelled {o['cancelled_qty']}"
+                  + (f" ({o['reason']})" if o["reason"] else ""))
+    table = Table()
+    for col in ("time", "step", "from (topic/partition/offset)", "details"):
+        table.add_column(col)
+    for s in life["steps"]:
+        details = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("time", "step", "from"))
+        table.add_row(s["time"] or "", s["step"], s["from"] or "", details)
+    console.print(table)
+    if not life["log_read"]:
+        console.print("(Kafka not read: requests, book events and exchange reports are not shown)")
+    return 0
+
+
+def _is_kafka_error(exc: Exception) -> bool:
+    from kafka.errors import KafkaError
+
+    from clearing.ports import InfrastructureError
+
+    return isinstance(exc, KafkaError | InfrastructureError)

@@ -147,3 +147,47 @@ def test_redelivered_trades_do_not_double_positions():
     twice, _ = run(orders, redeliver=True)
     assert once.store.scan("positions") == twice.store.scan("positions")
     assert once.store.scan("obligations") == twice.store.scan("obligations")
+
+
+def test_a_retry_on_another_warm_container_replays_the_decisions_the_dead_one_published():
+    """Container A dies after publishing its decisions (before the checkpoint). Exposure is released
+    meanwhile, so deciding again would now accept what A rejected. Container B, warm with a cache
+    from an earlier batch, must replay A's stored decisions instead: downstream already saw them."""
+    import dataclasses
+
+    from clearing.adapters.memory import InMemoryItemStore, InMemoryPublisher
+    from clearing.adapters.refdata import StaticReferenceData
+    from clearing.domain.refdata import load_bundled_reference_data
+    from clearing.services import keys as k
+    from clearing.services.validate import ValidateOrders
+    from tests.unit.msk import msk_event, msk_record
+
+    ref = load_bundled_reference_data()
+    tight = dataclasses.replace(ref.members["MBR01"], credit_limit=__import__("decimal").Decimal("20000"))
+    refdata = StaticReferenceData(dataclasses.replace(ref, members={**ref.members, "MBR01": tight}))
+    store = InMemoryItemStore()
+    a_out, b_out = InMemoryPublisher(), InMemoryPublisher()
+    container_a, container_b = ValidateOrders(store, a_out, refdata), ValidateOrders(store, b_out, refdata)
+    batch1 = msk_event([msk_record("orders.new", 0, 0, order("B1"), "MBR01")])
+    batch2 = msk_event([msk_record("orders.new", 0, 1, order("B2"), "MBR01")])
+    from clearing.services.batch import run_partitions
+
+    assert not run_partitions(batch1, container_b.validate_partition).failures  # B is warm now
+    original = store.put_if_version
+
+    def die_before_checkpoint(table, item, expected):
+        if item.get("offset") == 1:
+            raise InfrastructureError("container A dies after publishing, before its checkpoint")
+        return original(table, item, expected)
+
+    store.put_if_version = die_before_checkpoint
+    assert run_partitions(batch2, container_a.validate_partition).failures
+    store.put_if_version = original
+    [a_decision] = [json.loads(m.value) for m in a_out.on("orders.rejected")]
+    assert a_decision["reason"] == "CREDIT_LIMIT"
+    # B1 is cancelled meanwhile: its exposure is released
+    pk, sk = k.exposure_key("MBR01", "RELEASED")
+    store.put_many("state", [{"pk": pk, "sk": sk, "adjustment": "-12540.00", "watermarks": {}}])
+    assert not run_partitions(batch2, container_b.validate_partition).failures
+    assert [json.loads(m.value)["reason"] for m in b_out.on("orders.rejected")] == ["CREDIT_LIMIT"]
+    assert not [m for m in b_out.on("orders.accepted") if json.loads(m.value)["client_order_id"] == "B2"]

@@ -15,6 +15,7 @@ Exactly-once effects without transactions:
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass, field
 import json
 from collections import Counter
 from decimal import Decimal
@@ -51,6 +52,18 @@ def _known_from_item(item: dict) -> KnownOrder | None:
     )
 
 
+@dataclass
+class _PartitionCache:
+    """Per orders.new partition: the version of the checkpoint it matches and, per loaded member,
+    client order id -> what was accepted (None: used up by a rejection) and the source position."""
+
+    version: int | None
+    loaded: set[str] = field(default_factory=set)
+    known: dict[str, dict[str, KnownOrder | None]] = field(default_factory=dict)
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    items: dict[str, dict[str, dict]] = field(default_factory=dict)  # full items from a cold load
+
+
 class ValidateOrders:
     """Pre-trade risk for one partition of orders.new at a time."""
 
@@ -60,9 +73,37 @@ class ValidateOrders:
         self.refdata = refdata
         self.writer = writer
         self.checkpoints = Checkpoints(store)
+        self._cache: dict[int, _PartitionCache] = {}
 
     # ------------------------------------------------------------------ orders.new
     def validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
+        try:
+            return self._validate_partition(records)
+        except Exception:
+            self._cache.pop(records[0].partition, None)  # a failed run may have advanced it: reload
+            raise
+
+    def _member_orders(self, partition: int, version: int | None, members: set[str]) -> _PartitionCache:
+        """What validation knows of each member's client order ids, warm across invocations.
+
+        Members are keyed to one orders.new partition, so this function is the only writer of their
+        validation records: a cache built by a full query of the member and kept up to date by our own
+        writes is complete, as long as the checkpoint still has the version we wrote last."""
+        cache = self._cache.get(partition)
+        if cache is None or cache.version != version:
+            cache = self._cache[partition] = _PartitionCache(version)
+        for member_id in members - cache.loaded:
+            known, sources, items = {}, {}, {}
+            for item in self.store.query(keys.ORDERS, member_id, sk_prefix="O#"):
+                if item.get("kind") != "VALIDATION":
+                    continue
+                clordid = item["sk"][2:-2]
+                known[clordid], sources[clordid], items[clordid] = _known_from_item(item), item.get("src"), item
+            cache.known[member_id], cache.sources[member_id], cache.items[member_id] = known, sources, items
+            cache.loaded.add(member_id)
+        return cache
+
+    def _validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
         ck_offset, version, _ = self.checkpoints.read(STAGE, topic, partition)
@@ -72,17 +113,12 @@ class ValidateOrders:
             return report
         refdata = self.refdata.current()
         parsed = [(r, parse_order(r.value)) for r in fresh]
-
-        wanted: set[tuple[str, str]] = set()
-        members: set[str] = set()
-        for _, m in parsed:
-            if isinstance(m, Rejection):
-                continue
-            members.add(m.member_id)
-            wanted.add(keys.validation_key(m.member_id, m.client_order_id))
-            if not isinstance(m, NewOrder):
-                wanted.add(keys.validation_key(m.member_id, m.orig_client_order_id))
-        stored = self.store.get_many(keys.ORDERS, wanted)
+        members = {m.member_id for _, m in parsed if not isinstance(m, Rejection)}
+        cache = self._member_orders(partition, version, members)
+        # Claim the partition before any effect: an invocation that dies after writing decisions
+        # leaves the version moved on, so every warm cache built before it reloads from the store.
+        version = cache.version = self.checkpoints.advance(STAGE, topic, partition, ck_offset, version,
+                                                           claimed_by=self.writer)
         ledger = self.store.get_many(
             keys.STATE, [keys.exposure_key(m, p) for m in members for p in ("RESERVED", "RELEASED")]
         )
@@ -96,9 +132,7 @@ class ValidateOrders:
             reserved[m] = Decimal(res.get("reserved", "0"))
             applied[m] = int(res.get("applied", {}).get(str(partition), -1))
             credit[m] = CreditState(exposure=reserved[m] + Decimal(rel.get("adjustment", "0")))
-        known: dict[str, dict[str, KnownOrder | None]] = {m: {} for m in members}
-        for (member_id, sk), item in stored.items():
-            known[member_id][sk[2:-2]] = _known_from_item(item)
+        known = cache.known
 
         order_items: list[dict] = []
         outputs: list[OutboundMessage] = []
@@ -109,9 +143,12 @@ class ValidateOrders:
                 continue
             member_id = msg.member_id
             vkey = keys.validation_key(member_id, msg.client_order_id)
-            previous = stored.get(vkey)
-            if previous is not None and previous.get("src") == record.position:
-                decision = self._replayed(previous, msg)  # our own earlier attempt: same decision
+            if cache.sources[member_id].get(msg.client_order_id) == record.position:
+                # our own earlier attempt (a redelivery): replay its stored decision
+                previous = cache.items[member_id].get(msg.client_order_id)
+                if previous is None:
+                    previous = self.store.get_many(keys.ORDERS, [vkey])[vkey]
+                decision = self._replayed(previous, msg)
             else:
                 decision = assess_order(msg, refdata, credit[member_id], known[member_id])
             if isinstance(decision, Rejection):
@@ -119,12 +156,14 @@ class ValidateOrders:
                 self._reject(record, decision, vkey if used_up else None, order_items, outputs, report)
                 if used_up:
                     known[member_id][msg.client_order_id] = None
+                    cache.sources[member_id][msg.client_order_id] = record.position
                 continue
             if decision.exposure_reserved and record.offset > applied[member_id]:
                 credit[member_id].exposure += decision.exposure_reserved
                 reserved[member_id] += decision.exposure_reserved
                 last_offset_of_member[member_id] = record.offset
             known[member_id][msg.client_order_id] = self._known_after(decision)
+            cache.sources[member_id][msg.client_order_id] = record.position
             order_items.append(self._validation_item(record, msg, decision))
             outputs.append(self._accepted_message(record, msg, decision, refdata))
             report.accepted += 1
@@ -140,8 +179,11 @@ class ValidateOrders:
                 "applied": {**prior, str(partition): offset}, "written_by": self.writer,
             })
         self.store.put_many(keys.STATE, exposure_items)
-        self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
-        report.counters["items_written"] += len(order_items) + len(exposure_items) + 1
+        cache.version = self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version,
+                                                 written_by=self.writer)
+        for member_items in cache.items.values():
+            member_items.clear()  # full items serve replays right after a cold load only
+        report.counters["items_written"] += len(order_items) + len(exposure_items) + 2
         return report
 
     @staticmethod

@@ -456,3 +456,8 @@ def test_replace_priority_rule_is_the_same_on_every_call_form(book, form, new_qt
         events = book.replace("A", 100, new_qty, owner="new-owner")
     assert named(events[0]).priority_kept is (first_after == "A")
     assert _queue(book, 100)[0] == first_after
+
+
+def test_depth_of_zero_levels_is_empty(book):
+    book.submit(1, "BUY", 99, 5)
+    assert book.depth(levels=0) == {"bids": [], "asks": []}

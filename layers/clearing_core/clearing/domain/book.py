@@ -741,7 +741,7 @@ def _levels_in_order(heap: list[int], levels: dict, sign: int, limit: int | None
     Costs O(k log k) for k keys visited, so FOK checks and depth stay proportional to what they read.
     """
     n = len(heap)
-    if not n:
+    if not n or (limit is not None and limit <= 0):
         return
     frontier = [(heap[0], 0)]
     seen = set()

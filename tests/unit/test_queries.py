@@ -6,7 +6,6 @@ import json
 from collections import defaultdict
 
 import pytest
-
 from clearing.adapters.retained_log import InMemoryRetainedLog
 from clearing.bench.harness import InMemoryPipeline
 from clearing.local.oms import generate_orders

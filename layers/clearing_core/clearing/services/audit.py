@@ -56,7 +56,8 @@ def member_day_records(store: ItemStore, member: str, day: str) -> tuple[dict[st
         if order_days.get(cid) == day:
             records["orders"].append(s)
     for rej in store.query(keys.ORDERS, f"REJ#{member}", index="gsi1"):
-        if rej.get("member_id") == member:
+        # validation-keyed rejections are in the index too: already taken from the member's pk
+        if rej.get("member_id") == member and rej.get("kind") == "REJECTION":
             _add_rejection(rej, day, records, notes)
 
     cleared_ids = []

@@ -12,11 +12,9 @@ from clearing.config import ScheduledJobSettings, StreamFunctionSettings, load_s
 
 
 def _store(settings):
-    import boto3
+    from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
 
-    from clearing.adapters.dynamodb import DynamoItemStore
-
-    client = boto3.client("dynamodb", region_name=settings.aws_region, endpoint_url=settings.dynamodb_endpoint_url)
+    client = dynamodb_client(settings.dynamodb_endpoint_url, settings.aws_region)
     return DynamoItemStore(client, settings.table_names())
 
 

@@ -187,3 +187,13 @@ class DynamoItemStore:
             if "LastEvaluatedKey" not in resp:
                 return out
             kwargs = {**kwargs, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
+
+
+def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", **credentials):
+    """A boto3 DynamoDB client for the hot path: client-side parameter validation off (our requests are
+    built by this module; the service validates them anyway) and a larger connection pool."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(parameter_validation=False, max_pool_connections=16, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config, **credentials)

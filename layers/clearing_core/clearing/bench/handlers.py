@@ -113,8 +113,6 @@ def bench_pipeline(store, orders: list[bytes], batch_size: int = 1000, partition
 
 
 def _moto_store(endpoint: str | None):
-    import boto3
-
     from clearing.adapters.dynamodb import DynamoItemStore
     from clearing.services import keys
     from clearing.template_model import create_table_kwargs, table_env_vars, tables
@@ -131,8 +129,9 @@ def _moto_store(endpoint: str | None):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port("127.0.0.1", port, 30, proc)
         endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
+    from clearing.adapters.dynamodb import dynamodb_client
+
+    client = dynamodb_client(endpoint, "us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
     prefix = f"bench-{int(time.time())}-"
     defs = tables()
     names = {}

@@ -8,23 +8,21 @@ import os
 def data_store():
     """An ItemStore: from ORDERS_TABLE & co. when set (real DynamoDB or any endpoint), else the local
     runtime's moto_server and table prefix (clearing up)."""
-    import boto3
-
-    from clearing.adapters.dynamodb import DynamoItemStore
+    from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
 
     if os.environ.get("ORDERS_TABLE"):
         from clearing.config import TableSettings, load_settings
 
         settings = load_settings(TableSettings)
-        client = boto3.client("dynamodb", region_name=settings.aws_region, endpoint_url=settings.dynamodb_endpoint_url)
+        client = dynamodb_client(settings.dynamodb_endpoint_url, settings.aws_region)
         return DynamoItemStore(client, settings.table_names())
     from clearing.local.config import RuntimeConfig
     from clearing.template_model import table_env_vars
 
     cfg = RuntimeConfig()
     names = {env[: -len("_TABLE")].lower(): cfg.table_name(logical) for env, logical in table_env_vars().items()}
-    client = boto3.client(
-        "dynamodb", region_name=cfg.region, endpoint_url=cfg.dynamodb_url,
+    client = dynamodb_client(
+        cfg.dynamodb_url, cfg.region,
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
     )

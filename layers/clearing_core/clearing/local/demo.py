@@ -229,14 +229,12 @@ def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> Non
 
 
 def _store(config: RuntimeConfig):
-    import boto3
-
-    from clearing.adapters.dynamodb import DynamoItemStore
+    from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
     from clearing.template_model import table_env_vars
 
     names = {env[: -len("_TABLE")].lower(): config.table_name(logical) for env, logical in table_env_vars().items()}
-    client = boto3.client("dynamodb", region_name=config.region, endpoint_url=config.dynamodb_url,
-                          aws_access_key_id="local", aws_secret_access_key="local")
+    client = dynamodb_client(config.dynamodb_url, config.region, aws_access_key_id="local",
+                             aws_secret_access_key="local")
     return DynamoItemStore(client, names)
 
 

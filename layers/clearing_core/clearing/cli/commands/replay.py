@@ -46,7 +46,8 @@ def target_store(live, endpoint: str | None, prefix: str):
     resource = boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint, **creds)
     physical = create_tables(resource, prefix)
     names = {env[: -len("_TABLE")].lower(): physical[logical] for env, logical in table_env_vars().items()}
-    return DynamoItemStore(resource.meta.client, names)
+    # a plain client: a resource's client (de)serialises attribute values itself
+    return DynamoItemStore(boto3.client("dynamodb", region_name=region, endpoint_url=endpoint, **creds), names)
 
 
 def _replay(args) -> int:

@@ -173,7 +173,20 @@ def _run(log, topic, from_offsets, batch_size, process, report: ReplayReport) ->
         report.records_read[topic] = report.records_read.get(topic, 0) + len(batch)
 
 
-def seed_credit_decisions(live: ItemStore, target: ItemStore) -> int:
+class ScannedTables:
+    """Each table of a store scanned once per replay (a Scan of moto or DynamoDB is the slow part)."""
+
+    def __init__(self, store: ItemStore):
+        self.store = store
+        self.tables: dict[str, list[dict]] = {}
+
+    def scan(self, table: str) -> list[dict]:
+        if table not in self.tables:
+            self.tables[table] = self.store.scan(table)
+        return self.tables[table]
+
+
+def seed_credit_decisions(live, target: ItemStore) -> int:
     """Copy the live CREDIT_LIMIT decisions into the target: validate_orders replays them as recorded."""
     credit = [i for i in live.scan(keys.ORDERS)
               if i.get("decision") == "REJECTED" and i.get("reason") == "CREDIT_LIMIT"]
@@ -197,10 +210,11 @@ def replay(stages: Sequence[str], log: RetainedLog, live: ItemStore, target: Ite
     stages = list(STAGES) if "all" in stages else [s for s in STAGES if s in stages]
     report = ReplayReport(stages=stages)
     publisher = CollectingPublisher()
+    live_tables = ScannedTables(live)
     if VALIDATE in stages:
         validate = ValidateOrders(target, publisher, refdata, writer=f"{REPLAY_WRITER}:{VALIDATE}")
         if recorded_credit:
-            report.credit_decisions_as_recorded = seed_credit_decisions(live, target)
+            report.credit_decisions_as_recorded = seed_credit_decisions(live_tables, target)
         _run(log, ORDERS_EVENTS, from_offsets, batch_size, validate.release_partition, report)
         _run(log, ORDERS_NEW, from_offsets, batch_size, validate.validate_partition, report)
     if MATCH in stages:
@@ -211,10 +225,11 @@ def replay(stages: Sequence[str], log: RetainedLog, live: ItemStore, target: Ite
         _run(log, TRADES_EXECUTED, from_offsets, batch_size, clear.clear_partition, report)
 
     differences: list[Difference] = []
+    target_tables = ScannedTables(target)
     for stage in stages:
         for table, wanted in STAGE_ITEMS[stage]:
-            found = compare_items(table, [i for i in live.scan(table) if wanted(i)],
-                                  [i for i in target.scan(table) if wanted(i)])
+            found = compare_items(table, [i for i in live_tables.scan(table) if wanted(i)],
+                                  [i for i in target_tables.scan(table) if wanted(i)])
             report.compared[table] = report.compared.get(table, 0) + found[0]
             differences += found[1]
         for topic, id_of in STAGE_OUTPUTS[stage]:

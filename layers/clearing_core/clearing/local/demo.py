@@ -62,7 +62,10 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progress=None, task=None) -> DemoRun:
+def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progress=None, task=None,
+                   stamp: bool = True, id_prefix: str | None = None) -> DemoRun:
+    """Publish n simulated OMS orders; `stamp` sets sent_at to the publish time (latency), off for
+    runs that must be byte-for-byte reproducible."""
     from kafka import KafkaProducer
 
     from clearing.local.oms import generate_orders
@@ -71,7 +74,7 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
     run.start_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
     producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5,
                              batch_size=256 * 1024, max_in_flight_requests_per_connection=1)
-    prefix = f"D{int(time.time())}-"
+    prefix = id_prefix if id_prefix is not None else f"D{int(time.time())}-"
     run.started = time.time()
     interval = 1.0 / rate if rate > 0 else 0.0
     next_due = run.started
@@ -82,7 +85,7 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
                 time.sleep(next_due - now)
                 now = time.time()
             next_due += interval
-        producer.send(ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now))
+        producer.send(ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now) if stamp else msg.value)
         run.published_at.append(now)
         if progress is not None and i % 500 == 0:
             progress.update(task, completed=i)

@@ -11,10 +11,8 @@ from clearing.topics import ORDERS_EVENTS
 @metrics.log_metrics
 def lambda_handler(event, context, service=None):
     service = service or bootstrap.validate_orders_service()
-
-    def process(records):
-        if records[0].topic == ORDERS_EVENTS:
-            return service.release_partition(records)
-        return service.validate_partition(records)
-
-    return handle_stream_batch(event, "validate_orders", process)
+    # one MSK event source per topic, so an event holds records of one topic only
+    topics = {key.rsplit("-", 1)[0] for key in (event.get("records") or {})}
+    if topics == {ORDERS_EVENTS}:
+        return handle_stream_batch(event, "release_exposure", service.release_partition)
+    return handle_stream_batch(event, "validate_orders", service.validate_partition)

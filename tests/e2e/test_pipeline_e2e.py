@@ -48,7 +48,7 @@ def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
 
 # Where in trades.executed a trade was first read: after a crash match_orders re-produces trades
 # (same ids, new offsets), so these transport positions legitimately differ from a clean run's.
-TRANSPORT_POSITIONS = {"src", "applied_offset"}
+TRANSPORT_POSITIONS = {"src", "applied_offset", "last_src"}
 
 
 def _state(cfg: RuntimeConfig) -> dict:

@@ -104,7 +104,7 @@ class ClearTrades:
 
         self.store.put_many(keys.TRADES, cleared_items)
         self.publisher.publish(dead_letters)
-        self._apply_to_positions_and_obligations(legs_by_offset)
+        self._apply_to_positions_and_obligations(legs_by_offset, f"{topic}/{partition}")
         state_items = []
         for s in symbols:
             if "applied_offset" in marks[s]:
@@ -117,7 +117,7 @@ class ClearTrades:
         report.counters["trades_cleared"] += len(cleared_items)
         return report
 
-    def _apply_to_positions_and_obligations(self, legs_by_offset) -> None:
+    def _apply_to_positions_and_obligations(self, legs_by_offset, source: str) -> None:
         if not legs_by_offset:
             return
         pos_keys, obl_keys = set(), set()
@@ -144,11 +144,13 @@ class ClearTrades:
                     current = new_obl[ok][0] if ok in new_obl else stored
                     new_obl[ok] = (netting.apply_leg(current, leg), offset)
         self.store.put_many(keys.POSITIONS, [
-            {"pk": k[0], "sk": k[1], **p.to_dict(), "applied_offset": o, "written_by": self.writer}
+            {"pk": k[0], "sk": k[1], **p.to_dict(), "applied_offset": o, "last_src": f"{source}/{o}",
+             "written_by": self.writer}
             for k, (p, o) in new_pos.items()
         ])
         self.store.put_many(keys.OBLIGATIONS, [
-            {"pk": k[0], "sk": k[1], **ob.to_dict(), "applied_offset": o, "gsi1pk": ob.member_id,
+            {"pk": k[0], "sk": k[1], **ob.to_dict(), "applied_offset": o, "last_src": f"{source}/{o}",
+             "gsi1pk": ob.member_id,
              "gsi1sk": f"{ob.settlement_date.isoformat()}#{ob.symbol}", "written_by": self.writer}
             for k, (ob, o) in new_obl.items()
         ])

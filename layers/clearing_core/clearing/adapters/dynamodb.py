@@ -8,6 +8,7 @@ transactions double.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -65,18 +66,45 @@ def _from_attr(attr: dict) -> Any:
     raise TypeError(f"unsupported DynamoDB type {kind}")
 
 
-def to_item(item: Item) -> dict:
-    return {k: _to_attr(v) for k, v in item.items()}
+# Attributes that stay top-level in the document encoding: keys and index keys, the checkpoint's
+# condition attribute and the TTL attribute (DynamoDB must see these); everything else is packed.
+TOP_LEVEL = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "version", "expires_at"})
+DOC = "doc"
+
+
+def to_item(item: Item, encoding: str = "document") -> dict:
+    """Item -> DynamoDB attribute map.
+
+    `document` (default): keys, index keys, `version`, `expires_at` and binary values stay top-level;
+    every other attribute goes into one JSON string `doc`. Per-attribute cost dominates moto_server
+    (measured: 660 items/s with 20 attributes, 2,000 items/s packed) and real DynamoDB bills bytes,
+    which the packed form also saves (no per-attribute type descriptors). Nothing filters on packed
+    attributes. `attributes`: one DynamoDB attribute per field (readable in the console)."""
+    if encoding != "document":
+        return {k: _to_attr(v) for k, v in item.items()}
+    top = {k: _to_attr(v) for k, v in item.items() if k in TOP_LEVEL or isinstance(v, bytes | bytearray)}
+    rest = {k: v for k, v in item.items() if k not in top}
+    if rest:
+        top[DOC] = {"S": json.dumps(rest, separators=(",", ":"))}
+    return top
 
 
 def from_item(raw: dict) -> Item:
-    return {k: _from_attr(v) for k, v in raw.items()}
+    """DynamoDB attribute map -> item, unpacking `doc` (both encodings read back alike)."""
+    item = {k: _from_attr(v) for k, v in raw.items() if k != DOC}
+    if DOC in raw:
+        item.update(json.loads(raw[DOC]["S"]))
+    return item
 
 
 class DynamoItemStore:
     """ItemStore over a boto3 DynamoDB client; `table_names` maps logical names to physical ones."""
 
-    def __init__(self, client, table_names: dict[str, str], max_attempts: int = 8, base_delay: float = 0.05):
+    def __init__(self, client, table_names: dict[str, str], max_attempts: int = 8, base_delay: float = 0.05,
+                 encoding: str = "document"):
+        if encoding not in ("document", "attributes"):
+            raise ValueError(f"unknown item encoding {encoding!r}: document or attributes")
+        self.encoding = encoding
         self.client = client
         self.table_names = table_names
         self.max_attempts = max_attempts
@@ -134,7 +162,7 @@ class DynamoItemStore:
         name = self._name(table)
         # the last write of a key wins inside one call, as with sequential puts (BatchWrite refuses duplicates)
         unique = {(i["pk"], i["sk"]): i for i in items}
-        pending = [{"PutRequest": {"Item": to_item(i)}} for i in unique.values()]
+        pending = [{"PutRequest": {"Item": to_item(i, self.encoding)}} for i in unique.values()]
         attempt = 0
         while pending:
             chunk, pending = pending[:25], pending[25:]
@@ -149,7 +177,7 @@ class DynamoItemStore:
         self.writes += len(unique)
 
     def put_if_version(self, table: str, item: Item, expected_version: int | None) -> None:
-        kwargs: dict[str, Any] = {"TableName": self._name(table), "Item": to_item(item)}
+        kwargs: dict[str, Any] = {"TableName": self._name(table), "Item": to_item(item, self.encoding)}
         if expected_version is None:
             kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
         else:

@@ -33,15 +33,13 @@ CONFIG_SK = "reference"
 
 
 def moto_argv(host: str, port: int) -> list[str]:
-    exe = shutil.which("moto_server")
-    if exe:
-        return [exe, "-H", host, "-p", str(port)]
-    # The console script may be missing from PATH while the module is installed.
+    """moto_server's app with HTTP/1.1 keep-alive (clearing.local.moto_http11)."""
     try:
         import moto.server  # noqa: F401
+        import werkzeug  # noqa: F401
     except ImportError as exc:
         raise RuntimeStartError("moto_server not found: pip install 'moto[server,dynamodb]'") from exc
-    return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    return [sys.executable, "-m", "clearing.local.moto_http11", "-H", host, "-p", str(port)]
 
 
 def start_moto(

@@ -8,13 +8,13 @@ transactions double.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clearing.ports import InfrastructureError, Item, Key, StaleCheckpoint
@@ -85,7 +85,7 @@ def to_item(item: Item, encoding: str = "document") -> dict:
     top = {k: _to_attr(v) for k, v in item.items() if k in TOP_LEVEL or isinstance(v, bytes | bytearray)}
     rest = {k: v for k, v in item.items() if k not in top}
     if rest:
-        top[DOC] = {"S": json.dumps(rest, separators=(",", ":"))}
+        top[DOC] = {"S": orjson.dumps(rest).decode()}
     return top
 
 
@@ -93,7 +93,7 @@ def from_item(raw: dict) -> Item:
     """DynamoDB attribute map -> item, unpacking `doc` (both encodings read back alike)."""
     item = {k: _from_attr(v) for k, v in raw.items() if k != DOC}
     if DOC in raw:
-        item.update(json.loads(raw[DOC]["S"]))
+        item.update(orjson.loads(raw[DOC]["S"]))
     return item
 
 

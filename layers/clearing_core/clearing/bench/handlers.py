@@ -12,6 +12,8 @@ and the DynamoDB items written per order are counted.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -81,6 +83,7 @@ def bench_pipeline(store, orders: list[bytes], batch_size: int = 1000, partition
         ("clear_trades", "trades.executed", _load("clear_trades"), ClearTrades(store, log, ref)),
     ]
     ctx = _context()
+    sink = io.StringIO()
     figures: dict[str, Any] = {}
     for name, topic, handler, service in stages:
         writes_before = store.writes
@@ -91,7 +94,8 @@ def bench_pipeline(store, orders: list[bytes], batch_size: int = 1000, partition
             for start in range(0, size, batch_size):
                 event = log.event(topic, p, start, min(size, start + batch_size))
                 t0 = time.perf_counter()
-                response = handler(event, ctx, service=service)
+                with contextlib.redirect_stdout(sink):  # EMF metric lines: written, not shown
+                    response = handler(event, ctx, service=service)
                 elapsed += time.perf_counter() - t0
                 if response["batchItemFailures"]:
                     raise RuntimeError(f"{name} reported failures: {response}")

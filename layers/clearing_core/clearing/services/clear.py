@@ -23,7 +23,7 @@ from clearing.domain import netting
 from clearing.domain.clearing import ClearingRejection
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
-from clearing.services.batch import BatchReport, Checkpoints, dumps
+from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import TRADES_DEADLETTER
 
 STAGE = "clear_trades"
@@ -60,7 +60,7 @@ class ClearTrades:
         parsed = []
         for r in fresh:
             try:
-                trade = json.loads(r.value)
+                trade = loads(r.value)
                 symbol = trade["symbol"]
                 src = trade["source"]
                 parsed.append((r, trade, symbol, (int(src["offset"]), int(src.get("seq", 0)))))

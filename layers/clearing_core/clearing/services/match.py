@@ -16,8 +16,9 @@ different snapshot version than the cached one.
 
 from __future__ import annotations
 
-import json
 import zlib
+
+import orjson
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -25,7 +26,7 @@ from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
-from clearing.services.batch import BatchReport, Checkpoints, dumps
+from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import ORDERS_EVENTS, TRADES_EXECUTED
 
 STAGE = "match_orders"
@@ -45,11 +46,11 @@ class SymbolBook:
 
 
 def encode_book(state: SymbolBook) -> bytes:
-    return zlib.compress(json.dumps(state.book.snapshot(), separators=(",", ":")).encode(), 1)
+    return zlib.compress(orjson.dumps(state.book.snapshot()), 1)
 
 
 def decode_book(item: dict) -> SymbolBook:
-    book = OrderBook.restore(json.loads(zlib.decompress(item["book"])))
+    book = OrderBook.restore(orjson.loads(zlib.decompress(item["book"])))
     return SymbolBook(book, int(item["version"]), int(item["applied_offset"]), dict(item.get("watermarks", {})))
 
 
@@ -90,7 +91,7 @@ class MatchOrders:
         messages = []
         for r in fresh:
             try:
-                messages.append((r, json.loads(r.value)))
+                messages.append((r, loads(r.value)))
             except (ValueError, TypeError):
                 report.rejected += 1
                 report.rejected_by_reason["MALFORMED_ACCEPTED_ORDER"] += 1

@@ -32,7 +32,7 @@ from clearing.domain.orders import (
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
-from clearing.services.batch import BatchReport, Checkpoints, dumps
+from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import ORDERS_ACCEPTED, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
@@ -50,6 +50,10 @@ def _known_from_item(item: dict) -> KnownOrder | None:
         quantity=int(item["quantity"]),
         reserve_ticks=int(item["reserve_ticks"]),
     )
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 @dataclass
@@ -164,8 +168,9 @@ class ValidateOrders:
                 last_offset_of_member[member_id] = record.offset
             known[member_id][msg.client_order_id] = self._known_after(decision)
             cache.sources[member_id][msg.client_order_id] = record.position
-            order_items.append(self._validation_item(record, msg, decision))
-            outputs.append(self._accepted_message(record, msg, decision, refdata))
+            item, message = self._accepted(record, msg, decision, refdata)
+            order_items.append(item)
+            outputs.append(message)
             report.accepted += 1
 
         self.store.put_many(keys.ORDERS, order_items)
@@ -210,54 +215,52 @@ class ValidateOrders:
             return KnownOrder(target.order_id, target.symbol, target.side, decision.price_ticks, qty, decision.reserve_ticks)
         return target
 
-    def _validation_item(self, record: KafkaRecord, msg, decision: Acceptance) -> dict:
-        pk, sk = keys.validation_key(msg.member_id, msg.client_order_id)
-        item = {
-            "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
-            "order_id": decision.order_id, "action": msg.action, "member_id": msg.member_id,
-            "client_order_id": msg.client_order_id, "symbol": msg.symbol,
-            "price_ticks": decision.price_ticks, "reserve_ticks": decision.reserve_ticks,
-            "exposure_reserved": str(decision.exposure_reserved),
-            "sent_at": msg.sent_at.isoformat().replace("+00:00", "Z") if msg.sent_at else None,
-            "written_by": self.writer,
-        }
-        if isinstance(msg, NewOrder):
-            item.update(side=msg.side.value, quantity=msg.quantity, account=msg.account, type=msg.type.value,
-                        time_in_force=msg.time_in_force.value, route=msg.route.value)
-        else:
-            t = decision.known
-            item.update(side=t.side, orig_client_order_id=msg.orig_client_order_id, target_order_id=t.order_id,
-                        target_price_ticks=t.price_ticks, target_quantity=t.quantity,
-                        target_reserve_ticks=t.reserve_ticks,
-                        quantity=(msg.quantity if isinstance(msg, ReplaceOrder) and msg.quantity else t.quantity))
-        return item
-
-    def _accepted_message(self, record: KafkaRecord, msg, decision: Acceptance, refdata) -> OutboundMessage:
-        instrument = refdata.instruments[msg.symbol]
+    def _accepted(self, record: KafkaRecord, msg, decision: Acceptance, refdata) -> tuple[dict, OutboundMessage]:
+        """The validation record and the orders.accepted / orders.exchange message of an accepted order."""
         price_ticks = decision.price_ticks
+        sent_at = _iso(msg.sent_at)
         body = {
             "action": msg.action,
             "order_id": decision.order_id,
             "member_id": msg.member_id,
             "client_order_id": msg.client_order_id,
-            "orig_client_order_id": getattr(msg, "orig_client_order_id", None),
+            "orig_client_order_id": None,
             "symbol": msg.symbol,
             "price_ticks": price_ticks,
-            "price": str(instrument.to_price(price_ticks)) if price_ticks is not None else None,
+            "price": str(refdata.instruments[msg.symbol].to_price(price_ticks)) if price_ticks is not None else None,
             "reserve_price_ticks": decision.reserve_ticks,
-            "sent_at": msg.sent_at.isoformat().replace("+00:00", "Z") if msg.sent_at else None,
+            "sent_at": sent_at,
             "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        }
+        pk, sk = keys.validation_key(msg.member_id, msg.client_order_id)
+        item = {
+            "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
+            "order_id": decision.order_id, "action": msg.action, "member_id": msg.member_id,
+            "client_order_id": msg.client_order_id, "symbol": msg.symbol,
+            "price_ticks": price_ticks, "reserve_ticks": decision.reserve_ticks,
+            "exposure_reserved": str(decision.exposure_reserved), "sent_at": sent_at, "written_by": self.writer,
         }
         topic = ORDERS_ACCEPTED
         if isinstance(msg, NewOrder):
-            body.update(account=msg.account, side=msg.side.value, type=msg.type.value, quantity=msg.quantity,
-                        time_in_force=msg.time_in_force.value, post_only=msg.post_only,
-                        stp=msg.stp.value if msg.stp else None, route=msg.route.value)
+            side, route = msg.side.value, msg.route.value
+            order_type, tif = msg.type.value, msg.time_in_force.value
+            body.update(account=msg.account, side=side, type=order_type, quantity=msg.quantity,
+                        time_in_force=tif, post_only=msg.post_only,
+                        stp=msg.stp.value if msg.stp else None, route=route)
+            item.update(side=side, quantity=msg.quantity, account=msg.account, type=order_type,
+                        time_in_force=tif, route=route)
             if msg.route is Route.EXCHANGE:
                 topic = ORDERS_EXCHANGE
-        elif isinstance(msg, ReplaceOrder):
-            body.update(quantity=msg.quantity, side=decision.known.side)
-        return OutboundMessage(topic, msg.symbol.encode(), dumps(body))
+        else:
+            t = decision.known
+            quantity = msg.quantity if isinstance(msg, ReplaceOrder) and msg.quantity else t.quantity
+            body["orig_client_order_id"] = msg.orig_client_order_id
+            if isinstance(msg, ReplaceOrder):
+                body.update(quantity=msg.quantity, side=t.side)
+            item.update(side=t.side, orig_client_order_id=msg.orig_client_order_id, target_order_id=t.order_id,
+                        target_price_ticks=t.price_ticks, target_quantity=t.quantity,
+                        target_reserve_ticks=t.reserve_ticks, quantity=quantity)
+        return item, OutboundMessage(topic, msg.symbol.encode(), dumps(body))
 
     def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
         original = base64.b64encode(record.value or b"").decode()
@@ -301,7 +304,7 @@ class ValidateOrders:
         events = []
         for r in fresh:
             try:
-                ev = json.loads(r.value)
+                ev = loads(r.value)
                 events.append((r, ev, ev["member_id"], ev["source"]))
             except (ValueError, KeyError, TypeError):
                 report.rejected += 1

@@ -76,3 +76,10 @@ def job_settings() -> ScheduledJobSettings:
 @cache
 def job_store():
     return _store(job_settings())
+
+
+@cache
+def s3_client():
+    import boto3
+
+    return boto3.client("s3", region_name=job_settings().aws_region)

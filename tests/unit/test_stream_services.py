@@ -191,3 +191,20 @@ def test_a_retry_on_another_warm_container_replays_the_decisions_the_dead_one_pu
     assert not run_partitions(batch2, container_b.validate_partition).failures
     assert [json.loads(m.value)["reason"] for m in b_out.on("orders.rejected")] == ["CREDIT_LIMIT"]
     assert not [m for m in b_out.on("orders.accepted") if json.loads(m.value)["client_order_id"] == "B2"]
+
+
+def test_a_deep_book_snapshot_is_split_into_chunks_and_restores_exactly(monkeypatch):
+    from clearing.services import match
+
+    monkeypatch.setattr(match, "CHUNK_BYTES", 2_000)  # force chunking with a small book
+    orders = [order(f"R{i}", member="MBR0" + str(1 + i % 5), side="BUY" if i % 2 else "SELL",
+                    price=f"{125.40 + (0.01 if i % 2 else 0.05) * (1 + i % 40):.2f}" if i % 2 == 0 else
+                    f"{125.40 - 0.01 * (1 + i % 40):.2f}", qty=10 + i) for i in range(300)]
+    p, _ = run(orders)
+    items = {(k[0], k[1]): v for k, v in p.store.tables["state"].items() if k[0] == "BOOK#ACME"}
+    head = items[("BOOK#ACME", "-")]
+    assert head["chunks"] > 1 and "book" not in head
+    assert all(("BOOK#ACME", f"v{head['version']}#c{n}") in items for n in range(head["chunks"]))
+    restored = match.decode_book(head, p.store)
+    assert restored.book.snapshot() == p.match.books["ACME"].book.snapshot()
+    assert len(restored.book) == head["resting_orders"] > 100

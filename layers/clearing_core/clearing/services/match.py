@@ -16,6 +16,7 @@ different snapshot version than the cached one.
 
 from __future__ import annotations
 
+import time
 import zlib
 
 import orjson
@@ -45,12 +46,38 @@ class SymbolBook:
     watermarks: dict[str, int] = field(default_factory=dict)
 
 
+# A DynamoDB item holds at most 400 KB: a deep book's snapshot is split into chunk items keyed by the
+# snapshot version (written first; the head item, written last, names the version and chunk count),
+# so a crash between chunk writes never leaves a torn snapshot. Superseded chunks expire by TTL.
+CHUNK_BYTES = 300_000
+CHUNK_TTL_SECONDS = 2 * 24 * 3600
+
+
 def encode_book(state: SymbolBook) -> bytes:
     return zlib.compress(orjson.dumps(state.book.snapshot()), 1)
 
 
-def decode_book(item: dict) -> SymbolBook:
-    book = OrderBook.restore(orjson.loads(zlib.decompress(item["book"])))
+def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> list[dict]:
+    """The head item of a symbol's snapshot, preceded by its chunk items when it is too big for one."""
+    blob = encode_book(state)
+    pk, sk = keys.book_key(symbol)
+    head = {"pk": pk, "sk": sk, "symbol": symbol, "version": state.version, "applied_offset": state.applied_offset,
+            "watermarks": state.watermarks, "resting_orders": len(state.book), "written_by": writer}
+    if len(blob) <= CHUNK_BYTES:
+        return [{**head, "book": blob, "chunks": 0}]
+    parts = [blob[i:i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
+    chunks = [{"pk": pk, "sk": f"v{state.version}#c{n}", "book": part, "expires_at": int(now) + CHUNK_TTL_SECONDS}
+              for n, part in enumerate(parts)]
+    return [*chunks, {**head, "chunks": len(parts)}]
+
+
+def decode_book(item: dict, store: ItemStore | None = None) -> SymbolBook:
+    blob = item.get("book")
+    if item.get("chunks"):
+        wanted = [(item["pk"], f"v{item['version']}#c{n}") for n in range(int(item["chunks"]))]
+        found = store.get_many(keys.STATE, wanted)
+        blob = b"".join(found[k]["book"] for k in wanted)
+    book = OrderBook.restore(orjson.loads(zlib.decompress(blob)))
     return SymbolBook(book, int(item["version"]), int(item["applied_offset"]), dict(item.get("watermarks", {})))
 
 
@@ -78,7 +105,7 @@ class MatchOrders:
         found = self.store.get_many(keys.STATE, [keys.book_key(s) for s in missing])
         for s in missing:
             item = found.get(keys.book_key(s))
-            self.books[s] = decode_book(item) if item else SymbolBook(OrderBook(s))
+            self.books[s] = decode_book(item, self.store) if item else SymbolBook(OrderBook(s))
 
     def _match_partition(self, records: list[KafkaRecord], topic: str, partition: int) -> BatchReport:
         report = BatchReport(consumed=len(records))
@@ -125,15 +152,17 @@ class MatchOrders:
         self.store.put_many(keys.ORDERS, list(states.values()))
         self.store.put_many(keys.TRADES, trade_items)
         self.publisher.publish(outputs)
-        snapshots = []
+        snapshots, heads = [], []
+        now = time.time()
         for s in touched:
             sb = self.books[s]
             sb.version += 1
-            pk, sk = keys.book_key(s)
-            snapshots.append({"pk": pk, "sk": sk, "symbol": s, "version": sb.version,
-                              "applied_offset": sb.applied_offset, "watermarks": sb.watermarks,
-                              "book": encode_book(sb), "resting_orders": len(sb.book), "written_by": self.writer})
-        self.store.put_many(keys.STATE, snapshots)
+            *chunks, head = snapshot_items(s, sb, self.writer, now)
+            snapshots.extend(chunks)
+            heads.append(head)
+        self.store.put_many(keys.STATE, snapshots)  # chunks of deep books first, then the heads
+        self.store.put_many(keys.STATE, heads)
+        snapshots += heads
         named = dict(ck_item.get("books", {}))
         named.update({s: self.books[s].version for s in touched})
         self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, books=named, written_by=self.writer)

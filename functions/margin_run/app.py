@@ -1,7 +1,6 @@
 """margin_run Lambda (EventBridge schedule): IM by scenario scan, VM, margin calls per member."""
 
 from aws_lambda_powertools.metrics import MetricUnit
-
 from clearing import bootstrap
 from clearing.adapters.refdata import CachedReferenceData
 from clearing.observability import logger, metrics, tracer

@@ -5,11 +5,10 @@ Instructions go to DynamoDB, and as CSV and JSON files: to s3://$SETTLEMENT_BUCK
 AWS, or to SETTLEMENT_OUTPUT_DIR when set (local runs)."""
 
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aws_lambda_powertools.metrics import MetricUnit
-
 from clearing import bootstrap
 from clearing.adapters.refdata import CachedReferenceData
 from clearing.observability import logger, metrics, tracer
@@ -22,7 +21,7 @@ from clearing.services.reports import settle_eod
 def lambda_handler(event, context, store=None, out_dir=None, s3=None):
     store = store or bootstrap.job_store()
     settings = bootstrap.job_settings()
-    day = (event or {}).get("settlement_date") or datetime.now(timezone.utc).date().isoformat()
+    day = (event or {}).get("settlement_date") or datetime.now(UTC).date().isoformat()
     if out_dir is None:
         out_dir = Path(settings.settlement_output_dir or tempfile.mkdtemp(prefix="settlement-"))
     result = settle_eod(store, CachedReferenceData(store, ttl_seconds=0).current(), day, out_dir)

@@ -12,7 +12,6 @@ import signal
 import time
 
 import pytest
-
 from clearing.local.config import RuntimeConfig
 from clearing.local.processes import free_port
 from clearing.services import keys

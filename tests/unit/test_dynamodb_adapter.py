@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from clearing.adapters.dynamodb import DynamoItemStore
 from clearing.ports import StaleCheckpoint
 from clearing.template_model import create_table_kwargs, tables
+from moto import mock_aws
 
 ITEM = {"pk": "MBR01", "sk": "O#C1#V", "gsi1pk": "ACME", "gsi1sk": "x", "kind": "VALIDATION", "quantity": 100,
         "price": "125.40", "flags": {"post_only": False, "stp": None}, "legs": [{"a": 1}, {"b": "2"}],

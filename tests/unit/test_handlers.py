@@ -10,6 +10,7 @@ from clearing.adapters.refdata import StaticReferenceData
 from clearing.services.clear import ClearTrades
 from clearing.services.match import MatchOrders
 from clearing.services.validate import ValidateOrders
+
 from tests.unit.handlers import FakeContext, load_event, load_handler
 
 

@@ -6,10 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from clearing.domain.orders import (
+    CancelOrder,
+    NewOrder,
+    Rejection,
+    ReplaceOrder,
+    order_message_json_schema,
+    parse_order,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from clearing.domain.orders import CancelOrder, NewOrder, Rejection, ReplaceOrder, order_message_json_schema, parse_order
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {"action": "NEW", "client_order_id": "C1", "member_id": "MBR01", "account": "MBR01-HOUSE", "symbol": "ACME",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from clearing.bench.harness import InMemoryPipeline
 from clearing.local.oms import generate_orders
 from clearing.services import keys

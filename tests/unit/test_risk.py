@@ -6,7 +6,6 @@ import json
 from decimal import Decimal
 
 import pytest
-
 from clearing.domain.orders import parse_order
 from clearing.domain.refdata import load_bundled_reference_data
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from clearing import bootstrap
 from clearing.adapters.refdata import seed_reference_data
 from clearing.bench.harness import InMemoryPipeline
 from clearing.local.oms import generate_orders
 from clearing.services import keys
+from moto import mock_aws
+
 from tests.unit.handlers import FakeContext, load_handler
 
 TABLE_ENV = {f"{t.upper()}_TABLE": f"t-{t}" for t in keys.TABLES}

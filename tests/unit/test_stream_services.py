@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from clearing.bench.harness import InMemoryPipeline
 from clearing.ports import InfrastructureError
 from clearing.services.keys import comparable
@@ -88,7 +87,8 @@ def test_redelivering_every_batch_gives_the_same_state():
     orders = [m.value for m in generate_orders(600, seed=7)]
     once, _ = run(orders, batch_size=50)
     twice, _ = run(orders, batch_size=50, redeliver=True)
-    strip = lambda s: {t: {k: comparable(v) for k, v in rows.items()} for t, rows in s.tables.items()}
+    def strip(s):
+        return {t: {k: comparable(v) for k, v in rows.items()} for t, rows in s.tables.items()}
     assert strip(once.store) == strip(twice.store)
     assert once.log.values("trades.executed") == [v for v in once.log.values("trades.executed")]
     assert {json.loads(v)["trade_id"] for v in once.log.values("trades.executed")} == \
@@ -116,9 +116,11 @@ def test_crash_between_trade_write_and_checkpoint_then_redelivery_matches_a_clea
     with pytest.raises(RuntimeError):
         p.drain()
     p.drain()  # the mapping redelivers the batch
-    ids = lambda pl: sorted(json.loads(v)["trade_id"] for v in pl.log.values("trades.executed"))
+    def ids(pl):
+        return sorted(json.loads(v)["trade_id"] for v in pl.log.values("trades.executed"))
     assert sorted(set(ids(p))) == ids(clean)  # duplicates on the topic carry the same ids
-    state = lambda pl: {k: v for k, v in pl.store.tables["orders"].items()}
+    def state(pl):
+        return {k: v for k, v in pl.store.tables["orders"].items()}
     assert state(p) == state(clean)
     assert {k: comparable(v) for k, v in p.store.tables["trades"].items()} == \
         {k: comparable(v) for k, v in clean.store.tables["trades"].items()}
@@ -160,6 +162,7 @@ def test_a_retry_on_another_warm_container_replays_the_decisions_the_dead_one_pu
     from clearing.domain.refdata import load_bundled_reference_data
     from clearing.services import keys as k
     from clearing.services.validate import ValidateOrders
+
     from tests.unit.msk import msk_event, msk_record
 
     ref = load_bundled_reference_data()

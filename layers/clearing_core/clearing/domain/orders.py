@@ -7,7 +7,7 @@ raises out of `parse_order` for bad data.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -83,7 +83,7 @@ class RejectReason(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
-    if value.utcoffset() != timezone.utc.utcoffset(None):
+    if value.utcoffset() != UTC.utcoffset(None):
         raise ValueError("sent_at must be UTC (suffix Z or +00:00)")
     return value
 

@@ -15,8 +15,8 @@ from clearing.domain.orders import (
     CancelOrder,
     NewOrder,
     OrderType,
-    RejectReason,
     Rejection,
+    RejectReason,
     ReplaceOrder,
     Side,
 )

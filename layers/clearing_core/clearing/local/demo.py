@@ -12,14 +12,14 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from clearing.local.config import RuntimeConfig
 from clearing.services import keys
-from clearing.topics import ORDERS_NEW, TRADES_EXECUTED
+from clearing.topics import ORDERS_NEW
 
 
 @dataclass
@@ -34,7 +34,7 @@ class DemoRun:
 
 
 def _utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _stamp(raw: bytes, now: float) -> bytes:

@@ -12,7 +12,6 @@ Reference data layout in the ReferenceTable (the one clearing.adapters.refdata r
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time

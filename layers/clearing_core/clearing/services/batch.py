@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import base64
 import json  # noqa: F401  (kept for callers importing it from here)
-
-import orjson
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 
 from clearing.ports import InfrastructureError, ItemStore, KafkaRecord
@@ -122,6 +121,14 @@ class Checkpoints:
         if item is None:
             return -1, None, {}
         return int(item["offset"]), int(item["version"]), item
+
+    def unapplied(self, stage: str, records: list[KafkaRecord], report: BatchReport):
+        """Records of one partition above the checkpoint (the rest count as skipped in `report`),
+        with the checkpoint's offset, version and item."""
+        ck_offset, version, item = self.read(stage, records[0].topic, records[0].partition)
+        fresh = [r for r in records if r.offset > ck_offset]
+        report.skipped += len(records) - len(fresh)
+        return fresh, ck_offset, version, item
 
     def advance(self, stage: str, topic: str, partition: int, offset: int, version: int | None, **extra: Any) -> int:
         pk, sk = keys.checkpoint_key(stage, topic, partition)

@@ -15,7 +15,6 @@ A trade naming an unknown member or symbol goes to `trades.deadletter` with the 
 
 from __future__ import annotations
 
-import json
 import time
 
 from clearing.domain import clearing as novation
@@ -50,9 +49,7 @@ class ClearTrades:
     def clear_partition(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        ck_offset, version, _ = self.checkpoints.read(STAGE, topic, partition)
-        fresh = [r for r in records if r.offset > ck_offset]
-        report.skipped = len(records) - len(fresh)
+        fresh, ck_offset, version, _ = self.checkpoints.unapplied(STAGE, records, report)
         if not fresh:
             return report
         refdata = self.refdata.current()

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 import zlib
-
-import orjson
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+import orjson
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
@@ -109,9 +109,7 @@ class MatchOrders:
 
     def _match_partition(self, records: list[KafkaRecord], topic: str, partition: int) -> BatchReport:
         report = BatchReport(consumed=len(records))
-        ck_offset, version, ck_item = self.checkpoints.read(STAGE, topic, partition)
-        fresh = [r for r in records if r.offset > ck_offset]
-        report.skipped = len(records) - len(fresh)
+        fresh, ck_offset, version, ck_item = self.checkpoints.unapplied(STAGE, records, report)
         if not fresh:
             return report
         refdata = self.refdata.current()

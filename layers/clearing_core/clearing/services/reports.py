@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,7 @@ def verify(store: ItemStore, max_violations: int = 200) -> VerifyResult:
 
 def run_margin(store: ItemStore, refdata, run_at: datetime | None = None, write: bool = True) -> dict[str, Any]:
     """IM by scenario scan + VM against last settlement prices per member; margin calls stored."""
-    run_at = run_at or datetime.now(timezone.utc)
+    run_at = run_at or datetime.now(UTC)
     run_id = run_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     requirements = margin.margin_requirements(load_positions(store), refdata)
     calls = [r for r in requirements if r.is_call]

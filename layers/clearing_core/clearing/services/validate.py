@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-import json
-from collections import Counter
 from decimal import Decimal
 
 from clearing.domain.orders import (
-    CancelOrder,
     NewOrder,
-    RejectReason,
     Rejection,
+    RejectReason,
     ReplaceOrder,
     Route,
     parse_order,
@@ -110,9 +107,7 @@ class ValidateOrders:
     def _validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        ck_offset, version, _ = self.checkpoints.read(STAGE, topic, partition)
-        fresh = [r for r in records if r.offset > ck_offset]
-        report.skipped = len(records) - len(fresh)
+        fresh, ck_offset, version, _ = self.checkpoints.unapplied(STAGE, records, report)
         if not fresh:
             return report
         refdata = self.refdata.current()
@@ -296,9 +291,7 @@ class ValidateOrders:
         match_orders re-produced after a crash."""
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        ck_offset, version, _ = self.checkpoints.read(RELEASE_STAGE, topic, partition)
-        fresh = [r for r in records if r.offset > ck_offset]
-        report.skipped = len(records) - len(fresh)
+        fresh, ck_offset, version, _ = self.checkpoints.unapplied(RELEASE_STAGE, records, report)
         if not fresh:
             return report
         events = []

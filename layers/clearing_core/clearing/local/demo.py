@@ -113,8 +113,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
-    from clearing.services.reports import obligations_report, run_margin, verify
+    from clearing.services.reports import ScanOnce, obligations_report, run_margin, verify
 
+    store = ScanOnce(store)
     orders = store.scan(keys.ORDERS)
     accepted = rejected = 0
     by_reason: dict[str, int] = {}

@@ -150,3 +150,20 @@ def instructions_csv(rows: list[dict[str, Any]]) -> str:
         writer.writeheader()
         writer.writerows(rows)
     return buf.getvalue()
+
+
+class ScanOnce:
+    """The same store, but each table is scanned at most once: for a run of reports over one state
+    (the demo's summary, verify, obligations, margin) instead of one full scan per report."""
+
+    def __init__(self, store: ItemStore):
+        self.store = store
+        self._scans: dict[str, list[dict]] = {}
+
+    def scan(self, table: str) -> list[dict]:
+        if table not in self._scans:
+            self._scans[table] = self.store.scan(table)
+        return list(self._scans[table])
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)

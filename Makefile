@@ -5,7 +5,7 @@ ORDERS ?= 100000
 RATE ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-fast lint bench validate build up down status clean
+.PHONY: help install demo test test-unit lint bench validate checkov build up down status clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ bench: install ## matching-engine and handler benchmarks (figures in README)
 validate: ## sam validate --lint and cfn-lint on template.yaml
 	sam validate --lint --region us-east-1
 	cfn-lint template.yaml
+
+checkov: ## security scan of template.yaml (checkov in its own venv: its pins clash with ours)
+	test -x .venv-checkov/bin/checkov || ($(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet checkov)
+	.venv-checkov/bin/checkov --config-file .checkov.yaml -f template.yaml --skip-download
 
 build: ## sam build (layer + functions)
 	sam build

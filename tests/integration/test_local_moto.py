@@ -1,0 +1,50 @@
+"""The local moto launcher (keep-alive, big pages, direct JSON for reads) answers like moto_server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
+from clearing.local.processes import free_port, wait_for_port
+from clearing.template_model import create_table_kwargs, tables
+
+pytestmark = pytest.mark.integration
+
+
+def _server(argv):
+    port = free_port()
+    proc = subprocess.Popen([*argv, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_for_port("127.0.0.1", port, 30, proc)
+    client = dynamodb_client(f"http://127.0.0.1:{port}", aws_access_key_id="x", aws_secret_access_key="x")
+    for logical, name in (("OrdersTable", "orders"), ("StateTable", "state")):
+        client.create_table(**create_table_kwargs(tables()[logical], name))
+    return proc, DynamoItemStore(client, {"orders": "orders", "state": "state"})
+
+
+def _exercise(store) -> dict:
+    items = [{"pk": f"M{i % 3}", "sk": f"O#{i:05d}#V", "gsi1pk": f"S{i % 2}", "gsi1sk": str(i), "n": i,
+              "price": "125.40", "legs": [{"a": i}], "flag": None} for i in range(600)]
+    store.put_many("orders", items)
+    store.put_many("state", [{"pk": "BOOK#X", "sk": "-", "book": b"\x00\xffbytes", "version": 3}])
+    return {
+        "get": store.get_many("orders", [("M1", "O#00001#V"), ("M0", "missing")]),
+        "query": store.query("orders", "M2", sk_prefix="O#001"),
+        "index": store.query("orders", "S1", index="gsi1")[:5],
+        "scan": sorted((i["pk"], i["sk"], i["n"]) for i in store.scan("orders")),
+        "bytes": store.get_many("state", [("BOOK#X", "-")]),
+    }
+
+
+def test_launcher_reads_equal_moto_servers_even_with_small_pages(monkeypatch):
+    monkeypatch.setenv("CLEARING_MOTO_PAGE_BYTES", "20000")  # many pages: pagination is exercised
+    ours, plain = _server([sys.executable, "-m", "clearing.local.moto_http11"]), _server(["moto_server"])
+    try:
+        assert _exercise(ours[1]) == _exercise(plain[1])
+        assert len(_exercise(ours[1])["scan"]) == 600
+    finally:
+        for proc, _ in (ours, plain):
+            proc.terminate()

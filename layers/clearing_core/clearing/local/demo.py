@@ -183,7 +183,7 @@ def run_demo(orders: int, rate: float, seed: int, config: RuntimeConfig, keep_ru
     status = runtime.status(with_lag=False)
     running = all(c.state in ("running", "external") for c in status.components)
     if not running:
-        with console.status("starting the local stack (broker, moto_server, event-source mappings) ..."):
+        with console.status("starting the local stack (broker, moto_server, exchange simulator, FIX proxy, event-source mappings) ..."):
             t0 = time.time()
             runtime.start()
         console.print(f"local stack up in {time.time() - t0:.1f} s (state in {config.state_path})")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
 from clearing.local.processes import free_port, wait_for_port
 from clearing.template_model import create_table_kwargs, tables

@@ -19,7 +19,6 @@ class InMemoryItemStore:
     def __init__(self) -> None:
         self.tables: dict[str, dict[Key, Item]] = {}
         self.writes = 0  # items written, the figure that sets DynamoDB cost
-        self.fail_next_put_on: str | None = None  # test hook: raise on the next put to this table
 
     def _table(self, table: str) -> dict[Key, Item]:
         return self.tables.setdefault(table, {})
@@ -31,14 +30,12 @@ class InMemoryItemStore:
     def put_many(self, table: str, items: Sequence[Item]) -> None:
         if not items:
             return
-        self._maybe_fail(table)
         t = self._table(table)
         for item in items:
             t[(item["pk"], item["sk"])] = _copy(item)
         self.writes += len(items)
 
     def put_if_version(self, table: str, item: Item, expected_version: int | None) -> None:
-        self._maybe_fail(table)
         t = self._table(table)
         current = t.get((item["pk"], item["sk"]))
         current_version = None if current is None else current.get("version")
@@ -58,13 +55,6 @@ class InMemoryItemStore:
 
     def scan(self, table: str) -> list[Item]:
         return [_copy(i) for i in self._table(table).values()]
-
-    def _maybe_fail(self, table: str) -> None:
-        if self.fail_next_put_on == table:
-            self.fail_next_put_on = None
-            from clearing.ports import InfrastructureError
-
-            raise InfrastructureError(f"injected failure writing to {table}")
 
 
 class InMemoryPublisher:

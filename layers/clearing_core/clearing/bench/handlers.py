@@ -36,29 +36,16 @@ def _member_key(raw: bytes) -> bytes:
 
 
 def _context():
-    class Context:
-        function_name = "bench"
-        memory_limit_in_mb = 1024
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-        aws_request_id = "bench"
+    from clearing.local.invoke import LambdaContext
 
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 900_000
-
-    return Context()
+    return LambdaContext("bench", 1024, timeout_s=900)
 
 
 def _load(function: str):
-    import importlib.util
-
+    from clearing.local.invoke import load_handler
     from clearing.template_model import find_template
 
-    path = find_template().parent / "functions" / function / "app.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{function}_app", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
+    return load_handler(find_template().parent / "functions" / function / "app.py", "lambda_handler", function)
 
 
 def bench_pipeline(store, orders: list[bytes], batch_size: int = 1000, partitions: int = 3) -> dict[str, Any]:
@@ -118,8 +105,7 @@ def bench_pipeline(store, orders: list[bytes], batch_size: int = 1000, partition
 
 def _moto_store(endpoint: str | None):
     from clearing.adapters.dynamodb import DynamoItemStore
-    from clearing.services import keys
-    from clearing.template_model import create_table_kwargs, table_env_vars, tables
+    from clearing.template_model import create_table_kwargs, table_names, tables
 
     proc = None
     if endpoint is None:
@@ -138,13 +124,10 @@ def _moto_store(endpoint: str | None):
     client = dynamodb_client(endpoint, "us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
     prefix = f"bench-{int(time.time())}-"
     defs = tables()
-    names = {}
-    for env, logical in table_env_vars().items():
-        logical_name = env[: -len("_TABLE")].lower()
-        if logical_name in keys.TABLES:
-            name = prefix + logical
-            client.create_table(**create_table_kwargs(defs[logical], name))
-            names[logical_name] = name
+    names = table_names(lambda logical: prefix + logical)
+    for logical in defs:
+        if prefix + logical in names.values():
+            client.create_table(**create_table_kwargs(defs[logical], prefix + logical))
     return DynamoItemStore(client, names), proc
 
 

@@ -17,16 +17,21 @@ def data_store():
         client = dynamodb_client(settings.dynamodb_endpoint_url, settings.aws_region)
         return DynamoItemStore(client, settings.table_names())
     from clearing.local.config import RuntimeConfig
-    from clearing.template_model import table_env_vars
 
-    cfg = RuntimeConfig()
-    names = {env[: -len("_TABLE")].lower(): cfg.table_name(logical) for env, logical in table_env_vars().items()}
+    return local_store(RuntimeConfig())
+
+
+def local_store(cfg):
+    """The ItemStore over the local runtime's tables (its DynamoDB endpoint and table prefix)."""
+    from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
+    from clearing.template_model import table_names
+
     client = dynamodb_client(
         cfg.dynamodb_url, cfg.region,
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
     )
-    return DynamoItemStore(client, names)
+    return DynamoItemStore(client, table_names(cfg.table_name))
 
 
 def reference_data(store):

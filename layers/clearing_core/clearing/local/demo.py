@@ -233,13 +233,9 @@ def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> Non
 
 
 def _store(config: RuntimeConfig):
-    from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
-    from clearing.template_model import table_env_vars
+    from clearing.cli.context import local_store
 
-    names = {env[: -len("_TABLE")].lower(): config.table_name(logical) for env, logical in table_env_vars().items()}
-    client = dynamodb_client(config.dynamodb_url, config.region, aws_access_key_id="local",
-                             aws_secret_access_key="local")
-    return DynamoItemStore(client, names)
+    return local_store(config)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -9,9 +9,8 @@ Lambda's Kafka semantics retry that record and everything after it in the partit
 from __future__ import annotations
 
 import base64
-import json  # noqa: F401  (kept for callers importing it from here)
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +144,3 @@ def dumps(obj: Any) -> bytes:
 
 
 loads = orjson.loads
-
-
-def skip_checkpointed(records: Iterable[KafkaRecord], checkpoint_offset: int) -> list[KafkaRecord]:
-    return [r for r in records if r.offset > checkpoint_offset]

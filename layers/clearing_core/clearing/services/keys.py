@@ -11,9 +11,6 @@ ORDERS, TRADES, POSITIONS, OBLIGATIONS, STATE, REFERENCE, MARGIN = (
 )
 TABLES = (ORDERS, TRADES, POSITIONS, OBLIGATIONS, STATE, REFERENCE, MARGIN)
 
-# logical table name -> environment variable holding the physical name (template.yaml Globals)
-TABLE_ENV = {t: f"{t.upper()}_TABLE" for t in TABLES}
-
 
 def validation_key(member_id: str, client_order_id: str) -> tuple[str, str]:
     """An order id's validation record (accepted or rejected); also what makes a client order id used."""

@@ -37,7 +37,7 @@ def target_store(live, endpoint: str | None, prefix: str):
 
     from clearing.adapters.dynamodb import DynamoItemStore
     from clearing.local.dynamodb import create_tables
-    from clearing.template_model import table_env_vars
+    from clearing.template_model import table_names
 
     endpoint = endpoint or live.client.meta.endpoint_url
     region = live.client.meta.region_name
@@ -45,7 +45,7 @@ def target_store(live, endpoint: str | None, prefix: str):
     creds = {"aws_access_key_id": "local", "aws_secret_access_key": "local"} if local else {}
     resource = boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint, **creds)
     physical = create_tables(resource, prefix)
-    names = {env[: -len("_TABLE")].lower(): physical[logical] for env, logical in table_env_vars().items()}
+    names = table_names(physical.__getitem__)
     # a plain client: a resource's client (de)serialises attribute values itself
     return DynamoItemStore(boto3.client("dynamodb", region_name=region, endpoint_url=endpoint, **creds), names)
 

@@ -7,23 +7,23 @@ raises out of `parse_order` for bad data.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     StrictBool,
     StrictInt,
     TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 MAX_MESSAGE_BYTES = 16 * 1024  # an order is a few hundred bytes; anything far larger is not an order
 MAX_QUANTITY = 1_000_000_000
@@ -33,6 +33,9 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 Symbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9.\-]+$")]
 Quantity = Annotated[StrictInt, Field(gt=0, le=MAX_QUANTITY)]
 Price = Annotated[Decimal, Field(gt=0, lt=MAX_PRICE, max_digits=20, decimal_places=8, allow_inf_nan=False)]
+# A timestamp with a UTC offset (suffix Z or +00:00), checked by pydantic-core itself: a Python
+# validator here cost about a quarter of parsing an order. JSON Schema: string, format date-time.
+UtcDatetime = Annotated[datetime, GetPydanticSchema(lambda _type, _handler: core_schema.datetime_schema(tz_constraint=0))]
 
 
 class Side(StrEnum):
@@ -82,24 +85,13 @@ class RejectReason(StrEnum):
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
 
 
-def _utc(value: datetime) -> datetime:
-    if value.utcoffset() != UTC.utcoffset(None):
-        raise ValueError("sent_at must be UTC (suffix Z or +00:00)")
-    return value
-
-
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
     client_order_id: Identifier
     member_id: Identifier
     symbol: Symbol
-    sent_at: AwareDatetime | None = None
-
-    @field_validator("sent_at")
-    @classmethod
-    def _sent_at_is_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _utc(value)
+    sent_at: UtcDatetime | None = None
 
 
 class NewOrder(_Message):
@@ -115,7 +107,7 @@ class NewOrder(_Message):
     post_only: StrictBool = False
     stp: SelfTradePrevention | None = None
     route: Route = Route.INTERNAL
-    sent_at: AwareDatetime
+    sent_at: UtcDatetime
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> NewOrder:

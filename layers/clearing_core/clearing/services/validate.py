@@ -18,6 +18,8 @@ import base64
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import orjson
+
 from clearing.domain.orders import (
     NewOrder,
     Rejection,
@@ -50,7 +52,9 @@ def _known_from_item(item: dict) -> KnownOrder | None:
 
 
 def _iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """ISO-8601 with a Z suffix (sent_at is UTC by contract); orjson writes the same text as
+    isoformat() with +00:00 replaced, at a fraction of the cost of pydantic's tzinfo."""
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode() if value is not None else None
 
 
 @dataclass
@@ -214,48 +218,56 @@ class ValidateOrders:
         """The validation record and the orders.accepted / orders.exchange message of an accepted order."""
         price_ticks = decision.price_ticks
         sent_at = _iso(msg.sent_at)
-        body = {
-            "action": msg.action,
-            "order_id": decision.order_id,
-            "member_id": msg.member_id,
-            "client_order_id": msg.client_order_id,
-            "orig_client_order_id": None,
-            "symbol": msg.symbol,
-            "price_ticks": price_ticks,
-            "price": str(refdata.instruments[msg.symbol].to_price(price_ticks)) if price_ticks is not None else None,
-            "reserve_price_ticks": decision.reserve_ticks,
-            "sent_at": sent_at,
-            "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-        }
-        pk, sk = keys.validation_key(msg.member_id, msg.client_order_id)
-        item = {
-            "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
-            "order_id": decision.order_id, "action": msg.action, "member_id": msg.member_id,
-            "client_order_id": msg.client_order_id, "symbol": msg.symbol,
-            "price_ticks": price_ticks, "reserve_ticks": decision.reserve_ticks,
-            "exposure_reserved": str(decision.exposure_reserved), "sent_at": sent_at, "written_by": self.writer,
-        }
+        member_id, clordid, symbol = msg.member_id, msg.client_order_id, msg.symbol
+        price = str(refdata.instruments[symbol].to_price(price_ticks)) if price_ticks is not None else None
+        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        pk, sk = keys.validation_key(member_id, clordid)
         topic = ORDERS_ACCEPTED
-        if isinstance(msg, NewOrder):
-            side, route = msg.side.value, msg.route.value
-            order_type, tif = msg.type.value, msg.time_in_force.value
-            body.update(account=msg.account, side=side, type=order_type, quantity=msg.quantity,
-                        time_in_force=tif, post_only=msg.post_only,
-                        stp=msg.stp.value if msg.stp else None, route=route)
-            item.update(side=side, quantity=msg.quantity, account=msg.account, type=order_type,
-                        time_in_force=tif, route=route)
+        if type(msg) is NewOrder:
+            side, route, order_type, tif = msg.side.value, msg.route.value, msg.type.value, msg.time_in_force.value
+            account, quantity = msg.account, msg.quantity
+            body = {
+                "action": "NEW", "order_id": decision.order_id, "member_id": member_id, "client_order_id": clordid,
+                "orig_client_order_id": None, "symbol": symbol, "price_ticks": price_ticks, "price": price,
+                "reserve_price_ticks": decision.reserve_ticks, "sent_at": sent_at, "source": source,
+                "account": account, "side": side, "type": order_type, "quantity": quantity, "time_in_force": tif,
+                "post_only": msg.post_only, "stp": msg.stp.value if msg.stp else None, "route": route,
+            }
+            item = {
+                "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
+                "order_id": decision.order_id, "action": "NEW", "member_id": member_id,
+                "client_order_id": clordid, "symbol": symbol, "price_ticks": price_ticks,
+                "reserve_ticks": decision.reserve_ticks, "exposure_reserved": str(decision.exposure_reserved),
+                "sent_at": sent_at, "written_by": self.writer,
+                "side": side, "quantity": quantity, "account": account, "type": order_type, "time_in_force": tif,
+                "route": route,
+            }
             if msg.route is Route.EXCHANGE:
                 topic = ORDERS_EXCHANGE
         else:
             t = decision.known
-            quantity = msg.quantity if isinstance(msg, ReplaceOrder) and msg.quantity else t.quantity
-            body["orig_client_order_id"] = msg.orig_client_order_id
-            if isinstance(msg, ReplaceOrder):
-                body.update(quantity=msg.quantity, side=t.side)
-            item.update(side=t.side, orig_client_order_id=msg.orig_client_order_id, target_order_id=t.order_id,
-                        target_price_ticks=t.price_ticks, target_quantity=t.quantity,
-                        target_reserve_ticks=t.reserve_ticks, quantity=quantity)
-        return item, OutboundMessage(topic, msg.symbol.encode(), dumps(body))
+            body = {
+                "action": msg.action, "order_id": decision.order_id, "member_id": member_id,
+                "client_order_id": clordid, "orig_client_order_id": msg.orig_client_order_id, "symbol": symbol,
+                "price_ticks": price_ticks, "price": price, "reserve_price_ticks": decision.reserve_ticks,
+                "sent_at": sent_at, "source": source,
+            }
+            replace = type(msg) is ReplaceOrder
+            if replace:
+                body["quantity"] = msg.quantity
+                body["side"] = t.side
+            item = {
+                "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
+                "order_id": decision.order_id, "action": msg.action, "member_id": member_id,
+                "client_order_id": clordid, "symbol": symbol, "price_ticks": price_ticks,
+                "reserve_ticks": decision.reserve_ticks, "exposure_reserved": str(decision.exposure_reserved),
+                "sent_at": sent_at, "written_by": self.writer,
+                "side": t.side, "orig_client_order_id": msg.orig_client_order_id, "target_order_id": t.order_id,
+                "target_price_ticks": t.price_ticks, "target_quantity": t.quantity,
+                "target_reserve_ticks": t.reserve_ticks,
+                "quantity": msg.quantity if replace and msg.quantity else t.quantity,
+            }
+        return item, OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
         original = base64.b64encode(record.value or b"").decode()

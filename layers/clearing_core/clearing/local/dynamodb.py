@@ -32,12 +32,12 @@ CONFIG_SK = "reference"
 
 
 def moto_argv(host: str, port: int) -> list[str]:
-    """moto_server's app with HTTP/1.1 keep-alive (clearing.local.moto_http11)."""
+    """moto's DynamoDB backend behind a keep-alive server (clearing.local.moto_http11)."""
     try:
         import moto.server  # noqa: F401
-        import werkzeug  # noqa: F401
+        import waitress  # noqa: F401
     except ImportError as exc:
-        raise RuntimeStartError("moto_server not found: pip install 'moto[server,dynamodb]'") from exc
+        raise RuntimeStartError("moto or waitress not found: pip install 'moto[server,dynamodb]' waitress") from exc
     return [sys.executable, "-m", "clearing.local.moto_http11", "-H", host, "-p", str(port)]
 
 

@@ -61,6 +61,10 @@ class RuntimeConfig(BaseSettings):
     retry_backoff_s: float = 0.2  # first retry delay, doubled per attempt, capped at 2 s
     onfailure_topic: str | None = ONFAILURE_TOPIC  # also always written to <state_dir>/onfailure/*.jsonl
     poll_timeout_ms: int = 100
+    # How long the broker may hold an empty fetch. Tansu answers as soon as data arrives (measured:
+    # 14-104 ms delivery with 500 or 100), but each empty fetch cycle costs the consumer ~3 ms of CPU:
+    # 100 ms kept 3% of a core busy per idle worker, 500 ms 0.7%.
+    fetch_max_wait_ms: int = 500
     restart_backoff_s: float = 0.5
     # Exchange side: the exchange simulator and the FIX proxy, started after moto and before the mappings.
     # None (default): started when a function whose mapping runs talks to the proxy (its environment has

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from clearing.local.config import RuntimeConfig
+from clearing.local.cpu import cpu_snapshot, cpu_spent
+from clearing.local.esm import read_worker_states
 from clearing.services import keys
 from clearing.topics import ORDERS_NEW
 
@@ -31,6 +33,8 @@ class DemoRun:
     started: float = 0.0
     published: float = 0.0
     idle: float = 0.0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # component -> CPU s during the run
+    invocations: dict[str, dict[str, float]] = field(default_factory=dict)  # worker -> handler invocations
 
 
 def _utc_iso(ts: float) -> str:
@@ -68,7 +72,7 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
     runs that must be byte-for-byte reproducible."""
     from kafka import KafkaProducer
 
-    from clearing.local.oms import generate_orders
+    from clearing.local.oms import generate_orders, wait_until_due
 
     run = DemoRun(orders=n)
     run.start_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
@@ -76,15 +80,9 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
                              batch_size=256 * 1024, max_in_flight_requests_per_connection=1)
     prefix = id_prefix if id_prefix is not None else f"D{int(time.time())}-"
     run.started = time.time()
-    interval = 1.0 / rate if rate > 0 else 0.0
-    next_due = run.started
     for i, msg in enumerate(generate_orders(n, seed=seed, id_prefix=prefix)):
+        wait_until_due(run.started, i, rate, clock=time.time)
         now = time.time()
-        if interval:
-            if now < next_due:
-                time.sleep(next_due - now)
-                now = time.time()
-            next_due += interval
         producer.send(ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now) if stamp else msg.value)
         run.published_at.append(now)
         if progress is not None and i % 500 == 0:
@@ -96,6 +94,23 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
         progress.update(task, completed=n)
     run.end_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
     return run
+
+
+def invocations_during(before: list[dict], after: list[dict]) -> dict[str, dict[str, float]]:
+    """Per worker: handler invocations, records per invocation and mean wall ms per invocation
+    between two readings of the workers' state files (what each hop adds to latency)."""
+    earlier = {w["worker_id"]: w for w in before}
+    out = {}
+    for w in after:
+        b = earlier.get(w["worker_id"], {})
+        calls = w["invocations"] - b.get("invocations", 0)
+        if calls <= 0:
+            continue
+        records = w["records_done"] - b.get("records_done", 0)
+        ms = w.get("invocation_ms_total", 0.0) - b.get("invocation_ms_total", 0.0)
+        out[w["worker_id"]] = {"invocations": calls, "records_per_invocation": round(records / calls, 1),
+                               "mean_invocation_ms": round(ms / calls, 1)}
+    return out
 
 
 def _in_run(src: str, run: DemoRun) -> bool:
@@ -158,6 +173,10 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
         "violations": invariants.violations[:20],
         "checked": invariants.checked,
         "seconds": round(end - run.started, 2),
+        "cpu_seconds_by_component": {k: round(v, 2) for k, v in run.cpu_seconds.items()},
+        "cpu_ms_per_order": round(1000 * sum(run.cpu_seconds.values()) / max(run.orders, 1), 3),
+        "cpu_cores": os.cpu_count(),
+        "invocations": run.invocations,
     }
     summary["_charts"] = {
         "published_at": run.published_at,
@@ -191,11 +210,15 @@ def run_demo(orders: int, rate: float, seed: int, config: RuntimeConfig, keep_ru
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=quiet) as progress:
             pub = progress.add_task("published to orders.new", total=orders)
+            cpu_before = cpu_snapshot(config.state_path)
+            workers_before = read_worker_states(config)
             run = publish_orders(config, orders, rate, seed, progress, pub)
             done = progress.add_task("validated (committed)", total=orders)
             _follow(runtime, config, run, progress, done)
         runtime.wait_until_idle(timeout=max(120.0, orders / 200))
         run.idle = time.time()
+        run.cpu_seconds = cpu_spent(cpu_before, cpu_snapshot(config.state_path))
+        run.invocations = invocations_during(workers_before, read_worker_states(config))
         store = _store(config)
         summary = summarise(store, reference_data(store), run)
         if report is not None:
@@ -266,6 +289,24 @@ def print_summary(summary: dict[str, Any]) -> None:
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+    cpu = summary.get("cpu_seconds_by_component") or {}
+    if cpu:
+        total = sum(cpu.values()) or 1e-9
+        where = Table(title=f"where the CPU went ({summary['cpu_ms_per_order']:.2f} ms of CPU per order, "
+                            f"{summary.get('cpu_cores')} cores)")
+        for column in ("component", "CPU s", "share", "ms / order"):
+            where.add_column(column, justify="left" if column == "component" else "right")
+        for name, seconds in cpu.items():
+            where.add_row(name, f"{seconds:.2f}", f"{seconds / total:.0%}", f"{1000 * seconds / max(summary['orders'], 1):.3f}")
+        console.print(where)
+    if summary.get("invocations"):
+        calls = Table(title="handler invocations during the run")
+        for column in ("event-source mapping worker", "invocations", "records / invocation", "mean ms / invocation"):
+            calls.add_column(column, justify="left" if column.startswith("event") else "right")
+        for name, row in sorted(summary["invocations"].items()):
+            calls.add_row(name, f"{row['invocations']:,}", f"{row['records_per_invocation']:,.1f}",
+                          f"{row['mean_invocation_ms']:,.1f}")
+        console.print(calls)
     for v in summary.get("violations", []):
         console.print(f"[red]{v['code']}[/red] {v['message']}")
     if summary.get("report"):

@@ -157,6 +157,7 @@ class WorkerStats:
     onfailure_records: int = 0
     in_flight: bool = False
     last_invocation_ms: float = 0.0
+    invocation_ms_total: float = 0.0  # wall time inside the handler, summed (mean = total / invocations)
     committed: dict[str, int] = field(default_factory=dict)  # "topic-N" -> next offset
     positions: dict[str, int] = field(default_factory=dict)  # "topic-N" -> next offset fetched
     idle_since: float | None = None
@@ -198,7 +199,7 @@ class MappingWorker:
             group_id=self.mapping.group_id,
             enable_auto_commit=False,
             auto_offset_reset="latest" if self.mapping.starting_position == "LATEST" else "earliest",
-            fetch_max_wait_ms=max(10, config.poll_timeout_ms),
+            fetch_max_wait_ms=max(10, config.fetch_max_wait_ms),
             max_poll_records=self.mapping.batch_size,
             client_id=f"esm-{spec.worker_id}",
         )
@@ -349,6 +350,7 @@ class MappingWorker:
         finally:
             self.stats.in_flight = False
             self.stats.last_invocation_ms = (time.monotonic() - started) * 1000
+            self.stats.invocation_ms_total += self.stats.last_invocation_ms
             self.write_state(force=True)
         if not self.mapping.report_item_failures:
             return Outcome(ok=True)

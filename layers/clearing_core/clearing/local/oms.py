@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -326,3 +327,19 @@ def _typed_row(row: dict[str, str]) -> dict[str, Any]:
         else:
             order[name] = value
     return order
+
+
+# Paced publishing sends what is due every PACING_TICK_S rather than sleeping before each message:
+# every wake-up of kafka-python's sender thread costs ~2-3 ms of CPU here, so one produce request
+# per order cost ~1 ms of CPU per order at 300 orders/s (measured), as much as a pipeline stage.
+PACING_TICK_S = 0.02
+
+
+def wait_until_due(started: float, index: int, rate: float, clock=time.monotonic) -> None:
+    """Sleep until message `index` of a run started at `started` is due at `rate` per second
+    (rate <= 0: never sleeps); sleeps at least PACING_TICK_S so due messages go out in bursts."""
+    if rate <= 0:
+        return
+    ahead = started + index / rate - clock()
+    if ahead > 0:
+        time.sleep(max(ahead, PACING_TICK_S))

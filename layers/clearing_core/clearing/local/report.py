@@ -76,6 +76,17 @@ def charts(summary: dict[str, Any]) -> dict[str, str]:
     ax.legend()
     out["margin"] = _png(fig)
     plt.close(fig)
+
+    cpu = summary.get("cpu_seconds_by_component") or {}
+    if cpu:
+        names = list(cpu)[::-1]  # largest at the top
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.2))
+        ax.barh(names, [1000 * cpu[n] / max(summary["orders"], 1) for n in names], color="#dd8452")
+        ax.set_xlabel("ms of CPU per order")
+        ax.set_title(f"Where the CPU went ({summary['cpu_ms_per_order']:.2f} ms per order on "
+                     f"{summary.get('cpu_cores')} cores)")
+        out["cpu"] = _png(fig)
+        plt.close(fig)
     return out
 
 

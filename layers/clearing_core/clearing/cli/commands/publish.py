@@ -57,6 +57,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 0
     from kafka import KafkaProducer
 
+    from clearing.local.oms import wait_until_due
+
     bootstrap = _bootstrap(args)
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, retries=5)
@@ -71,10 +73,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     ) as progress:  # fmt: skip
         task = progress.add_task(f"publishing to {args.topic}", total=total, rate=0.0)
         for message in messages:
-            if args.rate:
-                ahead = started + sent / args.rate - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
+            wait_until_due(started, sent, args.rate or 0)
             producer.send(args.topic, key=message.key.encode() if message.key else None, value=message.value)
             sent += 1
             invalid += message.invalid is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from clearing.domain.orders import (
     CancelOrder,
@@ -23,10 +24,14 @@ from clearing.domain.orders import (
 from clearing.domain.refdata import Instrument, ReferenceData
 
 _HUNDRED = Decimal(100)
+# enum members bound once: looking them up on the enum class costs more than the comparison
+_LIMIT = OrderType.LIMIT
+_BUY = Side.BUY
 
 
-@dataclass(frozen=True, slots=True)
-class KnownOrder:
+# KnownOrder and Acceptance are immutable named tuples rather than frozen dataclasses: one of each is
+# built per order on the validation hot path, and a frozen dataclass pays a setattr call per field.
+class KnownOrder(NamedTuple):
     """What validation remembers of an accepted order (by the client order id it was placed with)."""
 
     order_id: str  # "member:client_order_id" of the order as first placed
@@ -44,8 +49,7 @@ class CreditState:
     exposure: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Acceptance:
+class Acceptance(NamedTuple):
     """An order that passed pre-trade risk, in integer ticks, with the exposure it reserves."""
 
     order: NewOrder | CancelOrder | ReplaceOrder
@@ -76,7 +80,7 @@ def reserve_ticks_for(instrument: Instrument, side: str, price_ticks: int | None
         return price_ticks
     ref = instrument.reference_ticks
     band = int(ref * instrument.collar_pct / _HUNDRED)
-    return ref + band if side == Side.BUY else max(ref - band, 1)
+    return ref + band if side == _BUY else max(ref - band, 1)
 
 
 def _check_price(instrument: Instrument, price: Decimal, order) -> int | Rejection:
@@ -137,11 +141,11 @@ def assess_order(
     if not instrument.is_open:
         return _reject(RejectReason.SYMBOL_HALTED, f"symbol {order.symbol} is {instrument.status}", order)
 
-    if isinstance(order, NewOrder):
+    if type(order) is NewOrder:
         if order.account not in member.accounts:
             return _reject(RejectReason.UNKNOWN_ACCOUNT, f"account {order.account} does not belong to {member.member_id}", order)
         price_ticks = None
-        if order.type is OrderType.LIMIT:
+        if order.type is _LIMIT:
             checked = _check_price(instrument, order.price, order)
             if isinstance(checked, Rejection):
                 return checked
@@ -165,7 +169,7 @@ def assess_order(
             f"no accepted order {order.orig_client_order_id} of member {order.member_id} in {order.symbol}",
             order,
         )
-    if isinstance(order, CancelOrder):
+    if type(order) is CancelOrder:
         return Acceptance(order, target.order_id, target.price_ticks, target.reserve_ticks, Decimal(0), target)
 
     # REPLACE: check the new terms like a new order; credit only for the increase (exact exposure

@@ -195,12 +195,14 @@ class MatchOrders:
 
     def _translate(self, record, msg, events, book, tick: Decimal, old_reserve, states, trades, outputs) -> None:
         p, o = record.partition, record.offset
+        topic = record.topic
+        symbol = msg["symbol"]
         seq = 0
         last_trade_id = None
         sent_at = msg.get("sent_at")
         for e in events:
             kind, order_id, owner = e[0], e[1], e[2]
-            delta = Decimal(0)
+            exposure = 0  # change of open exposure in ticks x shares; one Decimal multiply below
             body = None
             if kind == ev.TRADE:
                 _, taker_id, taker, maker_id, maker, price, qty, taker_side, _, _ = e
@@ -209,70 +211,73 @@ class MatchOrders:
                 maker_leg = {"member_id": maker[_MEMBER], "account": maker[_ACCOUNT], "order_id": maker_id}
                 buy, sell = (taker_leg, maker_leg) if taker_side == "BUY" else (maker_leg, taker_leg)
                 trade = {
-                    "trade_id": last_trade_id, "symbol": msg["symbol"], "price_ticks": price,
+                    "trade_id": last_trade_id, "symbol": symbol, "price_ticks": price,
                     "price": str(tick * price), "quantity": qty,
                     "trade_date": (sent_at or "1970-01-01")[:10], "executed_at": sent_at, "aggressor": taker_side,
                     "buy": buy, "sell": sell,
-                    "source": {"topic": record.topic, "partition": p, "offset": o, "seq": seq},
+                    "source": {"topic": topic, "partition": p, "offset": o, "seq": seq},
                 }
                 trades.append(trade)
-                outputs.append(OutboundMessage(TRADES_EXECUTED, msg["symbol"].encode(), dumps(trade)))
-            elif kind in (ev.PARTIALLY_FILLED, ev.FILLED):
+                outputs.append(OutboundMessage(TRADES_EXECUTED, symbol.encode(), dumps(trade)))
+            elif kind == ev.PARTIALLY_FILLED or kind == ev.FILLED:
                 _, _, _, filled, remaining, last_price, last_qty = e
-                delta = -tick * owner[_RESERVE] * last_qty
+                exposure = -(owner[_RESERVE] * last_qty)
                 body = {"filled_qty": filled, "remaining_qty": remaining, "last_price_ticks": last_price,
                         "last_qty": last_qty, "trade_id": last_trade_id}
-                self._state(states, order_id, owner, msg, kind, filled, remaining, 0, record)
+                self._state(states, order_id, owner, symbol, kind, filled, remaining, 0, record)
             elif kind == ev.CANCELLED:
                 _, _, _, qty, reason, filled = e
-                delta = -tick * owner[_RESERVE] * qty
+                exposure = -(owner[_RESERVE] * qty)
                 body = {"cancelled_qty": qty, "reason": reason, "filled_qty": filled, "remaining_qty": 0}
-                self._state(states, order_id, owner, msg, "CANCELLED", filled, 0, qty, record, reason)
+                self._state(states, order_id, owner, symbol, "CANCELLED", filled, 0, qty, record, reason)
             elif kind == ev.ACCEPTED:
                 _, _, _, side, price, qty = e
                 body = {"remaining_qty": qty, "price_ticks": price, "side": side}
                 r = book.order(order_id)
-                self._state(states, order_id, owner, msg, "RESTING", r["filled"] if r else 0, qty, 0, record)
+                self._state(states, order_id, owner, symbol, "RESTING", r["filled"] if r else 0, qty, 0, record)
             elif kind == ev.REPLACED:
                 _, _, _, price, qty, kept, old_price, old_qty = e
                 r = book.order(order_id)
                 filled = r["filled"] if r else 0
                 # exposure follows the open quantity at the reserve price
-                delta = tick * (owner[_RESERVE] * qty - old_reserve * old_qty)
+                exposure = owner[_RESERVE] * qty - old_reserve * old_qty
                 body = {"price_ticks": price, "remaining_qty": qty, "priority_kept": kept, "filled_qty": filled,
                         "client_order_id": msg["client_order_id"]}
                 if r is not None:
-                    self._state(states, order_id, owner, msg, "PARTIALLY_FILLED" if filled else "RESTING", filled, qty, 0, record)
+                    self._state(states, order_id, owner, symbol, "PARTIALLY_FILLED" if filled else "RESTING", filled,
+                                qty, 0, record)
             elif kind == ev.REJECTED:
                 _, _, _, reason = e
                 if msg["action"] == "NEW":
-                    delta = -tick * msg["reserve_price_ticks"] * msg["quantity"]
+                    exposure = -(msg["reserve_price_ticks"] * msg["quantity"])
                     self._state(states, order_id, [msg["member_id"], msg.get("account"), msg["client_order_id"],
-                                                   msg["reserve_price_ticks"], msg["quantity"]], msg, "REJECTED", 0, 0,
+                                                   msg["reserve_price_ticks"], msg["quantity"]], symbol, "REJECTED", 0, 0,
                                 msg["quantity"], record, reason)
                 body = {"reason": reason, "action": msg["action"], "client_order_id": msg["client_order_id"]}
             if body is not None:
                 member = owner[_MEMBER] if owner else msg["member_id"]
-                body.update({
-                    "event_id": f"E-{p}-{o}-{seq}", "type": kind, "order_id": order_id, "member_id": member,
-                    "symbol": msg["symbol"], "exposure_delta": str(delta) if delta else None,
-                    "source": {"topic": record.topic, "partition": p, "offset": o, "seq": seq},
-                })
+                body["event_id"] = f"E-{p}-{o}-{seq}"
+                body["type"] = kind
+                body["order_id"] = order_id
+                body["member_id"] = member
+                body["symbol"] = symbol
+                body["exposure_delta"] = str(tick * exposure) if exposure else None
+                body["source"] = {"topic": topic, "partition": p, "offset": o, "seq": seq}
                 outputs.append(OutboundMessage(ORDERS_EVENTS, member.encode(), dumps(body)))
             seq += 1
 
-    def _state(self, states, order_id, owner, msg, status, filled, remaining, cancelled, record, reason=None) -> None:
-        member, account, clordid = owner[_MEMBER], owner[_ACCOUNT], order_id.split(":", 1)[1]
-        if status in (ev.PARTIALLY_FILLED, ev.FILLED):
+    def _state(self, states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None) -> None:
+        member, clordid = owner[_MEMBER], order_id.split(":", 1)[1]
+        if status == ev.PARTIALLY_FILLED or status == ev.FILLED:
             status = "FILLED" if remaining == 0 else "PARTIALLY_FILLED"
         elif status == "RESTING" and filled:
             status = "PARTIALLY_FILLED"
         pk, sk = keys.order_state_key(member, clordid)
         states[order_id] = {
-            "pk": pk, "sk": sk, "kind": "STATE", "order_id": order_id, "member_id": member, "account": account,
-            "client_order_id": clordid, "symbol": msg["symbol"], "status": status,
+            "pk": pk, "sk": sk, "kind": "STATE", "order_id": order_id, "member_id": member, "account": owner[_ACCOUNT],
+            "client_order_id": clordid, "symbol": symbol, "status": status,
             "filled_qty": filled, "remaining_qty": remaining,
             "cancelled_qty": cancelled,
             "quantity": owner[_QUANTITY], "reason": reason,
-            "last_src": record.position, "gsi1pk": msg["symbol"], "gsi1sk": order_id, "written_by": self.writer,
+            "last_src": record.position, "gsi1pk": symbol, "gsi1sk": order_id, "written_by": self.writer,
         }

@@ -35,6 +35,7 @@ from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import ORDERS_ACCEPTED, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
+_EXCHANGE = str(Route.EXCHANGE)
 RELEASE_STAGE = "release_exposure"
 
 
@@ -205,11 +206,11 @@ class ValidateOrders:
     @staticmethod
     def _known_after(decision: Acceptance) -> KnownOrder:
         msg = decision.order
-        if isinstance(msg, NewOrder):
-            return KnownOrder(decision.order_id, msg.symbol, msg.side.value, decision.price_ticks, msg.quantity,
+        if type(msg) is NewOrder:
+            return KnownOrder(decision.order_id, msg.symbol, str(msg.side), decision.price_ticks, msg.quantity,
                               decision.reserve_ticks)
         target = decision.known
-        if isinstance(msg, ReplaceOrder):
+        if type(msg) is ReplaceOrder:
             qty = msg.quantity if msg.quantity is not None else target.quantity
             return KnownOrder(target.order_id, target.symbol, target.side, decision.price_ticks, qty, decision.reserve_ticks)
         return target
@@ -224,14 +225,15 @@ class ValidateOrders:
         pk, sk = keys.validation_key(member_id, clordid)
         topic = ORDERS_ACCEPTED
         if type(msg) is NewOrder:
-            side, route, order_type, tif = msg.side.value, msg.route.value, msg.type.value, msg.time_in_force.value
+            # str() of a StrEnum member is its value (several times cheaper than .value)
+            side, route, order_type, tif = str(msg.side), str(msg.route), str(msg.type), str(msg.time_in_force)
             account, quantity = msg.account, msg.quantity
             body = {
                 "action": "NEW", "order_id": decision.order_id, "member_id": member_id, "client_order_id": clordid,
                 "orig_client_order_id": None, "symbol": symbol, "price_ticks": price_ticks, "price": price,
                 "reserve_price_ticks": decision.reserve_ticks, "sent_at": sent_at, "source": source,
                 "account": account, "side": side, "type": order_type, "quantity": quantity, "time_in_force": tif,
-                "post_only": msg.post_only, "stp": msg.stp.value if msg.stp else None, "route": route,
+                "post_only": msg.post_only, "stp": str(msg.stp) if msg.stp else None, "route": route,
             }
             item = {
                 "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
@@ -242,7 +244,7 @@ class ValidateOrders:
                 "side": side, "quantity": quantity, "account": account, "type": order_type, "time_in_force": tif,
                 "route": route,
             }
-            if msg.route is Route.EXCHANGE:
+            if route == _EXCHANGE:
                 topic = ORDERS_EXCHANGE
         else:
             t = decision.known

@@ -17,6 +17,7 @@ Data structures (chosen for the hot path, see docs/matching.md):
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
+from itertools import accumulate
 from typing import Any
 
 from clearing.domain.book_events import (
@@ -74,6 +75,7 @@ INVALID_REPLACE = "INVALID_REPLACE"  # new_qty and new_total_qty given together
 SUBMIT_COMMAND = 0
 CANCEL_COMMAND = 1
 REPLACE_COMMAND = 2
+PLAIN_REPLACE_COMMAND = 3  # replace with a new price and open quantity only (no total qty, no owner)
 
 SNAPSHOT_VERSION = 1
 
@@ -262,15 +264,17 @@ class OrderBook:
         if tif == FOK and not self._fillable(o):
             return [(CANCELLED, order_id, owner, qty, FOK_UNFILLABLE, 0)]
         events: list[Event] = []
-        self._match(o, events)
-        if o.qty:
-            if o.qty < 0:  # stopped by self-trade prevention; remainder already cancelled
+        remaining, filled = self._match(order_id, owner, side, price, qty, 0, member, stp, events)
+        if remaining:
+            if remaining < 0:  # stopped by self-trade prevention; remainder already cancelled
                 return events
             if price is None or tif == IOC:
-                events.append((CANCELLED, order_id, owner, o.qty, IOC_REMAINDER, o.filled))
+                events.append((CANCELLED, order_id, owner, remaining, IOC_REMAINDER, filled))
             else:
+                o.qty = remaining
+                o.filled = filled
                 self._rest(o)
-                events.append((ACCEPTED, order_id, owner, side, price, o.qty))
+                events.append((ACCEPTED, order_id, owner, side, price, remaining))
         return events
 
     def cancel(self, order_id: Any, reason: str = USER) -> list[Event]:
@@ -403,8 +407,11 @@ class OrderBook:
             return [event]
         events: list[Event] = [event]
         del self._orders[order_id]  # matched as an incoming order, rests again if anything is left
-        self._match(o, events)
-        if o.qty > 0:
+        remaining, o.filled = self._match(
+            order_id, o.owner, o.side, new_price, new_qty, o.filled, o.member, o.stp, events
+        )
+        if remaining > 0:
+            o.qty = remaining
             self._rest(o)
         return events
 
@@ -418,118 +425,199 @@ class OrderBook:
 
         Why it exists: a Lambda applies a whole MSK batch to the book at once, and doing it in one
         call saves a Python call, a list per command and attribute look-ups on every command.
-        The common replace (a price move that does not cross) and cancel run inline here; every
-        other case goes through the single-call methods.
+        The common cases run inline in this one loop (a replace that moves or shrinks an order
+        without crossing, a cancel, a limit order that rests without crossing, an IOC order);
+        every other case goes through the single-call methods.
+
+        The loop is written for CPython 3.11's specialising interpreter: a comparison is only
+        specialised when the conditional jump right after it is short, so every `==`/`<` test
+        here has a short true branch (`pass` meaning "general path") and the long bodies sit in
+        the `else`; command codes are compared with `is` (small ints are unique objects).
         """
         events: list[Event] = []
-        ends: list[int] = []
         append = events.append
-        mark = ends.append
-        n = 0  # len(events), kept by hand on the inline paths
+        # Events per command. The inline paths emit exactly one event and do not touch this list;
+        # a path that emits any other number stores it at index len(events before) - extra.
+        counts = [1] * len(commands)
+        extra = 0  # events emitted so far beyond one per command
         orders = self._orders
         bids = self._bids
         asks = self._asks
         bid_heap = self._bid_heap
         ask_heap = self._ask_heap
+        new_level = self._new_level
+        match = self._match
+        buy = BUY
+        sell = SELL
+        plain_replace = PLAIN_REPLACE_COMMAND
+        cancel = CANCEL_COMMAND
+        submit = SUBMIT_COMMAND
+        stp_modes = STP_MODES
         # The arrival counter lives in a local on the inline paths; it is written back before
         # every call into the general methods (which use self._arrival) and read again after.
         arrival = self._arrival
         for command in commands:
             code = command[0]
-            if code == 2:  # REPLACE_COMMAND; the inline part mirrors `replace`
-                _, order_id, new_price, new_qty, new_total_qty, owner = command
+            if code is plain_replace:  # mirrors `replace(order_id, new_price, new_qty)`
+                _, order_id, new_price, new_qty = command
                 o = orders.get(order_id)
-                if (
-                    o is None
-                    or not (new_price.__class__ is int is new_qty.__class__)
-                    or not (new_price > 0 < new_qty)
-                    or not (new_total_qty is owner is None)
-                ):
-                    self._arrival = arrival
-                    events += self._replace_checked(order_id, o, new_price, new_qty, new_total_qty, owner)
-                    arrival = self._arrival
-                    n = len(events)
-                    mark(n)
-                    continue
-                old_price = o.price
-                old_qty = o.qty
-                if new_price == old_price and new_qty <= old_qty:
-                    o.qty = new_qty
-                    append((REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty))
-                    n += 1
-                    mark(n)
-                    continue
-                if o.side is BUY:
-                    if ask_heap and ask_heap[0] <= new_price:
-                        self._arrival = arrival
-                        events += self._amend(o, new_price, new_qty)
-                        arrival = self._arrival
-                        n = len(events)
-                        mark(n)
-                        continue
-                    own = bids
+                if o is None or type(new_price) is not int or type(new_qty) is not int or new_price <= 0 or new_qty <= 0:
+                    pass
                 else:
-                    if bid_heap and -bid_heap[0] >= new_price:
-                        self._arrival = arrival
-                        events += self._amend(o, new_price, new_qty)
-                        arrival = self._arrival
-                        n = len(events)
-                        mark(n)
+                    old_price = o.price
+                    old_qty = o.qty
+                    if new_price == old_price:
+                        if new_qty <= old_qty:  # keeps its place in the queue
+                            o.qty = new_qty
+                            append(("REPLACED", order_id, o.owner, new_price, new_qty, True, old_price, old_qty))
+                            continue
+                    elif o.side is buy:
+                        if ask_heap and ask_heap[0] <= new_price:  # may cross (see submit)
+                            pass
+                        else:
+                            oid = o.order_id  # the stored key object: identity hits in the level dicts
+                            level = o.level
+                            del level[oid]
+                            if not level:
+                                del bids[old_price]
+                            arrival += 1
+                            o.arrival = arrival
+                            o.price = new_price
+                            o.qty = new_qty
+                            level = bids.get(new_price)
+                            if level is None:
+                                new_level(o)
+                            else:
+                                level[oid] = o
+                                o.level = level
+                            append(("REPLACED", order_id, o.owner, new_price, new_qty, False, old_price, old_qty))
+                            continue
+                    elif bid_heap and -bid_heap[0] >= new_price:
+                        pass
+                    else:
+                        oid = o.order_id
+                        level = o.level
+                        del level[oid]
+                        if not level:
+                            del asks[old_price]
+                        arrival += 1
+                        o.arrival = arrival
+                        o.price = new_price
+                        o.qty = new_qty
+                        level = asks.get(new_price)
+                        if level is None:
+                            new_level(o)
+                        else:
+                            level[oid] = o
+                            o.level = level
+                        append(("REPLACED", order_id, o.owner, new_price, new_qty, False, old_price, old_qty))
                         continue
-                    own = asks
-                level = o.level
-                del level[order_id]
-                if not level:
-                    del own[old_price]
-                arrival += 1
-                o.arrival = arrival
-                o.price = new_price
-                o.qty = new_qty
-                level = own.get(new_price)
-                if level is None:
-                    self._new_level(o)
-                else:
-                    level[order_id] = o
-                    o.level = level
-                append((REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty))
-                n += 1
-                mark(n)
-            elif code == 1:  # CANCEL_COMMAND; mirrors `cancel`
+            elif code is cancel:  # mirrors `cancel`
                 _, order_id, reason = command
                 o = orders.pop(order_id, None)
                 if o is None:
-                    append((REJECTED, order_id, None, UNKNOWN_ORDER))
+                    append(("REJECTED", order_id, None, UNKNOWN_ORDER))
                 else:
                     level = o.level
-                    del level[order_id]
+                    del level[o.order_id]
                     if not level:
-                        del (bids if o.side is BUY else asks)[o.price]
-                    append((CANCELLED, order_id, o.owner, o.qty, reason, o.filled))
-                n += 1
-                mark(n)
-            elif code == 0:  # SUBMIT_COMMAND
+                        del (bids if o.side is buy else asks)[o.price]
+                    append(("CANCELLED", order_id, o.owner, o.qty, reason, o.filled))
+                continue
+            elif code is submit:  # a valid limit order; mirrors `submit`
                 _, order_id, side, price, qty, order_type, tif, post_only, member, stp, owner = command
-                self._arrival = arrival
-                events += self.submit(
-                    order_id,
-                    side,
-                    price,
-                    qty,
-                    type=order_type,
-                    tif=tif,
-                    post_only=post_only,
-                    member=member,
-                    stp=stp,
-                    owner=owner,
-                )
-                arrival = self._arrival
-                n = len(events)
-                mark(n)
-            else:
-                self._arrival = arrival
-                raise ValueError(f"unknown order book command code {code!r}")
+                if (
+                    type(price) is not int
+                    or type(qty) is not int
+                    or price <= 0
+                    or qty <= 0
+                    or order_type != "LIMIT"
+                    or post_only
+                    or order_id in orders
+                    or stp not in stp_modes
+                ):
+                    pass
+                else:
+                    # which side, and can it cross (heap[0] is never worse than the best price)?
+                    if side == "BUY":
+                        side = buy
+                        if ask_heap and ask_heap[0] <= price:
+                            crosses = True
+                        else:
+                            crosses = False
+                    elif side == "SELL":
+                        side = sell
+                        if bid_heap and -bid_heap[0] >= price:
+                            crosses = True
+                        else:
+                            crosses = False
+                    else:
+                        crosses = None  # invalid side: general path
+                    if crosses is False:
+                        if tif == "GTC" or tif == "DAY":
+                            pass
+                        else:
+                            crosses = None  # IOC / FOK / invalid tif without a cross: general path
+                        if crosses is False:
+                            arrival += 1
+                            o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, False, member, stp, owner)
+                            orders[order_id] = o
+                            level = (bids if side is buy else asks).get(price)
+                            if level is None:
+                                new_level(o)
+                            else:
+                                level[order_id] = o
+                                o.level = level
+                            append(("ACCEPTED", order_id, owner, side, price, qty))
+                            continue
+                    elif crosses:
+                        if tif == "IOC":
+                            arrival += 1
+                            before = len(events)
+                            remaining, filled = match(order_id, owner, side, price, qty, 0, member, stp, events)
+                            if remaining > 0:
+                                append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                            k = len(events) - before
+                            counts[before - extra] = k
+                            extra += k - 1
+                            continue
+            # General path: whatever the inline paths above did not finish, through the single calls.
+            before = len(events)
+            self._arrival = arrival
+            events += self._apply_one(command)
+            arrival = self._arrival
+            k = len(events) - before
+            counts[before - extra] = k
+            extra += k - 1
         self._arrival = arrival
-        return events, ends
+        return events, list(accumulate(counts))
+
+    def _apply_one(self, command: tuple) -> list[Event]:
+        """One command through the single-call methods (the general path of `apply`)."""
+        code = command[0]
+        if code == REPLACE_COMMAND:
+            _, order_id, new_price, new_qty, new_total_qty, owner = command
+            return self.replace(order_id, new_price, new_qty, new_total_qty=new_total_qty, owner=owner)
+        if code == PLAIN_REPLACE_COMMAND:
+            _, order_id, new_price, new_qty = command
+            return self.replace(order_id, new_price, new_qty)
+        if code == CANCEL_COMMAND:
+            return self.cancel(command[1], command[2])
+        if code == SUBMIT_COMMAND:
+            _, order_id, side, price, qty, order_type, tif, post_only, member, stp, owner = command
+            return self.submit(
+                order_id,
+                side,
+                price,
+                qty,
+                type=order_type,
+                tif=tif,
+                post_only=post_only,
+                member=member,
+                stp=stp,
+                owner=owner,
+            )
+        raise ValueError(f"unknown order book command code {code!r}")
 
     def expire_day(self) -> list[Event]:
         """End of day: cancel every DAY order (reason EXPIRED), in arrival order."""
@@ -639,27 +727,32 @@ class OrderBook:
                     return True
         return False
 
-    def _match(self, taker: RestingOrder, events: list[Event]) -> None:
-        """Match `taker` against the opposite side; leaves taker.qty = open remainder.
+    def _match(
+        self,
+        taker_id: Any,
+        taker_owner: Any,
+        side: str,
+        limit: int | None,
+        remaining: int,
+        filled: int,
+        member: Any,
+        stp: str | None,
+        events: list[Event],
+    ) -> tuple[int, int]:
+        """Match an incoming (taker) quantity against the opposite side; appends the events.
 
-        If self-trade prevention stops the taker, its remainder is cancelled here (event appended)
-        and taker.qty is set to -1 so the caller neither rests it nor cancels it again.
+        Returns (open remainder, cumulative filled). If self-trade prevention stops the taker, its
+        remainder is cancelled here (event appended) and the remainder returned is -1, so the
+        caller neither rests it nor cancels it again.
         """
         orders = self._orders
-        taker_id = taker.order_id
-        taker_owner = taker.owner
-        side = taker.side
+        append = events.append
         if side is BUY:
             heap, opposite, sign = self._ask_heap, self._asks, 1
         else:
             heap, opposite, sign = self._bid_heap, self._bids, -1
-        limit = taker.price
         limit_key = limit * sign if limit is not None else None
-        member = taker.member
-        stp = taker.stp
         stp_on = stp is not None and member is not None
-        remaining = taker.qty
-        filled = taker.filled
         stopped = False
         while remaining and heap:
             key = heap[0]
@@ -676,7 +769,7 @@ class OrderBook:
                     if stp == CANCEL_OLDEST or stp == CANCEL_BOTH:
                         done.append(m.order_id)
                         del orders[m.order_id]
-                        events.append((CANCELLED, m.order_id, m.owner, m.qty, STP, m.filled))
+                        append((CANCELLED, m.order_id, m.owner, m.qty, STP, m.filled))
                         if stp == CANCEL_OLDEST:
                             continue
                     stopped = True
@@ -690,19 +783,17 @@ class OrderBook:
                     done.append(m.order_id)
                     del orders[m.order_id]
                     filled += q
-                    events.append(
-                        (TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0)
-                    )
-                    events.append((FILLED, m.order_id, m.owner, m.filled, 0, price, q))
+                    append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0))
+                    append((FILLED, m.order_id, m.owner, m.filled, 0, price, q))
                 else:
                     q = remaining
                     remaining = 0
                     m.qty = mq = mq - q
                     m.filled += q
                     filled += q
-                    events.append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, 0, mq))
-                    events.append((PARTIALLY_FILLED, m.order_id, m.owner, m.filled, mq, price, q))
-                events.append(
+                    append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, 0, mq))
+                    append((PARTIALLY_FILLED, m.order_id, m.owner, m.filled, mq, price, q))
+                append(
                     (
                         FILLED if not remaining else PARTIALLY_FILLED,
                         taker_id,
@@ -723,12 +814,10 @@ class OrderBook:
                     del level[maker_id]
             if stopped:
                 break
-        taker.filled = filled
         if stopped:
-            events.append((CANCELLED, taker_id, taker_owner, remaining, STP, filled))
-            taker.qty = -1
-        else:
-            taker.qty = remaining
+            append((CANCELLED, taker_id, taker_owner, remaining, STP, filled))
+            return -1, filled
+        return remaining, filled
 
 
 def _arrival_of(o: RestingOrder) -> int:
@@ -796,4 +885,6 @@ def replace_command(
     owner: Any = None,
 ) -> tuple:
     """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments."""
+    if new_total_qty is None and owner is None:
+        return (PLAIN_REPLACE_COMMAND, order_id, new_price, new_qty)
     return (REPLACE_COMMAND, order_id, new_price, new_qty, new_total_qty, owner)

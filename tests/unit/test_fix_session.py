@@ -227,3 +227,84 @@ def test_test_request_is_answered_with_its_id():
 
     heartbeat = writer.sent[-1]
     assert (heartbeat.get(35), heartbeat.get(112)) == (fix.HEARTBEAT, b"PING-1")
+
+
+class Batching(Recorder):
+    """Accepts messages without making them durable; `flush` makes them durable (or fails)."""
+
+    def __init__(self, flush_fails: bool = False, refuse: bytes | None = None) -> None:
+        super().__init__()
+        self.flush_fails = flush_fails
+        self.refuse = refuse
+        self.flushes: list[int] = []  # how many messages each flush covered
+        self._since_flush = 0
+
+    async def on_message(self, session, msg):
+        if self.refuse is not None and msg.get(11) == self.refuse:
+            raise ConnectionError("cannot hand over")
+        self.messages.append(msg)
+        self._since_flush += 1
+
+    async def flush(self, session):
+        self.flushes.append(self._since_flush)
+        self._since_flush = 0
+        if self.flush_fails and len(self.flushes) > 1:  # the Logon's read flushes fine
+            raise ConnectionError("kafka down at flush")
+
+
+def _one_read(app, *payloads, store=None):
+    async def scenario():
+        session_store = store or MemorySessionStore()
+        session = FixSession(SessionConfig("CLEARHOUSE", "EXCHANGE"), session_store, app, initiator=True)
+        reader, writer = asyncio.StreamReader(), FakeWriter()
+        task = asyncio.create_task(session.run(reader, writer))  # type: ignore[arg-type]
+        reader.feed_data(exchange_msg(fix.logon(30), 1))
+        await asyncio.sleep(0.05)
+        reader.feed_data(b"".join(payloads))  # one socket read
+        await asyncio.sleep(0.05)
+        reader.feed_eof()
+        await asyncio.wait_for(task, 2)
+        return session_store
+
+    return asyncio.run(scenario())
+
+
+def test_one_flush_per_read_then_the_seq_moves_past_every_message():
+    app = Batching()
+    store = _one_read(app, *(exchange_msg(execution(c), s) for c, s in (("A", 2), ("B", 3), ("C", 4))))
+    assert [m.get(11) for m in app.messages] == [b"A", b"B", b"C"]
+    assert app.flushes[-1] == 3  # the three executions of the read went out together
+    assert store.next_target_seq == 5
+
+
+def test_a_failed_flush_leaves_the_whole_read_to_be_resent():
+    app = Batching(flush_fails=True)
+    store = _one_read(app, *(exchange_msg(execution(c), s) for c, s in (("A", 2), ("B", 3), ("C", 4))))
+    assert store.next_target_seq == 2  # none of 2..4 counts as received: asked for again on reconnect
+
+
+def test_a_refused_message_keeps_what_was_flushed_before_it():
+    app = Batching(refuse=b"B")
+    store = _one_read(app, *(exchange_msg(execution(c), s) for c, s in (("A", 2), ("B", 3), ("C", 4))))
+    assert [m.get(11) for m in app.messages] == [b"A"]
+    assert app.flushes[-1] == 1  # A was made durable before the session ended
+    assert store.next_target_seq == 3  # B (and C after it) come again
+
+
+def test_the_store_does_not_persist_a_held_seq(tmp_path):
+    from clearing.fix.store import FileSessionStore
+
+    store = FileSessionStore(tmp_path, "S-T", fsync=False)
+    store.set_next_target_seq(7)
+    store.hold_target_seq()
+    store.set_next_target_seq(9)
+    store.set_next_sender_seq(4)  # a send during the read rewrites the record: with the held target
+    assert store.next_target_seq == 9
+    assert FileSessionStore(tmp_path, "S-T", fsync=False).next_target_seq == 7  # what a crash now leaves
+    store.release_target_seq(keep=True)
+    assert FileSessionStore(tmp_path, "S-T", fsync=False).next_target_seq == 9
+    store.hold_target_seq()
+    store.set_next_target_seq(12)
+    store.release_target_seq(keep=False)
+    assert store.next_target_seq == 9
+    assert FileSessionStore(tmp_path, "S-T", fsync=False).next_target_seq == 9

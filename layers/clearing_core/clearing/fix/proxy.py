@@ -127,12 +127,15 @@ class _ExchangeFeed(SessionApplication):
     def __init__(self, proxy: FixProxy) -> None:
         self.proxy = proxy
 
+    async def flush(self, session: FixSession) -> None:
+        await self.proxy.publisher.flush()
+
     async def on_message(self, session: FixSession, msg: simplefix.FixMessage) -> None:
         record = fix.decode_exchange_message(msg)
         if record.get("request_id") is None and record.get("ref_seq_num"):
             record["request_id"] = session.store.request_for_seq(record["ref_seq_num"])
         key = record.get("symbol") or record.get("request_id") or str(record["msg_seq_num"])
-        await self.proxy.publisher.publish(key, record)
+        self.proxy.publisher.submit(key, record)  # durable at flush(), before the seq number moves
         self.proxy.published += 1
         if fix.is_rejection(record):
             self.proxy.log.warning("exchange rejected a message", extra={"execution": record})

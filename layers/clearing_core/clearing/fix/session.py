@@ -74,7 +74,13 @@ class SessionApplication:
         return None
 
     async def on_message(self, session: FixSession, msg: simplefix.FixMessage) -> None:
-        """In-order application message, or a session-level Reject (35=3). Raise to refuse it."""
+        """In-order application message, or a session-level Reject (35=3). Raise to refuse it.
+        May return before the message's effect is durable: see `flush`."""
+        return None
+
+    async def flush(self, session: FixSession) -> None:
+        """Make every message `on_message` accepted so far durable; raise if that fails. Called once
+        per socket read, before the inbound sequence numbers of that read are persisted."""
         return None
 
     async def on_disconnect(self, session: FixSession) -> None:
@@ -302,8 +308,20 @@ class FixSession:
             if not data:
                 raise SessionTerminated("peer closed the connection")
             parser.append_buffer(data)
-            while (msg := parser.get_message()) is not None:
-                await self._on_message(msg)
+            # The inbound seq number is persisted once per read, after the application made that
+            # read's messages durable; if it cannot, the read counts as not received and its messages
+            # are asked for again after the reconnect (at-least-once, as before batching).
+            self.store.hold_target_seq()
+            durable = False
+            try:
+                try:
+                    while (msg := parser.get_message()) is not None:
+                        await self._on_message(msg)
+                finally:
+                    await self.application.flush(self)
+                    durable = True
+            finally:
+                self.store.release_target_seq(keep=durable)
             if self._writer is not None:
                 await self._writer.drain()
 

@@ -34,6 +34,10 @@ class SessionStore(Protocol):
 
     def set_next_target_seq(self, seq: int) -> None: ...
 
+    def hold_target_seq(self) -> None: ...  # until release: set_next_target_seq is not persisted
+
+    def release_target_seq(self, keep: bool) -> None: ...  # keep: persist it; else back to the held one
+
     def save_outgoing(self, seq: int, raw: bytes, request_id: str | None = None) -> None: ...
 
     def get_outgoing(self, seq: int) -> bytes | None: ...
@@ -55,6 +59,7 @@ class MemorySessionStore:
         self._seqs: list[int] = []
         self._by_request: dict[str, int] = {}
         self._by_seq: dict[int, str] = {}
+        self._held_target: int | None = None  # the persisted inbound seq while a read is in progress
 
     @property
     def next_sender_seq(self) -> int:
@@ -69,6 +74,18 @@ class MemorySessionStore:
 
     def set_next_target_seq(self, seq: int) -> None:
         self._next_target = seq
+
+    def hold_target_seq(self) -> None:
+        self._held_target = self._next_target
+
+    def release_target_seq(self, keep: bool) -> None:
+        if self._held_target is not None and not keep:
+            self._next_target = self._held_target
+        self._held_target = None
+        self._write_seqnums()
+
+    def _write_seqnums(self) -> None:
+        return None
 
     def save_outgoing(self, seq: int, raw: bytes, request_id: str | None = None) -> None:
         self._remember(seq, raw, request_id)
@@ -134,7 +151,8 @@ class FileSessionStore(MemorySessionStore):
     def _write_seqnums(self) -> None:
         # One fixed-size record rewritten in place: a single small pwrite (within one disk sector)
         # instead of write-temp-and-rename, which costs milliseconds on overlay/network filesystems.
-        os.pwrite(self._seqnums_fd, _format_seqnums(self._next_sender, self._next_target), 0)
+        target = self._next_target if self._held_target is None else self._held_target
+        os.pwrite(self._seqnums_fd, _format_seqnums(self._next_sender, target), 0)
         if self._fsync:
             os.fsync(self._seqnums_fd)
 
@@ -144,7 +162,8 @@ class FileSessionStore(MemorySessionStore):
 
     def set_next_target_seq(self, seq: int) -> None:
         self._next_target = seq
-        self._write_seqnums()
+        if self._held_target is None:
+            self._write_seqnums()
 
     def save_outgoing(self, seq: int, raw: bytes, request_id: str | None = None) -> None:
         entry = {"seq": seq, "request_id": request_id, "raw": raw.decode("latin-1")}

@@ -9,9 +9,12 @@ snapshot, so snapshot -> restore -> continue gives exactly the events of an unin
 Data structures (chosen for the hot path, see docs/matching.md):
 - `_orders`: order id -> RestingOrder, O(1) lookup for cancel / replace.
 - `_bids` / `_asks`: price -> level, a level is a dict order id -> RestingOrder in arrival order
-  (dicts keep insertion order; removing from the middle is O(1)). Empty levels are deleted.
-- `_bid_heap` / `_ask_heap`: heaps of level keys (bids stored as -price) with lazy deletion: a key
-  whose level no longer exists is dropped when it reaches the top. Rebuilt when stale keys pile up.
+  (dicts keep insertion order; removing from the middle is O(1)). A level that empties stays in
+  the dict (so an order moving back to that price finds it without allocating) until the heap of
+  its side is next rebuilt.
+- `_bid_heap` / `_ask_heap`: heaps of level keys (bids stored as -price) with lazy deletion: the
+  key of every non-empty level is in the heap; a key whose level is empty or gone is dropped when
+  it reaches the top. Rebuilt (and empty levels dropped) when stale keys pile up.
 """
 
 from __future__ import annotations
@@ -71,11 +74,14 @@ INVALID_POST_ONLY = "INVALID_POST_ONLY"  # post-only on a market, IOC or FOK ord
 QTY_NOT_ABOVE_FILLED = "QTY_NOT_ABOVE_FILLED"  # replace to a total quantity <= quantity already filled
 INVALID_REPLACE = "INVALID_REPLACE"  # new_qty and new_total_qty given together
 
-# Command codes of `OrderBook.apply` (build commands with submit_command / cancel_command / replace_command)
-SUBMIT_COMMAND = 0
-CANCEL_COMMAND = 1
-REPLACE_COMMAND = 2
-PLAIN_REPLACE_COMMAND = 3  # replace with a new price and open quantity only (no total qty, no owner)
+# Command codes of `OrderBook.apply` (commands are 4-tuples: build them with submit_command /
+# cancel_command / replace_command, whose docstrings say which codes carry validated arguments)
+_SUBMIT = 0
+_CANCEL = 1
+_REPLACE = 2
+_PLAIN_REPLACE = 3
+_BUY_LIMIT = 4
+_SELL_LIMIT = 5
 
 SNAPSHOT_VERSION = 1
 
@@ -138,7 +144,17 @@ def _is_positive_int(value: Any) -> bool:
 class OrderBook:
     """The book of one instrument. See the module docstring and docs/matching.md for the rules."""
 
-    __slots__ = ("symbol", "_orders", "_bids", "_asks", "_bid_heap", "_ask_heap", "_arrival")
+    __slots__ = (
+        "symbol",
+        "_orders",
+        "_bids",
+        "_asks",
+        "_bid_heap",
+        "_ask_heap",
+        "_arrival",
+        "_bid_heap_limit",
+        "_ask_heap_limit",
+    )
 
     def __init__(self, symbol: str):
         self.symbol = symbol
@@ -148,6 +164,9 @@ class OrderBook:
         self._bid_heap: list[int] = []  # -price
         self._ask_heap: list[int] = []  # price
         self._arrival = 0
+        # Rebuild a heap (dropping stale keys and empty levels) when it grows past this size.
+        self._bid_heap_limit = _HEAP_SLACK
+        self._ask_heap_limit = _HEAP_SLACK
 
     # ------------------------------------------------------------------ queries
 
@@ -156,13 +175,13 @@ class OrderBook:
 
     def best_bid(self) -> int | None:
         heap, levels = self._bid_heap, self._bids
-        while heap and -heap[0] not in levels:
+        while heap and not levels.get(-heap[0]):
             heappop(heap)
         return -heap[0] if heap else None
 
     def best_ask(self) -> int | None:
         heap, levels = self._ask_heap, self._asks
-        while heap and heap[0] not in levels:
+        while heap and not levels.get(heap[0]):
             heappop(heap)
         return heap[0] if heap else None
 
@@ -227,7 +246,7 @@ class OrderBook:
             heap = self._ask_heap
             if heap and (price is None or heap[0] <= price):
                 levels = self._asks
-                while heap and heap[0] not in levels:
+                while heap and not levels.get(heap[0]):
                     heappop(heap)
                 crosses = heap and (price is None or heap[0] <= price)
             else:
@@ -237,7 +256,7 @@ class OrderBook:
             heap = self._bid_heap
             if heap and (price is None or -heap[0] >= price):
                 levels = self._bids
-                while heap and -heap[0] not in levels:
+                while heap and not levels.get(-heap[0]):
                     heappop(heap)
                 crosses = heap and (price is None or -heap[0] >= price)
             else:
@@ -252,11 +271,11 @@ class OrderBook:
             o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
             orders[order_id] = o
             level = (self._bids if side is BUY else self._asks).get(price)
-            if level is None:
-                self._new_level(o)
-            else:
+            if level:
                 level[order_id] = o
                 o.level = level
+            else:
+                self._open_level(o)
             return [(ACCEPTED, order_id, owner, side, price, qty)]
         if post_only:
             return [(CANCELLED, order_id, owner, qty, POST_ONLY_WOULD_CROSS, 0)]
@@ -282,10 +301,7 @@ class OrderBook:
         o = self._orders.pop(order_id, None)
         if o is None:
             return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
-        level = o.level
-        del level[order_id]
-        if not level:
-            del (self._bids if o.side is BUY else self._asks)[o.price]
+        del o.level[o.order_id]  # an emptied level stays (see the module docstring)
         return [(CANCELLED, order_id, o.owner, o.qty, reason, o.filled)]
 
     def replace(
@@ -335,19 +351,16 @@ class OrderBook:
             if heap and -heap[0] >= new_price:
                 return self._amend(o, new_price, new_qty)
             own = self._asks
-        level = o.level
-        del level[order_id]
-        if not level:
-            del own[old_price]
+        del o.level[o.order_id]
         self._arrival = o.arrival = self._arrival + 1
         o.price = new_price
         o.qty = new_qty
         level = own.get(new_price)
-        if level is None:
-            self._new_level(o)
-        else:
-            level[order_id] = o
+        if level:
+            level[o.order_id] = o
             o.level = level
+        else:
+            self._open_level(o)
         return [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
 
     def _replace_checked(self, order_id, o, new_price, new_qty, new_total_qty, owner) -> list[Event]:
@@ -394,10 +407,7 @@ class OrderBook:
             return [(REJECTED, order_id, o.owner, POST_ONLY_WOULD_CROSS)]
         if owner is not None:
             o.owner = owner
-        level = o.level
-        del level[order_id]
-        if not level:
-            del (self._bids if o.side is BUY else self._asks)[old_price]
+        del o.level[order_id]
         self._arrival = o.arrival = self._arrival + 1
         o.price = new_price
         o.qty = new_qty
@@ -427,7 +437,8 @@ class OrderBook:
         call saves a Python call, a list per command and attribute look-ups on every command.
         The common cases run inline in this one loop (a replace that moves or shrinks an order
         without crossing, a cancel, a limit order that rests without crossing, an IOC order);
-        every other case goes through the single-call methods.
+        every other case goes through the single-call methods. The builders have validated the
+        arguments of the inline commands (see `replace_command` and `submit_command`).
 
         The loop is written for CPython 3.11's specialising interpreter: a comparison is only
         specialised when the conditional jump right after it is short, so every `==`/`<` test
@@ -445,142 +456,150 @@ class OrderBook:
         asks = self._asks
         bid_heap = self._bid_heap
         ask_heap = self._ask_heap
-        new_level = self._new_level
+        open_level = self._open_level
         match = self._match
         buy = BUY
-        sell = SELL
-        plain_replace = PLAIN_REPLACE_COMMAND
-        cancel = CANCEL_COMMAND
-        submit = SUBMIT_COMMAND
-        stp_modes = STP_MODES
+        plain_replace = _PLAIN_REPLACE
+        cancel = _CANCEL
+        buy_limit = _BUY_LIMIT
+        sell_limit = _SELL_LIMIT
         # The arrival counter lives in a local on the inline paths; it is written back before
         # every call into the general methods (which use self._arrival) and read again after.
         arrival = self._arrival
+        # Every command is a 4-tuple; `price` and `qty` are what the inline codes carry there
+        # (a cancel carries its reason in `price`, a limit order the rest of its fields in `qty`).
         for command in commands:
-            code = command[0]
-            if code is plain_replace:  # mirrors `replace(order_id, new_price, new_qty)`
-                _, order_id, new_price, new_qty = command
-                o = orders.get(order_id)
-                if o is None or type(new_price) is not int or type(new_qty) is not int or new_price <= 0 or new_qty <= 0:
-                    pass
-                else:
-                    old_price = o.price
-                    old_qty = o.qty
-                    if new_price == old_price:
-                        if new_qty <= old_qty:  # keeps its place in the queue
-                            o.qty = new_qty
-                            append(("REPLACED", order_id, o.owner, new_price, new_qty, True, old_price, old_qty))
-                            continue
-                    elif o.side is buy:
-                        if ask_heap and ask_heap[0] <= new_price:  # may cross (see submit)
-                            pass
-                        else:
-                            oid = o.order_id  # the stored key object: identity hits in the level dicts
-                            level = o.level
-                            del level[oid]
-                            if not level:
-                                del bids[old_price]
-                            arrival += 1
-                            o.arrival = arrival
-                            o.price = new_price
-                            o.qty = new_qty
-                            level = bids.get(new_price)
-                            if level is None:
-                                new_level(o)
-                            else:
-                                level[oid] = o
-                                o.level = level
-                            append(("REPLACED", order_id, o.owner, new_price, new_qty, False, old_price, old_qty))
-                            continue
-                    elif bid_heap and -bid_heap[0] >= new_price:
+            code, order_id, price, qty = command
+            if code is plain_replace:  # replace(order_id, price, qty), both positive ints
+                try:
+                    o = orders[order_id]
+                except KeyError:
+                    append(("REJECTED", order_id, None, UNKNOWN_ORDER))
+                    continue
+                old_price = o.price
+                old_qty = o.qty
+                if price == old_price:
+                    if qty <= old_qty:  # keeps its place in the queue
+                        o.qty = qty
+                        append(("REPLACED", order_id, o.owner, price, qty, True, old_price, old_qty))
+                        continue
+                elif o.side is buy:
+                    if ask_heap and ask_heap[0] <= price:  # may cross (see submit)
                         pass
                     else:
-                        oid = o.order_id
-                        level = o.level
-                        del level[oid]
-                        if not level:
-                            del asks[old_price]
+                        oid = o.order_id  # the stored key object: identity hits in the level dicts
+                        del o.level[oid]  # an emptied level stays (see the module docstring)
                         arrival += 1
                         o.arrival = arrival
-                        o.price = new_price
-                        o.qty = new_qty
-                        level = asks.get(new_price)
-                        if level is None:
-                            new_level(o)
-                        else:
+                        o.price = price
+                        o.qty = qty
+                        try:
+                            level = bids[price]
+                        except KeyError:
+                            level = None
+                        if level:
                             level[oid] = o
                             o.level = level
-                        append(("REPLACED", order_id, o.owner, new_price, new_qty, False, old_price, old_qty))
+                        else:
+                            open_level(o)
+                        append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
                         continue
-            elif code is cancel:  # mirrors `cancel`
-                _, order_id, reason = command
+                elif bid_heap and -bid_heap[0] >= price:
+                    pass
+                else:
+                    oid = o.order_id
+                    del o.level[oid]
+                    arrival += 1
+                    o.arrival = arrival
+                    o.price = price
+                    o.qty = qty
+                    try:
+                        level = asks[price]
+                    except KeyError:
+                        level = None
+                    if level:
+                        level[oid] = o
+                        o.level = level
+                    else:
+                        open_level(o)
+                    append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
+                    continue
+            elif code is cancel:  # mirrors `cancel`; `price` holds the reason
                 o = orders.pop(order_id, None)
                 if o is None:
                     append(("REJECTED", order_id, None, UNKNOWN_ORDER))
                 else:
-                    level = o.level
-                    del level[o.order_id]
-                    if not level:
-                        del (bids if o.side is buy else asks)[o.price]
-                    append(("CANCELLED", order_id, o.owner, o.qty, reason, o.filled))
+                    del o.level[o.order_id]
+                    append(("CANCELLED", order_id, o.owner, o.qty, price, o.filled))
                 continue
-            elif code is submit:  # a valid limit order; mirrors `submit`
-                _, order_id, side, price, qty, order_type, tif, post_only, member, stp, owner = command
-                if (
-                    type(price) is not int
-                    or type(qty) is not int
-                    or price <= 0
-                    or qty <= 0
-                    or order_type != "LIMIT"
-                    or post_only
-                    or order_id in orders
-                    or stp not in stp_modes
-                ):
-                    pass
+            elif code is buy_limit:  # a valid GTC / DAY / IOC limit buy, not post-only
+                if order_id in orders:
+                    pass  # duplicate id: general path rejects it
+                elif ask_heap and ask_heap[0] <= price:  # may cross (see submit)
+                    qty, tif, member, stp, owner = qty
+                    if tif == "IOC":
+                        arrival += 1
+                        before = len(events)
+                        remaining, filled = match(order_id, owner, buy, price, qty, 0, member, stp, events)
+                        if remaining > 0:
+                            append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                        k = len(events) - before
+                        counts[before - extra] = k
+                        extra += k - 1
+                        continue
                 else:
-                    # which side, and can it cross (heap[0] is never worse than the best price)?
-                    if side == "BUY":
-                        side = buy
-                        if ask_heap and ask_heap[0] <= price:
-                            crosses = True
-                        else:
-                            crosses = False
-                    elif side == "SELL":
-                        side = sell
-                        if bid_heap and -bid_heap[0] >= price:
-                            crosses = True
-                        else:
-                            crosses = False
+                    qty, tif, member, stp, owner = qty
+                    if tif == "IOC":
+                        pass  # nothing to meet: general path cancels it
                     else:
-                        crosses = None  # invalid side: general path
-                    if crosses is False:
-                        if tif == "GTC" or tif == "DAY":
-                            pass
+                        arrival += 1
+                        o = RestingOrder(order_id, buy, price, qty, 0, arrival, tif, False, member, stp, owner)
+                        orders[order_id] = o
+                        try:
+                            level = bids[price]
+                        except KeyError:
+                            level = None
+                        if level:
+                            level[order_id] = o
+                            o.level = level
                         else:
-                            crosses = None  # IOC / FOK / invalid tif without a cross: general path
-                        if crosses is False:
-                            arrival += 1
-                            o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, False, member, stp, owner)
-                            orders[order_id] = o
-                            level = (bids if side is buy else asks).get(price)
-                            if level is None:
-                                new_level(o)
-                            else:
-                                level[order_id] = o
-                                o.level = level
-                            append(("ACCEPTED", order_id, owner, side, price, qty))
-                            continue
-                    elif crosses:
-                        if tif == "IOC":
-                            arrival += 1
-                            before = len(events)
-                            remaining, filled = match(order_id, owner, side, price, qty, 0, member, stp, events)
-                            if remaining > 0:
-                                append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
-                            k = len(events) - before
-                            counts[before - extra] = k
-                            extra += k - 1
-                            continue
+                            open_level(o)
+                        append(("ACCEPTED", order_id, owner, buy, price, qty))
+                        continue
+            elif code is sell_limit:
+                if order_id in orders:
+                    pass
+                elif bid_heap and -bid_heap[0] >= price:
+                    qty, tif, member, stp, owner = qty
+                    if tif == "IOC":
+                        arrival += 1
+                        before = len(events)
+                        remaining, filled = match(order_id, owner, SELL, price, qty, 0, member, stp, events)
+                        if remaining > 0:
+                            append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                        k = len(events) - before
+                        counts[before - extra] = k
+                        extra += k - 1
+                        continue
+                else:
+                    qty, tif, member, stp, owner = qty
+                    if tif == "IOC":
+                        pass
+                    else:
+                        arrival += 1
+                        o = RestingOrder(order_id, SELL, price, qty, 0, arrival, tif, False, member, stp, owner)
+                        orders[order_id] = o
+                        try:
+                            level = asks[price]
+                        except KeyError:
+                            level = None
+                        if level:
+                            level[order_id] = o
+                            o.level = level
+                        else:
+                            open_level(o)
+                        append(("ACCEPTED", order_id, owner, SELL, price, qty))
+                        continue
             # General path: whatever the inline paths above did not finish, through the single calls.
             before = len(events)
             self._arrival = arrival
@@ -594,17 +613,17 @@ class OrderBook:
 
     def _apply_one(self, command: tuple) -> list[Event]:
         """One command through the single-call methods (the general path of `apply`)."""
-        code = command[0]
-        if code == REPLACE_COMMAND:
-            _, order_id, new_price, new_qty, new_total_qty, owner = command
-            return self.replace(order_id, new_price, new_qty, new_total_qty=new_total_qty, owner=owner)
-        if code == PLAIN_REPLACE_COMMAND:
-            _, order_id, new_price, new_qty = command
-            return self.replace(order_id, new_price, new_qty)
-        if code == CANCEL_COMMAND:
-            return self.cancel(command[1], command[2])
-        if code == SUBMIT_COMMAND:
-            _, order_id, side, price, qty, order_type, tif, post_only, member, stp, owner = command
+        code, order_id, price, qty = command
+        if code == _PLAIN_REPLACE:
+            return self.replace(order_id, price, qty)
+        if code == _CANCEL:
+            return self.cancel(order_id, price)
+        if code == _BUY_LIMIT or code == _SELL_LIMIT:
+            qty, tif, member, stp, owner = qty
+            side = BUY if code == _BUY_LIMIT else SELL
+            return self.submit(order_id, side, price, qty, tif=tif, member=member, stp=stp, owner=owner)
+        if code == _SUBMIT:
+            side, qty, order_type, tif, post_only, member, stp, owner = qty
             return self.submit(
                 order_id,
                 side,
@@ -617,6 +636,9 @@ class OrderBook:
                 stp=stp,
                 owner=owner,
             )
+        if code == _REPLACE:
+            new_qty, new_total_qty, owner = qty
+            return self.replace(order_id, price, new_qty, new_total_qty=new_total_qty, owner=owner)
         raise ValueError(f"unknown order book command code {code!r}")
 
     def expire_day(self) -> list[Event]:
@@ -672,38 +694,43 @@ class OrderBook:
     def _rest(self, o: RestingOrder) -> None:
         self._orders[o.order_id] = o
         level = (self._bids if o.side is BUY else self._asks).get(o.price)
-        if level is None:
-            self._new_level(o)
-        else:
+        if level:
             level[o.order_id] = o
             o.level = level
-
-    def _new_level(self, o: RestingOrder) -> None:
-        """Open the price level of `o` (which must not exist) with `o` as its only order."""
-        price = o.price
-        o.level = level = {o.order_id: o}
-        if o.side is BUY:
-            self._bids[price] = level
-            heap = self._bid_heap
-            heappush(heap, -price)
-            if len(heap) > len(self._bids) + _HEAP_SLACK:
-                self._rebuild_heap(True)
         else:
-            self._asks[price] = level
-            heap = self._ask_heap
-            heappush(heap, price)
-            if len(heap) > len(self._asks) + _HEAP_SLACK:
-                self._rebuild_heap(False)
+            self._open_level(o)
+
+    def _open_level(self, o: RestingOrder) -> None:
+        """Rest `o` at a price whose level is empty or missing: the level's key goes on the heap."""
+        price = o.price
+        if o.side is BUY:
+            levels, heap, key = self._bids, self._bid_heap, -price
+        else:
+            levels, heap, key = self._asks, self._ask_heap, price
+        level = levels.get(price)
+        if level is None:
+            levels[price] = level = {}
+        level[o.order_id] = o
+        o.level = level
+        heappush(heap, key)  # may duplicate a stale key of this price: harmless, dropped lazily
+        if o.side is BUY:
+            if len(heap) > self._bid_heap_limit:
+                self._rebuild_heap(True)
+        elif len(heap) > self._ask_heap_limit:
+            self._rebuild_heap(False)
 
     def _rebuild_heap(self, bids: bool) -> None:
-        """Drop stale keys. In place, so that `apply` may keep the heap in a local variable."""
-        if bids:
-            heap = self._bid_heap
-            heap[:] = [-p for p in self._bids]
-        else:
-            heap = self._ask_heap
-            heap[:] = list(self._asks)
+        """Drop empty levels and stale keys. In place: `apply` keeps the heaps and level dicts in locals."""
+        levels = self._bids if bids else self._asks
+        for price in [price for price, level in levels.items() if not level]:
+            del levels[price]
+        heap = self._bid_heap if bids else self._ask_heap
+        heap[:] = [-p for p in levels] if bids else list(levels)
         heapify(heap)
+        if bids:
+            self._bid_heap_limit = len(heap) + _HEAP_SLACK
+        else:
+            self._ask_heap_limit = len(heap) + _HEAP_SLACK
 
     def _fillable(self, taker: RestingOrder) -> bool:
         """FOK pre-check: would `taker` fill completely (self-trade prevention included)?"""
@@ -758,7 +785,7 @@ class OrderBook:
             key = heap[0]
             price = key * sign
             level = opposite.get(price)
-            if level is None:
+            if not level:
                 heappop(heap)
                 continue
             if limit_key is not None and key > limit_key:
@@ -845,7 +872,7 @@ def _levels_in_order(heap: list[int], levels: dict, sign: int, limit: int | None
         if key in seen:
             continue
         level = levels.get(key * sign)
-        if level is None:
+        if not level:
             continue
         seen.add(key)
         yield key, level
@@ -867,13 +894,32 @@ def submit_command(
     stp: str | None = None,
     owner: Any = None,
 ) -> tuple:
-    """Command for `OrderBook.apply` meaning `book.submit(...)` with the same arguments."""
-    return (SUBMIT_COMMAND, order_id, side, price, qty, type, tif, post_only, member, stp, owner)
+    """Command for `OrderBook.apply` meaning `book.submit(...)` with the same arguments.
+
+    A limit order whose fields are all valid (side, positive int price and quantity, time in force
+    GTC, DAY or IOC, not post-only, a known STP mode) gets a code that `apply` runs inline without
+    checking them again; anything else is checked (and possibly rejected) by `submit` itself.
+    """
+    if (
+        type == LIMIT
+        and price.__class__ is int
+        and qty.__class__ is int
+        and price > 0
+        and qty > 0
+        and not post_only
+        and (tif == GTC or tif == DAY or tif == IOC)
+        and (stp is None or stp == CANCEL_NEWEST or stp == CANCEL_OLDEST or stp == CANCEL_BOTH)
+    ):
+        if side == BUY:
+            return (_BUY_LIMIT, order_id, price, (qty, tif, member, stp, owner))
+        if side == SELL:
+            return (_SELL_LIMIT, order_id, price, (qty, tif, member, stp, owner))
+    return (_SUBMIT, order_id, price, (side, qty, type, tif, post_only, member, stp, owner))
 
 
 def cancel_command(order_id: Any, reason: str = USER) -> tuple:
     """Command for `OrderBook.apply` meaning `book.cancel(order_id, reason)`."""
-    return (CANCEL_COMMAND, order_id, reason)
+    return (_CANCEL, order_id, reason, None)
 
 
 def replace_command(
@@ -884,7 +930,18 @@ def replace_command(
     new_total_qty: int | None = None,
     owner: Any = None,
 ) -> tuple:
-    """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments."""
-    if new_total_qty is None and owner is None:
-        return (PLAIN_REPLACE_COMMAND, order_id, new_price, new_qty)
-    return (REPLACE_COMMAND, order_id, new_price, new_qty, new_total_qty, owner)
+    """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments.
+
+    A new price and open quantity that are both positive ints, without a total quantity or owner,
+    get a code that `apply` runs inline without checking them again.
+    """
+    if (
+        new_price.__class__ is int
+        and new_qty.__class__ is int
+        and new_price > 0
+        and new_qty > 0
+        and new_total_qty is None
+        and owner is None
+    ):
+        return (_PLAIN_REPLACE, order_id, new_price, new_qty)
+    return (_REPLACE, order_id, new_price, (new_qty, new_total_qty, owner))

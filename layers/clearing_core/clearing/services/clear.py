@@ -117,29 +117,30 @@ class ClearTrades:
     def _apply_to_positions_and_obligations(self, legs_by_offset, source: str) -> None:
         if not legs_by_offset:
             return
-        pos_keys, obl_keys = set(), set()
-        for _, legs in legs_by_offset:
+        iso_dates: dict = {}  # a batch has a handful of settlement dates: format each once
+        keyed = []
+        for offset, legs in legs_by_offset:
             for leg in legs:
-                pos_keys.add(keys.position_key(leg.member_id, leg.symbol, leg.account, leg.settlement_date.isoformat()))
-                obl_keys.add(keys.obligation_key(leg.member_id, leg.symbol, leg.settlement_date.isoformat()))
-        stored_pos = self.store.get_many(keys.POSITIONS, pos_keys)
-        stored_obl = self.store.get_many(keys.OBLIGATIONS, obl_keys)
+                day = iso_dates.get(leg.settlement_date)
+                if day is None:
+                    day = iso_dates[leg.settlement_date] = leg.settlement_date.isoformat()
+                keyed.append((offset, leg, keys.position_key(leg.member_id, leg.symbol, leg.account, day),
+                              keys.obligation_key(leg.member_id, leg.symbol, day)))
+        stored_pos = self.store.get_many(keys.POSITIONS, {pk for _, _, pk, _ in keyed})
+        stored_obl = self.store.get_many(keys.OBLIGATIONS, {ok for _, _, _, ok in keyed})
         positions = {k: (novation.Position.from_dict(v), int(v["applied_offset"])) for k, v in stored_pos.items()}
         obligations = {k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()}
         new_pos: dict = {}
         new_obl: dict = {}
-        for offset, legs in legs_by_offset:
-            for leg in legs:
-                pk = keys.position_key(leg.member_id, leg.symbol, leg.account, leg.settlement_date.isoformat())
-                stored, applied = positions.get(pk, (None, -1))
-                if offset > applied:  # not yet in the stored item (single writer: this partition)
-                    current = new_pos[pk][0] if pk in new_pos else stored
-                    new_pos[pk] = (novation.apply_leg(current, leg), offset)
-                ok = keys.obligation_key(leg.member_id, leg.symbol, leg.settlement_date.isoformat())
-                stored, applied = obligations.get(ok, (None, -1))
-                if offset > applied:
-                    current = new_obl[ok][0] if ok in new_obl else stored
-                    new_obl[ok] = (netting.apply_leg(current, leg), offset)
+        for offset, leg, pk, ok in keyed:
+            stored, applied = positions.get(pk, (None, -1))
+            if offset > applied:  # not yet in the stored item (single writer: this partition)
+                current = new_pos[pk][0] if pk in new_pos else stored
+                new_pos[pk] = (novation.apply_leg(current, leg), offset)
+            stored, applied = obligations.get(ok, (None, -1))
+            if offset > applied:
+                current = new_obl[ok][0] if ok in new_obl else stored
+                new_obl[ok] = (netting.apply_leg(current, leg), offset)
         self.store.put_many(keys.POSITIONS, [
             {"pk": k[0], "sk": k[1], **p.to_dict(), "applied_offset": o, "last_src": f"{source}/{o}",
              "written_by": self.writer}

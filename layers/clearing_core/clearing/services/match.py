@@ -123,7 +123,7 @@ class MatchOrders:
         symbols = {m["symbol"] for _, m in messages}
         self._load_books(symbols, ck_item.get("books", {}))
 
-        states: dict[str, dict] = {}
+        states: dict[str, tuple] = {}  # order id -> its latest state in this batch
         trades: list[dict] = []
         outputs: list[OutboundMessage] = []
         touched: set[str] = set()
@@ -147,7 +147,7 @@ class MatchOrders:
             pk, sk = keys.trade_key(t["trade_id"], "EXECUTED")
             trade_items.append({"pk": pk, "sk": sk, **t, "gsi1pk": t["symbol"],
                                 "gsi1sk": f"{t['executed_at']}#{t['trade_id']}", "written_by": self.writer})
-        self.store.put_many(keys.ORDERS, list(states.values()))
+        self.store.put_many(keys.ORDERS, [self._state_item(order_id, st) for order_id, st in states.items()])
         self.store.put_many(keys.TRADES, trade_items)
         self.publisher.publish(outputs)
         snapshots, heads = [], []
@@ -266,18 +266,25 @@ class MatchOrders:
                 outputs.append(OutboundMessage(ORDERS_EVENTS, member.encode(), dumps(body)))
             seq += 1
 
-    def _state(self, states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None) -> None:
-        member, clordid = owner[_MEMBER], order_id.split(":", 1)[1]
+    @staticmethod
+    def _state(states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None) -> None:
+        """Record the order's latest state in this batch; the item is built once, for the last one."""
+        states[order_id] = (owner[_MEMBER], owner[_ACCOUNT], owner[_QUANTITY], symbol, status, filled, remaining,
+                            cancelled, record, reason)
+
+    def _state_item(self, order_id, state) -> dict:
+        member, account, quantity, symbol, status, filled, remaining, cancelled, record, reason = state
+        clordid = order_id.split(":", 1)[1]
         if status == ev.PARTIALLY_FILLED or status == ev.FILLED:
             status = "FILLED" if remaining == 0 else "PARTIALLY_FILLED"
         elif status == "RESTING" and filled:
             status = "PARTIALLY_FILLED"
         pk, sk = keys.order_state_key(member, clordid)
-        states[order_id] = {
-            "pk": pk, "sk": sk, "kind": "STATE", "order_id": order_id, "member_id": member, "account": owner[_ACCOUNT],
+        return {
+            "pk": pk, "sk": sk, "kind": "STATE", "order_id": order_id, "member_id": member, "account": account,
             "client_order_id": clordid, "symbol": symbol, "status": status,
             "filled_qty": filled, "remaining_qty": remaining,
             "cancelled_qty": cancelled,
-            "quantity": owner[_QUANTITY], "reason": reason,
+            "quantity": quantity, "reason": reason,
             "last_src": record.position, "gsi1pk": symbol, "gsi1sk": order_id, "written_by": self.writer,
         }

@@ -352,6 +352,39 @@ def test_graceful_stop_sends_logout(tmp_path):
 # ------------------------------------------------------------------ the gateway client over TCP
 
 
+def test_pipelined_requests_are_answered_in_order_and_reach_the_exchange_in_order(tmp_path):
+    async def scenario():
+        async with exchange_link(tmp_path) as (sim, proxy):
+            client = ProxyClient("127.0.0.1", proxy.gateway_port, connect_timeout=1, response_timeout=2)
+            reports = [trade(f"T-0-{n}-0") for n in range(40)]
+            first = await asyncio.to_thread(client.submit_many, reports)
+            assert [r.request_id for r in first] == [t["request_id"] for t in reports]
+            assert {r.status for r in first} == {GatewayStatus.SENT}
+            again = await asyncio.to_thread(client.submit_many, reports[:5] + [{**order(9), "quantity": 0}])
+            assert [r.status for r in again] == [GatewayStatus.DUPLICATE] * 5 + [GatewayStatus.REJECTED]
+            await wait_until(lambda: len(sim.received) == 40, 5, "trade reports at the exchange")
+            assert [m.get(571).decode() for m in sim.received] == [t["trade_report_id"] for t in reports]
+            await wait_until(lambda: proxy.published == 40, 5, "acks published")
+            client.close()
+
+    run(scenario())
+
+
+def test_pipelining_stops_at_unavailable_and_nothing_after_it_is_sent(tmp_path):
+    async def scenario():
+        proxy = make_proxy(tmp_path, exchange_port=1)  # never logged on: every request is UNAVAILABLE
+        await proxy.start()
+        try:
+            client = ProxyClient("127.0.0.1", proxy.gateway_port, connect_timeout=1, response_timeout=2)
+            with pytest.raises(ProxyUnavailableError):
+                await asyncio.to_thread(client.submit_many, [order(1), order(2), order(3)])
+            assert proxy.requests["UNAVAILABLE"] == 1  # the proxy read no request after the first answer
+        finally:
+            await proxy.stop()
+
+    run(scenario())
+
+
 def test_proxy_client_round_trip_and_bounded_failures(tmp_path):
     async def scenario():
         async with exchange_link(tmp_path) as (sim, proxy):

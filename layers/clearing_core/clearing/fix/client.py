@@ -83,6 +83,48 @@ class ProxyClient:
             )
         return response
 
+    def submit_many(self, requests: list[dict]) -> list[GatewayResponse]:
+        """Pipelined: write every request frame, then read the answers, which the proxy gives in order.
+        One network round trip per call instead of one per request, and the proxy sends the FIX
+        messages back to back (so the exchange's acks come back together and go to Kafka in one
+        flush). Answers stop at the first UNAVAILABLE (the proxy closes the connection after it, so no
+        later request of the call reaches the exchange before it) and that raises, like `submit`."""
+        if not requests:
+            return []
+        reused = self._sock is not None
+        try:
+            responses = self._pipelined(requests)
+        except (OSError, FrameError) as exc:
+            self.close()
+            if not reused:
+                raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {exc!r}") from exc
+            try:  # stale keep-alive connection: one fresh attempt (answered requests come back DUPLICATE)
+                responses = self._pipelined(requests)
+            except (OSError, FrameError) as retry_exc:
+                self.close()
+                raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {retry_exc!r}") from retry_exc
+        for request, response in zip(requests, responses, strict=False):
+            if response.status is GatewayStatus.UNAVAILABLE:
+                self.close()
+                raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
+            if response.request_id is not None and response.request_id != request.get("request_id"):
+                self.close()
+                raise ProxyUnavailableError(
+                    f"answer for {response.request_id}, expected {request.get('request_id')}"
+                )
+        return responses
+
+    def _pipelined(self, requests: list[dict]) -> list[GatewayResponse]:
+        sock = self._connection()
+        sock.sendall(b"".join(encode_frame(r) for r in requests))
+        responses = []
+        for _ in requests:
+            response = GatewayResponse.model_validate(recv_frame(sock))
+            responses.append(response)
+            if response.status is GatewayStatus.UNAVAILABLE:
+                break
+        return responses
+
     def _round_trip(self, request: dict) -> GatewayResponse:
         sock = self._connection()
         sock.sendall(encode_frame(request))

@@ -317,6 +317,10 @@ class FixProxy:
                 response = await self.submit(payload)
                 writer.write(encode_frame(response.model_dump(mode="json")))
                 await writer.drain()
+                if response.status is GatewayStatus.UNAVAILABLE:
+                    # A pipelining client may have more requests in flight on this connection: none
+                    # of them may reach the exchange ahead of this one, so they are not read at all.
+                    break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:

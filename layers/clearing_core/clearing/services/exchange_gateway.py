@@ -74,7 +74,8 @@ def load_settings() -> ExchangeGatewaySettings:
 
 
 class ExchangeProxy(Protocol):
-    """Port to the FIX proxy (ProxyClient in production, a fake in unit tests)."""
+    """Port to the FIX proxy (ProxyClient in production, a fake in unit tests). An adapter may also
+    offer `submit_many(requests) -> responses` (pipelined, answers in order); it is used when present."""
 
     def submit(self, request: dict[str, Any]) -> GatewayResponse: ...
 
@@ -206,15 +207,25 @@ def exchange_request_for(topic: str, value: bytes) -> dict[str, Any] | None:
         raise UnroutableRecord(f"invalid {request['kind']}: {exc.errors()[0]['msg']}") from exc
 
 
+# Requests per pipelined call to the proxy (ProxyClient.submit_many); bounded so that one call's
+# answers fit the response timeout and a failure resends little.
+PIPELINE_DEPTH = 100
+
+
 def forward_to_exchange(
-    records: Iterable[ExchangeBoundRecord], proxy: ExchangeProxy, log: Any = None
+    records: Iterable[ExchangeBoundRecord], proxy: ExchangeProxy, log: Any = None,
+    pipeline_depth: int = PIPELINE_DEPTH,
 ) -> GatewayOutcome:
-    """Send the batch's exchange requests in order; ProxyUnavailableError stops and propagates."""
+    """Send the batch's exchange requests in order, pipelined PIPELINE_DEPTH at a time when the proxy
+    adapter can (`submit_many`); ProxyUnavailableError stops and propagates."""
     outcome = GatewayOutcome()
+    pending: list[tuple[ExchangeBoundRecord, dict[str, Any]]] = []
     for record in records:
         try:
             request = exchange_request_for(record.topic, record.value)
         except UnroutableRecord as exc:
+            _send(pending, proxy, outcome, log)  # keep the outcome in record order
+            pending = []
             outcome.rejected.append({"position": record.position, "reason": str(exc)})
             if log is not None:
                 log.error(
@@ -225,7 +236,22 @@ def forward_to_exchange(
         if request is None:
             outcome.skipped.append(record.position)
             continue
-        response = proxy.submit(request)
+        pending.append((record, request))
+        if len(pending) >= pipeline_depth:
+            _send(pending, proxy, outcome, log)
+            pending = []
+    _send(pending, proxy, outcome, log)
+    return outcome
+
+
+def _send(pending: list[tuple[ExchangeBoundRecord, dict[str, Any]]], proxy: ExchangeProxy,
+          outcome: GatewayOutcome, log: Any) -> None:
+    if not pending:
+        return
+    requests = [request for _, request in pending]
+    submit_many = getattr(proxy, "submit_many", None)
+    responses = submit_many(requests) if submit_many is not None else [proxy.submit(r) for r in requests]
+    for (record, request), response in zip(pending, responses, strict=True):
         request_id = request["request_id"]
         if request["kind"] == "TRADE_REPORT":
             outcome.trade_reports += 1
@@ -250,4 +276,3 @@ def forward_to_exchange(
                 )
         else:  # an adapter that returns UNAVAILABLE instead of raising
             raise ProxyUnavailableError(f"{request_id}: {response.reason}")
-    return outcome

@@ -14,7 +14,7 @@ Exactly-once effects without transactions:
 
 from __future__ import annotations
 
-import base64
+from binascii import b2a_base64
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -36,6 +36,7 @@ from clearing.topics import ORDERS_ACCEPTED, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
 _EXCHANGE = str(Route.EXCHANGE)
+_DUPLICATE_CLORDID = RejectReason.DUPLICATE_CLORDID
 RELEASE_STAGE = "release_exposure"
 
 
@@ -146,18 +147,19 @@ class ValidateOrders:
                 self._reject(record, msg, None, order_items, outputs, report)
                 continue
             member_id = msg.member_id
-            vkey = keys.validation_key(member_id, msg.client_order_id)
             if cache.sources[member_id].get(msg.client_order_id) == record.position:
                 # our own earlier attempt (a redelivery): replay its stored decision
                 previous = cache.items[member_id].get(msg.client_order_id)
                 if previous is None:
+                    vkey = keys.validation_key(member_id, msg.client_order_id)
                     previous = self.store.get_many(keys.ORDERS, [vkey])[vkey]
                 decision = self._replayed(previous, msg)
             else:
                 decision = assess_order(msg, refdata, credit[member_id], known[member_id])
             if isinstance(decision, Rejection):
-                used_up = decision.reason is not RejectReason.DUPLICATE_CLORDID
-                self._reject(record, decision, vkey if used_up else None, order_items, outputs, report)
+                used_up = decision.reason is not _DUPLICATE_CLORDID
+                vkey = keys.validation_key(member_id, msg.client_order_id) if used_up else None
+                self._reject(record, decision, vkey, order_items, outputs, report)
                 if used_up:
                     known[member_id][msg.client_order_id] = None
                     cache.sources[member_id][msg.client_order_id] = record.position
@@ -272,12 +274,14 @@ class ValidateOrders:
         return item, OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
-        original = base64.b64encode(record.value or b"").decode()
+        original = b2a_base64(record.value or b"", newline=False).decode()
+        reason = str(rejection.reason)  # a StrEnum's str() is its value
+        member_id, rejection_id = rejection.member_id, f"R-{record.topic}-{record.partition}-{record.offset}"
         body = {
-            "rejection_id": f"R-{record.topic}-{record.partition}-{record.offset}",
-            "reason": rejection.reason.value,
+            "rejection_id": rejection_id,
+            "reason": reason,
             "message": rejection.message,
-            "member_id": rejection.member_id,
+            "member_id": member_id,
             "client_order_id": rejection.client_order_id,
             "symbol": rejection.symbol,
             "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
@@ -285,16 +289,17 @@ class ValidateOrders:
         }
         pk, sk = vkey if vkey else keys.rejection_key(record.topic, record.partition, record.offset)
         item = {"pk": pk, "sk": sk, "kind": "VALIDATION" if vkey else "REJECTION", "decision": "REJECTED",
-                "src": record.position, **{k: v for k, v in body.items() if k != "source"},
-                "written_by": self.writer}
-        if rejection.member_id:
-            item["gsi1pk"] = f"REJ#{rejection.member_id}"
+                "src": record.position, "rejection_id": rejection_id, "reason": reason, "message": rejection.message,
+                "member_id": member_id, "client_order_id": rejection.client_order_id, "symbol": rejection.symbol,
+                "original_b64": original, "written_by": self.writer}
+        if member_id:
+            item["gsi1pk"] = f"REJ#{member_id}"
             item["gsi1sk"] = f"{record.topic}#{record.partition}#{record.offset:020d}"
         order_items.append(item)
-        key = (rejection.member_id or "UNKNOWN").encode()
+        key = (member_id or "UNKNOWN").encode()
         outputs.append(OutboundMessage(ORDERS_REJECTED, key, dumps(body)))
         report.rejected += 1
-        report.rejected_by_reason[rejection.reason.value] += 1
+        report.rejected_by_reason[reason] += 1
 
     # ------------------------------------------------------------------ orders.events
     def release_partition(self, records: list[KafkaRecord]) -> BatchReport:

@@ -34,6 +34,7 @@ class DemoRun:
     published: float = 0.0
     idle: float = 0.0
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # component -> CPU s during the run
+    cpu_before: dict[str, tuple[int, float]] = field(default_factory=dict)  # readings at the first publish
     invocations: dict[str, dict[str, float]] = field(default_factory=dict)  # worker -> handler invocations
 
 
@@ -83,6 +84,7 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
     # not part of the pipeline, and generating (~0.2 ms of CPU per order here) would take CPU
     # from it on a 2-core machine. Only stamping sent_at and sending happen in the timed part.
     flow = list(generate_orders(n, seed=seed, id_prefix=prefix))
+    run.cpu_before = cpu_snapshot(config.state_path)
     run.started = time.time()
     for i, msg in enumerate(flow):
         wait_until_due(run.started, i, rate, clock=time.time)
@@ -214,14 +216,13 @@ def run_demo(orders: int, rate: float, seed: int, config: RuntimeConfig, keep_ru
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=quiet) as progress:
             pub = progress.add_task("published to orders.new", total=orders)
-            cpu_before = cpu_snapshot(config.state_path)
             workers_before = read_worker_states(config)
             run = publish_orders(config, orders, rate, seed, progress, pub)
             done = progress.add_task("validated (committed)", total=orders)
             _follow(runtime, config, run, progress, done)
         runtime.wait_until_idle(timeout=max(120.0, orders / 200))
         run.idle = time.time()
-        run.cpu_seconds = cpu_spent(cpu_before, cpu_snapshot(config.state_path))
+        run.cpu_seconds = cpu_spent(run.cpu_before, cpu_snapshot(config.state_path))
         run.invocations = invocations_during(workers_before, read_worker_states(config))
         store = _store(config)
         summary = summarise(store, reference_data(store), run)

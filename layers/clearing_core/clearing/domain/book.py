@@ -88,6 +88,8 @@ SNAPSHOT_VERSION = 1
 # Rebuild a heap once it holds this many more keys than there are levels (stale keys).
 _HEAP_SLACK = 64
 
+_INF = float("inf")  # heap[0] bound of an empty side in `apply`
+
 
 class RestingOrder:
     """One live order of the book. `qty` is the open (remaining) quantity, `filled` the cumulative fill."""
@@ -458,6 +460,7 @@ class OrderBook:
         ask_heap = self._ask_heap
         open_level = self._open_level
         match = self._match
+        new_order = object.__new__
         buy = BUY
         plain_replace = _PLAIN_REPLACE
         cancel = _CANCEL
@@ -466,6 +469,11 @@ class OrderBook:
         # The arrival counter lives in a local on the inline paths; it is written back before
         # every call into the general methods (which use self._arrival) and read again after.
         arrival = self._arrival
+        # heap[0] of each side as a price (inf when empty): never better than the true best price,
+        # so a price that does not cross it cannot cross the book (see submit). Read again after
+        # every call that may push or pop a heap.
+        ask_top = ask_heap[0] if ask_heap else _INF
+        bid_top = -bid_heap[0] if bid_heap else -_INF
         # Every command is a 4-tuple; `price` and `qty` are what the inline codes carry there
         # (a cancel carries its reason in `price`, a limit order the rest of its fields in `qty`).
         for command in commands:
@@ -484,7 +492,7 @@ class OrderBook:
                         append(("REPLACED", order_id, o.owner, price, qty, True, old_price, old_qty))
                         continue
                 elif o.side is buy:
-                    if ask_heap and ask_heap[0] <= price:  # may cross (see submit)
+                    if ask_top <= price:  # may cross
                         pass
                     else:
                         oid = o.order_id  # the stored key object: identity hits in the level dicts
@@ -502,9 +510,10 @@ class OrderBook:
                             o.level = level
                         else:
                             open_level(o)
+                            bid_top = -bid_heap[0]
                         append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
                         continue
-                elif bid_heap and -bid_heap[0] >= price:
+                elif bid_top >= price:
                     pass
                 else:
                     oid = o.order_id
@@ -522,6 +531,7 @@ class OrderBook:
                         o.level = level
                     else:
                         open_level(o)
+                        ask_top = ask_heap[0]
                     append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
                     continue
             elif code is cancel:  # mirrors `cancel`; `price` holds the reason
@@ -535,12 +545,13 @@ class OrderBook:
             elif code is buy_limit:  # a valid GTC / DAY / IOC limit buy, not post-only
                 if order_id in orders:
                     pass  # duplicate id: general path rejects it
-                elif ask_heap and ask_heap[0] <= price:  # may cross (see submit)
+                elif ask_top <= price:  # may cross
                     qty, tif, member, stp, owner = qty
                     if tif == "IOC":
                         arrival += 1
                         before = len(events)
                         remaining, filled = match(order_id, owner, buy, price, qty, 0, member, stp, events)
+                        ask_top = ask_heap[0] if ask_heap else _INF
                         if remaining > 0:
                             append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
                         k = len(events) - before
@@ -553,7 +564,19 @@ class OrderBook:
                         pass  # nothing to meet: general path cancels it
                     else:
                         arrival += 1
-                        o = RestingOrder(order_id, buy, price, qty, 0, arrival, tif, False, member, stp, owner)
+                        # built field by field: cheaper than a call to RestingOrder.__init__
+                        o = new_order(RestingOrder)
+                        o.order_id = order_id
+                        o.side = buy
+                        o.price = price
+                        o.qty = qty
+                        o.filled = 0
+                        o.arrival = arrival
+                        o.tif = tif
+                        o.post_only = False
+                        o.member = member
+                        o.stp = stp
+                        o.owner = owner
                         orders[order_id] = o
                         try:
                             level = bids[price]
@@ -564,17 +587,19 @@ class OrderBook:
                             o.level = level
                         else:
                             open_level(o)
+                            bid_top = -bid_heap[0]
                         append(("ACCEPTED", order_id, owner, buy, price, qty))
                         continue
             elif code is sell_limit:
                 if order_id in orders:
                     pass
-                elif bid_heap and -bid_heap[0] >= price:
+                elif bid_top >= price:
                     qty, tif, member, stp, owner = qty
                     if tif == "IOC":
                         arrival += 1
                         before = len(events)
                         remaining, filled = match(order_id, owner, SELL, price, qty, 0, member, stp, events)
+                        bid_top = -bid_heap[0] if bid_heap else -_INF
                         if remaining > 0:
                             append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
                         k = len(events) - before
@@ -587,7 +612,19 @@ class OrderBook:
                         pass
                     else:
                         arrival += 1
-                        o = RestingOrder(order_id, SELL, price, qty, 0, arrival, tif, False, member, stp, owner)
+                        # built field by field: cheaper than a call to RestingOrder.__init__
+                        o = new_order(RestingOrder)
+                        o.order_id = order_id
+                        o.side = SELL
+                        o.price = price
+                        o.qty = qty
+                        o.filled = 0
+                        o.arrival = arrival
+                        o.tif = tif
+                        o.post_only = False
+                        o.member = member
+                        o.stp = stp
+                        o.owner = owner
                         orders[order_id] = o
                         try:
                             level = asks[price]
@@ -598,6 +635,7 @@ class OrderBook:
                             o.level = level
                         else:
                             open_level(o)
+                            ask_top = ask_heap[0]
                         append(("ACCEPTED", order_id, owner, SELL, price, qty))
                         continue
             # General path: whatever the inline paths above did not finish, through the single calls.
@@ -605,6 +643,8 @@ class OrderBook:
             self._arrival = arrival
             events += self._apply_one(command)
             arrival = self._arrival
+            ask_top = ask_heap[0] if ask_heap else _INF
+            bid_top = -bid_heap[0] if bid_heap else -_INF
             k = len(events) - before
             counts[before - extra] = k
             extra += k - 1

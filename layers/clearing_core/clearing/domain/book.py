@@ -89,6 +89,7 @@ SNAPSHOT_VERSION = 1
 _HEAP_SLACK = 64
 
 _INF = float("inf")  # heap[0] bound of an empty side in `apply`
+_NEG_INF = -_INF
 
 
 class RestingOrder:
@@ -195,11 +196,11 @@ class OrderBook:
     def depth(self, levels: int = 5) -> dict[str, list[tuple[int, int, int]]]:
         """Best `levels` price levels per side: (price, total open qty, number of orders)."""
         bids = [
-            (-key, sum(o.qty for o in lvl.values()), len(lvl))
+            (-key, sum(o.qty for o in lvl), len(lvl))
             for key, lvl in _levels_in_order(self._bid_heap, self._bids, -1, levels)
         ]
         asks = [
-            (key, sum(o.qty for o in lvl.values()), len(lvl))
+            (key, sum(o.qty for o in lvl), len(lvl))
             for key, lvl in _levels_in_order(self._ask_heap, self._asks, 1, levels)
         ]
         return {"bids": bids, "asks": asks}
@@ -274,7 +275,7 @@ class OrderBook:
             orders[order_id] = o
             level = (self._bids if side is BUY else self._asks).get(price)
             if level:
-                level[order_id] = o
+                level[o] = None
                 o.level = level
             else:
                 self._open_level(o)
@@ -303,7 +304,7 @@ class OrderBook:
         o = self._orders.pop(order_id, None)
         if o is None:
             return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
-        del o.level[o.order_id]  # an emptied level stays (see the module docstring)
+        del o.level[o]  # an emptied level stays (see the module docstring)
         return [(CANCELLED, order_id, o.owner, o.qty, reason, o.filled)]
 
     def replace(
@@ -353,13 +354,13 @@ class OrderBook:
             if heap and -heap[0] >= new_price:
                 return self._amend(o, new_price, new_qty)
             own = self._asks
-        del o.level[o.order_id]
+        del o.level[o]
         self._arrival = o.arrival = self._arrival + 1
         o.price = new_price
         o.qty = new_qty
         level = own.get(new_price)
         if level:
-            level[o.order_id] = o
+            level[o] = None
             o.level = level
         else:
             self._open_level(o)
@@ -409,7 +410,7 @@ class OrderBook:
             return [(REJECTED, order_id, o.owner, POST_ONLY_WOULD_CROSS)]
         if owner is not None:
             o.owner = owner
-        del o.level[order_id]
+        del o.level[o]
         self._arrival = o.arrival = self._arrival + 1
         o.price = new_price
         o.qty = new_qty
@@ -473,11 +474,10 @@ class OrderBook:
         # so a price that does not cross it cannot cross the book (see submit). Read again after
         # every call that may push or pop a heap.
         ask_top = ask_heap[0] if ask_heap else _INF
-        bid_top = -bid_heap[0] if bid_heap else -_INF
+        bid_top = -bid_heap[0] if bid_heap else _NEG_INF
         # Every command is a 4-tuple; `price` and `qty` are what the inline codes carry there
         # (a cancel carries its reason in `price`, a limit order the rest of its fields in `qty`).
-        for command in commands:
-            code, order_id, price, qty = command
+        for code, order_id, price, qty in commands:
             if code is plain_replace:  # replace(order_id, price, qty), both positive ints
                 try:
                     o = orders[order_id]
@@ -495,8 +495,7 @@ class OrderBook:
                     if ask_top <= price:  # may cross
                         pass
                     else:
-                        oid = o.order_id  # the stored key object: identity hits in the level dicts
-                        del o.level[oid]  # an emptied level stays (see the module docstring)
+                        del o.level[o]  # an emptied level stays (see the module docstring)
                         arrival += 1
                         o.arrival = arrival
                         o.price = price
@@ -506,7 +505,7 @@ class OrderBook:
                         except KeyError:
                             level = None
                         if level:
-                            level[oid] = o
+                            level[o] = None
                             o.level = level
                         else:
                             open_level(o)
@@ -516,8 +515,7 @@ class OrderBook:
                 elif bid_top >= price:
                     pass
                 else:
-                    oid = o.order_id
-                    del o.level[oid]
+                    del o.level[o]
                     arrival += 1
                     o.arrival = arrival
                     o.price = price
@@ -527,7 +525,7 @@ class OrderBook:
                     except KeyError:
                         level = None
                     if level:
-                        level[oid] = o
+                        level[o] = None
                         o.level = level
                     else:
                         open_level(o)
@@ -539,18 +537,18 @@ class OrderBook:
                 if o is None:
                     append(("REJECTED", order_id, None, UNKNOWN_ORDER))
                 else:
-                    del o.level[o.order_id]
+                    del o.level[o]
                     append(("CANCELLED", order_id, o.owner, o.qty, price, o.filled))
                 continue
             elif code is buy_limit:  # a valid GTC / DAY / IOC limit buy, not post-only
                 if order_id in orders:
                     pass  # duplicate id: general path rejects it
                 elif ask_top <= price:  # may cross
-                    qty, tif, member, stp, owner = qty
+                    q, tif, member, stp, owner = qty
                     if tif == "IOC":
                         arrival += 1
                         before = len(events)
-                        remaining, filled = match(order_id, owner, buy, price, qty, 0, member, stp, events)
+                        remaining, filled = match(order_id, owner, buy, price, q, 0, member, stp, events)
                         ask_top = ask_heap[0] if ask_heap else _INF
                         if remaining > 0:
                             append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
@@ -559,7 +557,7 @@ class OrderBook:
                         extra += k - 1
                         continue
                 else:
-                    qty, tif, member, stp, owner = qty
+                    q, tif, member, stp, owner = qty
                     if tif == "IOC":
                         pass  # nothing to meet: general path cancels it
                     else:
@@ -569,7 +567,7 @@ class OrderBook:
                         o.order_id = order_id
                         o.side = buy
                         o.price = price
-                        o.qty = qty
+                        o.qty = q
                         o.filled = 0
                         o.arrival = arrival
                         o.tif = tif
@@ -583,23 +581,23 @@ class OrderBook:
                         except KeyError:
                             level = None
                         if level:
-                            level[order_id] = o
+                            level[o] = None
                             o.level = level
                         else:
                             open_level(o)
                             bid_top = -bid_heap[0]
-                        append(("ACCEPTED", order_id, owner, buy, price, qty))
+                        append(("ACCEPTED", order_id, owner, buy, price, q))
                         continue
             elif code is sell_limit:
                 if order_id in orders:
                     pass
                 elif bid_top >= price:
-                    qty, tif, member, stp, owner = qty
+                    q, tif, member, stp, owner = qty
                     if tif == "IOC":
                         arrival += 1
                         before = len(events)
-                        remaining, filled = match(order_id, owner, SELL, price, qty, 0, member, stp, events)
-                        bid_top = -bid_heap[0] if bid_heap else -_INF
+                        remaining, filled = match(order_id, owner, SELL, price, q, 0, member, stp, events)
+                        bid_top = -bid_heap[0] if bid_heap else _NEG_INF
                         if remaining > 0:
                             append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
                         k = len(events) - before
@@ -607,7 +605,7 @@ class OrderBook:
                         extra += k - 1
                         continue
                 else:
-                    qty, tif, member, stp, owner = qty
+                    q, tif, member, stp, owner = qty
                     if tif == "IOC":
                         pass
                     else:
@@ -617,7 +615,7 @@ class OrderBook:
                         o.order_id = order_id
                         o.side = SELL
                         o.price = price
-                        o.qty = qty
+                        o.qty = q
                         o.filled = 0
                         o.arrival = arrival
                         o.tif = tif
@@ -631,29 +629,28 @@ class OrderBook:
                         except KeyError:
                             level = None
                         if level:
-                            level[order_id] = o
+                            level[o] = None
                             o.level = level
                         else:
                             open_level(o)
                             ask_top = ask_heap[0]
-                        append(("ACCEPTED", order_id, owner, SELL, price, qty))
+                        append(("ACCEPTED", order_id, owner, SELL, price, q))
                         continue
             # General path: whatever the inline paths above did not finish, through the single calls.
             before = len(events)
             self._arrival = arrival
-            events += self._apply_one(command)
+            events += self._apply_one(code, order_id, price, qty)
             arrival = self._arrival
             ask_top = ask_heap[0] if ask_heap else _INF
-            bid_top = -bid_heap[0] if bid_heap else -_INF
+            bid_top = -bid_heap[0] if bid_heap else _NEG_INF
             k = len(events) - before
             counts[before - extra] = k
             extra += k - 1
         self._arrival = arrival
         return events, list(accumulate(counts))
 
-    def _apply_one(self, command: tuple) -> list[Event]:
+    def _apply_one(self, code: int, order_id: Any, price: Any, qty: Any) -> list[Event]:
         """One command through the single-call methods (the general path of `apply`)."""
-        code, order_id, price, qty = command
         if code == _PLAIN_REPLACE:
             return self.replace(order_id, price, qty)
         if code == _CANCEL:
@@ -735,7 +732,7 @@ class OrderBook:
         self._orders[o.order_id] = o
         level = (self._bids if o.side is BUY else self._asks).get(o.price)
         if level:
-            level[o.order_id] = o
+            level[o] = None
             o.level = level
         else:
             self._open_level(o)
@@ -750,7 +747,7 @@ class OrderBook:
         level = levels.get(price)
         if level is None:
             levels[price] = level = {}
-        level[o.order_id] = o
+        level[o] = None
         o.level = level
         heappush(heap, key)  # may duplicate a stale key of this price: harmless, dropped lazily
         if o.side is BUY:
@@ -784,7 +781,7 @@ class OrderBook:
         for key, level in _levels_in_order(heap, levels, sign, None):
             if limit is not None and key > limit:
                 return False
-            for m in level.values():
+            for m in level:
                 if stp_on and m.member == taker.member:
                     if taker.stp == CANCEL_OLDEST:
                         continue
@@ -831,10 +828,10 @@ class OrderBook:
             if limit_key is not None and key > limit_key:
                 break
             done = []  # makers that leave the level (filled or STP-cancelled)
-            for m in level.values():
+            for m in level:
                 if stp_on and m.member == member:
                     if stp == CANCEL_OLDEST or stp == CANCEL_BOTH:
-                        done.append(m.order_id)
+                        done.append(m)
                         del orders[m.order_id]
                         append((CANCELLED, m.order_id, m.owner, m.qty, STP, m.filled))
                         if stp == CANCEL_OLDEST:
@@ -847,7 +844,7 @@ class OrderBook:
                     remaining -= q
                     m.qty = 0
                     m.filled += q
-                    done.append(m.order_id)
+                    done.append(m)
                     del orders[m.order_id]
                     filled += q
                     append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0))
@@ -877,8 +874,8 @@ class OrderBook:
                 del opposite[price]
                 heappop(heap)  # key is still the top: nothing was pushed meanwhile
             else:
-                for maker_id in done:
-                    del level[maker_id]
+                for m in done:
+                    del level[m]
             if stopped:
                 break
         if stopped:

@@ -461,3 +461,75 @@ def test_replace_priority_rule_is_the_same_on_every_call_form(book, form, new_qt
 def test_depth_of_zero_levels_is_empty(book):
     book.submit(1, "BUY", 99, 5)
     assert book.depth(levels=0) == {"bids": [], "asks": []}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        replace_command("S1", "101", 5),
+        replace_command("S1", 101, 5.0),
+        replace_command("S1", True, 5),
+        replace_command("S1", 0, 5),
+        replace_command("S1", 101, -1),
+        replace_command("NOPE", 101, 5),
+        replace_command("S1", 99, 5),  # crosses the bid
+        replace_command("S1", 100, 50),  # same price, more quantity: loses priority
+        submit_command("X", "BUY", 100.5, 5),
+        submit_command("X", "BUY", 100, True),
+        submit_command("X", "HOLD", 90, 5),
+        submit_command("X", "BUY", 90, 5, tif="GTD"),
+        submit_command("X", "BUY", 90, 5, stp="CANCEL_ALL"),
+        submit_command("X", "BUY", 90, 5, post_only=True),
+        submit_command("X", "BUY", 101, 5, tif="FOK"),
+        submit_command("X", "BUY", 90, 5, tif="IOC"),  # nothing to meet
+        submit_command("S1", "BUY", 90, 5),  # duplicate id
+        submit_command("X", "BUY", None, 5, type="MARKET", tif="IOC"),
+        cancel_command("NOPE"),
+    ],
+)
+def test_apply_checks_and_rejects_like_the_single_calls(command):
+    """Commands the builders could not validate take the general path and give the same events."""
+    books = []
+    for _ in range(2):
+        b = OrderBook("ACME")
+        b.submit("S1", "SELL", 100, 10)
+        b.submit("S2", "SELL", 100, 10)
+        b.submit("B1", "BUY", 99, 10)
+        books.append(b)
+    batched, single = books
+    code, order_id, a, rest = command
+    events, ends = batched.apply([command, cancel_command("S2")])
+    assert ends[-1] == len(events)
+    first = events[: ends[0]]
+    if code == 3:
+        expected = single.replace(order_id, a, rest)
+    elif code == 1:
+        expected = single.cancel(order_id, a)
+    elif code in (4, 5):
+        qty, tif, member, stp, owner = rest
+        expected = single.submit(order_id, "BUY" if code == 4 else "SELL", a, qty, tif=tif, member=member, stp=stp)
+    elif code == 2:
+        new_qty, new_total_qty, owner = rest
+        expected = single.replace(order_id, a, new_qty, new_total_qty=new_total_qty, owner=owner)
+    else:
+        side, qty, order_type, tif, post_only, member, stp, owner = rest
+        expected = single.submit(
+            order_id, side, a, qty, type=order_type, tif=tif, post_only=post_only, member=member, stp=stp
+        )
+    assert first == expected
+    assert events[ends[0] :] == single.cancel("S2")
+    assert batched.snapshot() == single.snapshot()
+
+
+def test_apply_rejects_an_unknown_command_code(book):
+    with pytest.raises(ValueError):
+        book.apply([(9, "X", None, None)])
+
+
+def test_a_level_emptied_and_refilled_keeps_price_time_priority(book):
+    book.submit("A", "SELL", 101, 5)
+    book.submit("B", "SELL", 102, 5)
+    events, _ = book.apply([replace_command("A", 103, 5), replace_command("B", 101, 5), replace_command("A", 101, 5)])
+    assert book.best_ask() == 101
+    assert book.depth() == {"bids": [], "asks": [(101, 10, 2)]}
+    assert _queue(book, 101) == ["B", "A"]

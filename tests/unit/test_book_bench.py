@@ -88,3 +88,31 @@ def test_cli_generates_then_replays_with_one_json_object(tmp_path, capsys):
 
 def test_write_workload_reports_lines_written(tmp_path):
     assert write_workload(tmp_path / "w.jsonl", 50, seed=1, resting=10) == 60
+
+
+def test_apply_gives_the_events_of_the_single_calls_on_the_benchmark_workload():
+    """The inline paths of `apply` (moves, kept priority, IOC sweeps, resting orders) against the calls."""
+    from clearing.bench.match import to_commands
+    from clearing.domain.book import OrderBook
+
+    ops = parse_workload(json.dumps(d) for d in generate_workload(6000, seed=5, resting=300))
+    single = OrderBook("W")
+    expected = []
+    for op in ops:
+        if op[0] == 2:
+            expected.append(single.replace(op[1], op[2], op[3]))
+        elif op[0] == 0:
+            expected.append(single.submit(op[1], op[2], op[3], op[4], type=op[5], tif=op[6]))
+        else:
+            expected.append(single.cancel(op[1]))
+    batched = OrderBook("W")
+    commands = to_commands(ops)
+    got = []
+    for i in range(0, len(commands), 700):
+        events, ends = batched.apply(commands[i : i + 700])
+        starts = [0, *ends[:-1]]
+        got.extend(events[a:b] for a, b in zip(starts, ends, strict=True))
+    assert got == expected
+    assert sum(1 for evs in expected for e in evs if e[0] == "TRADE") > 100
+    assert batched.snapshot() == single.snapshot()
+    assert batched.depth(10) == single.depth(10)

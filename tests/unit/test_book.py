@@ -507,7 +507,9 @@ def test_apply_checks_and_rejects_like_the_single_calls(command):
         expected = single.cancel(order_id, a)
     elif code in (4, 5):
         qty, tif, member, stp, owner = rest
-        expected = single.submit(order_id, "BUY" if code == 4 else "SELL", a, qty, tif=tif, member=member, stp=stp)
+        expected = single.submit(
+            order_id, "BUY" if code == 4 else "SELL", a, qty, tif=tif, member=member, stp=stp
+        )
     elif code == 2:
         new_qty, new_total_qty, owner = rest
         expected = single.replace(order_id, a, new_qty, new_total_qty=new_total_qty, owner=owner)
@@ -529,7 +531,9 @@ def test_apply_rejects_an_unknown_command_code(book):
 def test_a_level_emptied_and_refilled_keeps_price_time_priority(book):
     book.submit("A", "SELL", 101, 5)
     book.submit("B", "SELL", 102, 5)
-    events, _ = book.apply([replace_command("A", 103, 5), replace_command("B", 101, 5), replace_command("A", 101, 5)])
+    events, _ = book.apply(
+        [replace_command("A", 103, 5), replace_command("B", 101, 5), replace_command("A", 101, 5)]
+    )
     assert book.best_ask() == 101
     assert book.depth() == {"bids": [], "asks": [(101, 10, 2)]}
     assert _queue(book, 101) == ["B", "A"]

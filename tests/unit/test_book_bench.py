@@ -116,3 +116,21 @@ def test_apply_gives_the_events_of_the_single_calls_on_the_benchmark_workload():
     assert sum(1 for evs in expected for e in evs if e[0] == "TRADE") > 100
     assert batched.snapshot() == single.snapshot()
     assert batched.depth(10) == single.depth(10)
+
+
+def test_bare_bones_loop_calibration_trades_like_the_full_book():
+    from clearing.bench.match import run_bare_loop
+
+    ops = parse_workload(json.dumps(d) for d in generate_workload(4000, seed=9, resting=300))
+    full = run_workload(ops, batch_size=500)
+    bare = run_bare_loop(ops, batch_size=500)
+    assert full.trades > 50
+    assert (bare.trades, bare.traded_qty) == (full.trades, full.traded_qty)
+
+
+def test_cli_baseline_prints_both_calibration_lines(tmp_path, capsys):
+    workload = tmp_path / "w.jsonl"
+    write_workload(workload, 1500, seed=2, resting=100)
+    assert main(["bench", "match", "--workload", str(workload), "--baseline", "--cpu-time"]) == 0
+    out = capsys.readouterr().out
+    assert "bare-bones book" in out and "bare-bones loop" in out

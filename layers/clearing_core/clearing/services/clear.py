@@ -49,13 +49,9 @@ class ClearTrades:
     def clear_partition(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        fresh, ck_offset, version, _ = self.checkpoints.unapplied(STAGE, records, report)
-        if not fresh:
-            return report
-        refdata = self.refdata.current()
-
+        # decoded before the checkpoint is read: the symbols' clearing states come in the same request
         parsed = []
-        for r in fresh:
+        for r in records:
             try:
                 trade = loads(r.value)
                 symbol = trade["symbol"]
@@ -63,8 +59,14 @@ class ClearTrades:
                 parsed.append((r, trade, symbol, (int(src["offset"]), int(src.get("seq", 0)))))
             except (ValueError, TypeError, KeyError):
                 parsed.append((r, None, None, None))
+        wanted = {keys.clearing_state_key(s) for _, _, s, _ in parsed if s}
+        fresh, ck_offset, version, _, found = self.checkpoints.unapplied_with(STAGE, records, report, wanted)
+        if not fresh:
+            return report
+        refdata = self.refdata.current()
+        if len(fresh) < len(records):
+            parsed = [p for p in parsed if p[0].offset > ck_offset]
         symbols = {s for _, _, s, _ in parsed if s}
-        found = self.store.get_many(keys.STATE, [keys.clearing_state_key(s) for s in symbols])
         marks = {s: found.get(keys.clearing_state_key(s), {}) for s in symbols}
 
         cleared_items, dead_letters, legs_by_offset = [], [], []

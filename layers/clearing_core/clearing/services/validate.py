@@ -113,20 +113,24 @@ class ValidateOrders:
     def _validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        fresh, ck_offset, version, _ = self.checkpoints.unapplied(STAGE, records, report)
+        # Parsed before the checkpoint is read, so that the members' exposure ledger comes in the same
+        # request. Reading the ledger before our claim rather than after it reads the same items: only
+        # an invocation of this partition writes RESERVED, and one that claimed before us is over.
+        parsed = [(r, parse_order(r.value)) for r in records]
+        ledger_keys = {keys.exposure_key(m.member_id, p) for _, m in parsed if not isinstance(m, Rejection)
+                       for p in ("RESERVED", "RELEASED")}
+        fresh, ck_offset, version, _, ledger = self.checkpoints.unapplied_with(STAGE, records, report, ledger_keys)
         if not fresh:
             return report
+        if len(fresh) < len(records):
+            parsed = [(r, m) for r, m in parsed if r.offset > ck_offset]
         refdata = self.refdata.current()
-        parsed = [(r, parse_order(r.value)) for r in fresh]
         members = {m.member_id for _, m in parsed if not isinstance(m, Rejection)}
         cache = self._member_orders(partition, version, members)
         # Claim the partition before any effect: an invocation that dies after writing decisions
         # leaves the version moved on, so every warm cache built before it reloads from the store.
         version = cache.version = self.checkpoints.advance(STAGE, topic, partition, ck_offset, version,
                                                            claimed_by=self.writer)
-        ledger = self.store.get_many(
-            keys.STATE, [keys.exposure_key(m, p) for m in members for p in ("RESERVED", "RELEASED")]
-        )
 
         credit: dict[str, CreditState] = {}
         reserved: dict[str, Decimal] = {}
@@ -310,19 +314,27 @@ class ValidateOrders:
         match_orders re-produced after a crash."""
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        fresh, ck_offset, version, _ = self.checkpoints.unapplied(RELEASE_STAGE, records, report)
+        decoded = []  # decoded before the checkpoint is read: the RELEASED items come in the same request
+        for r in records:
+            try:
+                ev = loads(r.value)
+                decoded.append((r, (ev, ev["member_id"], ev["source"])))
+            except (ValueError, KeyError, TypeError):
+                decoded.append((r, None))
+        wanted = {keys.exposure_key(d[1], "RELEASED") for _, d in decoded if d is not None}
+        fresh, ck_offset, version, _, items = self.checkpoints.unapplied_with(RELEASE_STAGE, records, report, wanted)
         if not fresh:
             return report
         events = []
-        for r in fresh:
-            try:
-                ev = loads(r.value)
-                events.append((r, ev, ev["member_id"], ev["source"]))
-            except (ValueError, KeyError, TypeError):
+        for r, d in decoded:
+            if r.offset <= ck_offset:
+                continue
+            if d is None:
                 report.rejected += 1
                 report.rejected_by_reason["MALFORMED_EVENT"] += 1
+                continue
+            events.append((r, *d))
         members = {m for _, _, m, _ in events}
-        items = self.store.get_many(keys.STATE, [keys.exposure_key(m, "RELEASED") for m in members])
         state = {m: items.get(keys.exposure_key(m, "RELEASED"), {}) for m in members}
         adjustment = {m: Decimal(state[m].get("adjustment", "0")) for m in members}
         marks = {m: dict(state[m].get("watermarks", {})) for m in members}

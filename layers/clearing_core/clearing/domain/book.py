@@ -10,11 +10,12 @@ Data structures (chosen for the hot path, see docs/matching.md):
 - `_orders`: order id -> RestingOrder, O(1) lookup for cancel / replace.
 - `_bids` / `_asks`: price -> level, a level is a dict order id -> RestingOrder in arrival order
   (dicts keep insertion order; removing from the middle is O(1)). A level that empties stays in
-  the dict (so an order moving back to that price finds it without allocating) until the heap of
-  its side is next rebuilt.
-- `_bid_heap` / `_ask_heap`: heaps of level keys (bids stored as -price) with lazy deletion: the
-  key of every non-empty level is in the heap; a key whose level is empty or gone is dropped when
-  it reaches the top. Rebuilt (and empty levels dropped) when stale keys pile up.
+  the dict (an order moving back to that price finds it without allocating) until its key is
+  dropped from the heap.
+- `_bid_heap` / `_ask_heap`: heaps of level keys (bids stored as -price) with lazy deletion: a
+  level is in the dict exactly while its key is in the heap, so resting at an existing price never
+  touches the heap. An empty level is deleted with its key when the key reaches the top, or when
+  the heap is rebuilt (which happens when the heap holds many more keys than there are levels).
 """
 
 from __future__ import annotations
@@ -178,14 +179,12 @@ class OrderBook:
 
     def best_bid(self) -> int | None:
         heap, levels = self._bid_heap, self._bids
-        while heap and not levels.get(-heap[0]):
-            heappop(heap)
+        _drop_empty_top(heap, levels, -1)
         return -heap[0] if heap else None
 
     def best_ask(self) -> int | None:
         heap, levels = self._ask_heap, self._asks
-        while heap and not levels.get(heap[0]):
-            heappop(heap)
+        _drop_empty_top(heap, levels, 1)
         return heap[0] if heap else None
 
     def order(self, order_id: Any) -> dict[str, Any] | None:
@@ -249,8 +248,7 @@ class OrderBook:
             heap = self._ask_heap
             if heap and (price is None or heap[0] <= price):
                 levels = self._asks
-                while heap and not levels.get(heap[0]):
-                    heappop(heap)
+                _drop_empty_top(heap, levels, 1)
                 crosses = heap and (price is None or heap[0] <= price)
             else:
                 crosses = False
@@ -259,8 +257,7 @@ class OrderBook:
             heap = self._bid_heap
             if heap and (price is None or -heap[0] >= price):
                 levels = self._bids
-                while heap and not levels.get(-heap[0]):
-                    heappop(heap)
+                _drop_empty_top(heap, levels, -1)
                 crosses = heap and (price is None or -heap[0] >= price)
             else:
                 crosses = False
@@ -274,7 +271,7 @@ class OrderBook:
             o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
             orders[order_id] = o
             level = (self._bids if side is BUY else self._asks).get(price)
-            if level:
+            if level is not None:
                 level[o] = None
                 o.level = level
             else:
@@ -359,7 +356,7 @@ class OrderBook:
         o.price = new_price
         o.qty = new_qty
         level = own.get(new_price)
-        if level:
+        if level is not None:
             level[o] = None
             o.level = level
         else:
@@ -502,14 +499,12 @@ class OrderBook:
                         o.qty = qty
                         try:
                             level = bids[price]
-                        except KeyError:
-                            level = None
-                        if level:
-                            level[o] = None
-                            o.level = level
-                        else:
+                        except KeyError:  # a new price: open its level
                             open_level(o)
                             bid_top = -bid_heap[0]
+                        else:
+                            level[o] = None
+                            o.level = level
                         append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
                         continue
                 elif bid_top >= price:
@@ -522,14 +517,12 @@ class OrderBook:
                     o.qty = qty
                     try:
                         level = asks[price]
-                    except KeyError:
-                        level = None
-                    if level:
-                        level[o] = None
-                        o.level = level
-                    else:
+                    except KeyError:  # a new price: open its level
                         open_level(o)
                         ask_top = ask_heap[0]
+                    else:
+                        level[o] = None
+                        o.level = level
                     append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
                     continue
             elif code is cancel:  # mirrors `cancel`; `price` holds the reason
@@ -578,14 +571,12 @@ class OrderBook:
                         orders[order_id] = o
                         try:
                             level = bids[price]
-                        except KeyError:
-                            level = None
-                        if level:
-                            level[o] = None
-                            o.level = level
-                        else:
+                        except KeyError:  # a new price: open its level
                             open_level(o)
                             bid_top = -bid_heap[0]
+                        else:
+                            level[o] = None
+                            o.level = level
                         append(("ACCEPTED", order_id, owner, buy, price, q))
                         continue
             elif code is sell_limit:
@@ -626,14 +617,12 @@ class OrderBook:
                         orders[order_id] = o
                         try:
                             level = asks[price]
-                        except KeyError:
-                            level = None
-                        if level:
-                            level[o] = None
-                            o.level = level
-                        else:
+                        except KeyError:  # a new price: open its level
                             open_level(o)
                             ask_top = ask_heap[0]
+                        else:
+                            level[o] = None
+                            o.level = level
                         append(("ACCEPTED", order_id, owner, SELL, price, q))
                         continue
             # General path: whatever the inline paths above did not finish, through the single calls.
@@ -731,25 +720,22 @@ class OrderBook:
     def _rest(self, o: RestingOrder) -> None:
         self._orders[o.order_id] = o
         level = (self._bids if o.side is BUY else self._asks).get(o.price)
-        if level:
+        if level is not None:
             level[o] = None
             o.level = level
         else:
             self._open_level(o)
 
     def _open_level(self, o: RestingOrder) -> None:
-        """Rest `o` at a price whose level is empty or missing: the level's key goes on the heap."""
+        """Rest `o` at a price that has no level yet: open the level and put its key on the heap."""
         price = o.price
         if o.side is BUY:
             levels, heap, key = self._bids, self._bid_heap, -price
         else:
             levels, heap, key = self._asks, self._ask_heap, price
-        level = levels.get(price)
-        if level is None:
-            levels[price] = level = {}
-        level[o] = None
+        levels[price] = level = {o: None}
         o.level = level
-        heappush(heap, key)  # may duplicate a stale key of this price: harmless, dropped lazily
+        heappush(heap, key)
         if o.side is BUY:
             if len(heap) > self._bid_heap_limit:
                 self._rebuild_heap(True)
@@ -824,6 +810,8 @@ class OrderBook:
             level = opposite.get(price)
             if not level:
                 heappop(heap)
+                if level is not None:
+                    del opposite[price]  # an emptied level leaves with its key
                 continue
             if limit_key is not None and key > limit_key:
                 break
@@ -886,6 +874,18 @@ class OrderBook:
 
 def _arrival_of(o: RestingOrder) -> int:
     return o.arrival
+
+
+def _drop_empty_top(heap: list[int], levels: dict, sign: int) -> None:
+    """Pop the keys at the top of `heap` whose level is empty (deleting it) until a live level shows."""
+    while heap:
+        price = heap[0] * sign
+        level = levels.get(price)
+        if level:
+            return
+        heappop(heap)
+        if level is not None:
+            del levels[price]
 
 
 def _levels_in_order(heap: list[int], levels: dict, sign: int, limit: int | None):

@@ -109,6 +109,7 @@ class RestingOrder:
         "stp",
         "owner",
         "level",  # the price level dict the order rests in (None while not resting)
+        "buy",  # side == BUY, the one test the hot replace path makes
     )
 
     def __init__(self, order_id, side, price, qty, filled, arrival, tif, post_only, member, stp, owner):
@@ -124,6 +125,7 @@ class RestingOrder:
         self.stp = stp
         self.owner = owner
         self.level = None
+        self.buy = side == BUY
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -488,7 +490,7 @@ class OrderBook:
                         o.qty = qty
                         append(("REPLACED", order_id, o.owner, price, qty, True, old_price, old_qty))
                         continue
-                elif o.side is buy:
+                elif o.buy:
                     if ask_top <= price:  # may cross
                         pass
                     else:
@@ -559,6 +561,7 @@ class OrderBook:
                         o = new_order(RestingOrder)
                         o.order_id = order_id
                         o.side = buy
+                        o.buy = True
                         o.price = price
                         o.qty = q
                         o.filled = 0
@@ -605,6 +608,7 @@ class OrderBook:
                         o = new_order(RestingOrder)
                         o.order_id = order_id
                         o.side = SELL
+                        o.buy = False
                         o.price = price
                         o.qty = q
                         o.filled = 0

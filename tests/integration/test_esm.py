@@ -54,9 +54,11 @@ def test_records_arrive_in_partition_order_with_lambdas_event_shape(harness_fact
         assert [line["n"] for line in part] == sorted(line["n"] for line in part)
     assert {line["msg_key"] for line in lines} == {f"k{n}" for n in range(60)}
     assert all(line["headers"] == {"origin": "test"} for line in lines)
-    # and batches respect BatchSize, one partition per invocation, table names from the template
+    # and payloads respect BatchSize over all their partitions, may hold several partitions (as
+    # Lambda's do), and the function gets the table names from the template
     invocations = h.invocations()
     assert max(i["size"] for i in invocations) == 7
+    assert max(len(i["keys"]) for i in invocations) > 1
     assert {i["env_table"] for i in invocations} == {h.config.table_prefix + "OrdersTable"}
     (mapping,) = status.mappings
     assert mapping.lag == 0 and mapping.records_done == 60 and mapping.function_errors == 0
@@ -75,6 +77,42 @@ def test_batch_item_failure_commits_up_to_the_failed_offset_and_retries_from_it(
     assert [line["offset"] for line in h.results_lines()] == list(range(10))
     assert [(i["first"], i["size"]) for i in h.invocations()] == [(0, 10), (4, 6)]
     assert mapping.partial_failures == 1 and mapping.onfailure_records == 0 and mapping.lag == 0
+
+
+def test_item_failure_in_a_multi_partition_payload_holds_back_only_its_partition(harness_factory):
+    # Given 5 records on each of 2 partitions, delivered in one payload; partition 0 fails at offset 2 once
+    h = harness_factory(batch_size=10, partitions=2)
+    for n in range(10):
+        h.send(n, partition=n % 2, fail="item" if n == 4 else None)  # n=4: partition 0, offset 2
+    h.flush()
+    with h:
+        h.wait_idle()
+        (mapping,) = h.runtime.status().mappings
+    # Then partition 1 is done by the first invocation, partition 0 up to offset 1, and 0@2.. retried alone
+    first, *rest = h.invocations()
+    assert sorted(first["keys"]) == [f"{h.topic}-0", f"{h.topic}-1"] and first["size"] == 10
+    assert [(i["keys"], i["first"], i["size"]) for i in rest] == [([f"{h.topic}-0"], 2, 3)]
+    for key, part in by_partition(h.results_lines()).items():
+        assert [line["offset"] for line in part] == list(range(5)), key  # each record once, in order
+    assert mapping.partial_failures == 1 and mapping.lag == 0
+
+
+def test_function_error_in_a_multi_partition_payload_retries_each_partition(harness_factory):
+    # Given one payload of 2 partitions whose invocation fails once
+    h = harness_factory(batch_size=10, partitions=2, retries=2, bisect=False)
+    for n in range(10):
+        h.send(n, partition=n % 2, fail="error" if n == 3 else None, times=1)
+    h.flush()
+    with h:
+        h.wait_idle()
+        (mapping,) = h.runtime.status().mappings
+    # Then each partition is invoked again on its own and every record is processed exactly once
+    first, *rest = h.invocations()
+    assert first["size"] == 10 and len(first["keys"]) == 2
+    assert sorted((tuple(i["keys"]), i["size"]) for i in rest) == [((f"{h.topic}-0",), 5), ((f"{h.topic}-1",), 5)]
+    for key, part in by_partition(h.results_lines()).items():
+        assert [line["offset"] for line in part] == list(range(5)), key
+    assert mapping.function_errors == 1 and mapping.onfailure_records == 0 and mapping.lag == 0
 
 
 def test_function_error_is_retried_and_nothing_is_committed_before_success(harness_factory):

@@ -20,36 +20,41 @@ def lambda_handler(event, context):
     results = os.environ["RESULTS_FILE"]
     assert event["eventSource"] == "aws:kafka"
     assert context.get_remaining_time_in_millis() > 0
-    ((batch_key, records),) = event["records"].items()  # one partition per invocation
+    batches = event["records"]  # "topic-partition" -> records; one payload may hold several partitions
     with open(results + ".invocations", "a") as out:
         out.write(
             json.dumps(
                 {
                     "pid": os.getpid(),
-                    "key": batch_key,
-                    "size": len(records),
-                    "first": records[0]["offset"],
+                    "keys": list(batches),
+                    "size": sum(len(records) for records in batches.values()),
+                    "first": next(iter(batches.values()))[0]["offset"],
                     "env_table": os.environ.get("ORDERS_TABLE"),
                 }
             )
             + "\n"
         )
     time.sleep(float(os.environ.get("SLEEP_MS", "0")) / 1000)
-    failed = None
-    for record in records:
-        body = json.loads(base64.b64decode(record["value"]))
-        key = f"{batch_key}@{record['offset']}"
-        if body.get("fail") == "poison":
-            raise RuntimeError(f"poison record {key}")
-        if body.get("fail") in ("error", "item") and SEEN.get(key, 0) < body.get("times", 1):
-            SEEN[key] = SEEN.get(key, 0) + 1
-            if body["fail"] == "error":
-                raise RuntimeError(f"transient failure at {key}")
-            failed = record
-            break
-    done = [r for r in records if failed is None or r["offset"] < failed["offset"]]
+    failures = []
+    done = []
+    for batch_key, records in batches.items():
+        failed = None
+        for record in records:
+            body = json.loads(base64.b64decode(record["value"]))
+            key = f"{batch_key}@{record['offset']}"
+            if body.get("fail") == "poison":
+                raise RuntimeError(f"poison record {key}")
+            if body.get("fail") in ("error", "item") and SEEN.get(key, 0) < body.get("times", 1):
+                SEEN[key] = SEEN.get(key, 0) + 1
+                if body["fail"] == "error":
+                    raise RuntimeError(f"transient failure at {key}")
+                failed = record
+                break
+        if failed is not None:
+            failures.append({"itemIdentifier": {"partition": batch_key, "offset": failed["offset"]}})
+        done += [(batch_key, r) for r in records if failed is None or r["offset"] < failed["offset"]]
     with open(results, "a") as out:
-        for record in done:
+        for batch_key, record in done:
             body = json.loads(base64.b64decode(record["value"]))
             headers = {k: bytes(v).decode() for h in record["headers"] for k, v in h.items()}
             out.write(
@@ -64,6 +69,4 @@ def lambda_handler(event, context):
                 )
                 + "\n"
             )
-    if failed is None:
-        return {"batchItemFailures": []}
-    return {"batchItemFailures": [{"itemIdentifier": {"partition": batch_key, "offset": failed["offset"]}}]}
+    return {"batchItemFailures": failures}

@@ -166,7 +166,8 @@ class WorkerStats:
 @dataclass
 class Outcome:
     ok: bool
-    failed_offset: int | None = None  # ReportBatchItemFailures: lowest failed offset
+    failed_offset: int | None = None  # ReportBatchItemFailures: lowest failed offset (one partition)
+    failed_offsets: dict[str, int] | None = None  # the same per "topic-N" of a multi-partition batch
     error_type: str | None = None
     error_message: str | None = None
 
@@ -206,6 +207,7 @@ class MappingWorker:
         self.consumer.assign(self.tps)
         self._seek_to_start()
         self.buffers: dict[Any, deque] = {tp: deque() for tp in self.tps}
+        self._first_served = 0  # take_batch's rotating start
 
     # ------------------------------------------------------------ offsets
     def _seek_to_start(self) -> None:
@@ -251,16 +253,10 @@ class MappingWorker:
                 log.warning("supervisor exited; worker %s stops", self.spec.worker_id)
                 break
             self.poll_batches()
-            delivered = False
-            for tp in self.tps:
-                if self.stop_requested:
-                    break
-                buffer = self.buffers[tp]
-                if buffer:
-                    batch = [buffer.popleft() for _ in range(min(len(buffer), self.mapping.batch_size))]
-                    self.deliver(tp, batch, attempts=0)
-                    delivered = True
-            self.write_state(force=delivered)
+            batch = self.take_batch()
+            if batch:
+                self.deliver_together(batch)
+            self.write_state(force=bool(batch))
         self.write_state(force=True)
         self.consumer.close()
         if self._producer is not None:
@@ -294,6 +290,57 @@ class MappingWorker:
         return count
 
     # ------------------------------------------------------------ delivery
+    def take_batch(self) -> dict:
+        """Up to BatchSize records over every partition that has some: one Lambda payload may hold
+        several partitions (records keyed "topic-partition"), each in offset order. The first
+        partition served rotates so that a busy one cannot starve the others."""
+        batch: dict[Any, list] = {}
+        room = self.mapping.batch_size
+        count = len(self.tps)
+        for i in range(count):
+            tp = self.tps[(self._first_served + i) % count]
+            take = min(len(self.buffers[tp]), room)
+            if take:
+                buffer = self.buffers[tp]
+                batch[tp] = [buffer.popleft() for _ in range(take)]
+                room -= take
+            if room == 0:
+                break
+        self._first_served = (self._first_served + 1) % max(count, 1)
+        return batch
+
+    def deliver_together(self, batch: dict) -> None:
+        """One invocation for the partitions of `batch`; each is committed on success. After a failure
+        every partition goes its own way through `deliver` (retries with backoff, bisect, on-failure
+        destination), the failed invocation counted as its first attempt; with ReportBatchItemFailures
+        a partition the response does not name is done, and a named one is committed up to its
+        failed offset, as Lambda does."""
+        if len(batch) == 1:
+            ((tp, records),) = batch.items()
+            self.deliver(tp, records, attempts=0)
+            return
+        if self.stop_requested:
+            return  # not committed: the next worker starts again from the committed offsets
+        outcome = self.invoke([r for records in batch.values() for r in records])
+        if outcome.ok:
+            for tp, records in batch.items():
+                self._commit(tp, records[-1].offset + 1)
+                self.stats.records_done += len(records)
+            return
+        if outcome.failed_offsets is None:
+            self._sleep(self.config.retry_backoff_s)
+        for tp, records in batch.items():
+            if outcome.failed_offsets is not None:
+                failed = outcome.failed_offsets.get(self._key(tp))
+                done = [r for r in records if failed is None or r.offset < failed]
+                if done:
+                    self._commit(tp, done[-1].offset + 1)
+                    self.stats.records_done += len(done)
+                records = records[len(done):]
+                if not records:
+                    continue
+            self.deliver(tp, records, attempts=1)
+
     def deliver(self, tp, records: list, attempts: int) -> None:
         """Process one partition batch until it is done or gone to the on-failure destination."""
         pending = records
@@ -360,28 +407,30 @@ class MappingWorker:
         failures = (response or {}).get("batchItemFailures") if isinstance(response, dict) else None
         if not failures:
             return Outcome(ok=True)
-        offsets = {r.offset for r in records}
-        key = f"{records[0].topic}-{records[0].partition}"
-        failed = []
+        offsets: dict[str, set[int]] = {}
+        for r in records:
+            offsets.setdefault(f"{r.topic}-{r.partition}", set()).add(r.offset)
+        failed: dict[str, int] = {}
         for failure in failures:
             ident = (failure or {}).get("itemIdentifier") if isinstance(failure, dict) else None
             if (
                 not isinstance(ident, dict)
-                or ident.get("partition") != key
-                or ident.get("offset") not in offsets
+                or ident.get("offset") not in offsets.get(ident.get("partition"), ())
             ):
                 # An identifier Lambda cannot match fails the whole batch.
                 self.stats.function_errors += 1
                 return Outcome(
                     ok=False, error_type="InvalidBatchItemFailure", error_message=json.dumps(failure)
                 )
-            failed.append(int(ident["offset"]))
+            key, offset = ident["partition"], int(ident["offset"])
+            failed[key] = min(offset, failed.get(key, offset))
         self.stats.partial_failures += 1
         return Outcome(
             ok=False,
-            failed_offset=min(failed),
+            failed_offset=min(failed.values()) if len(failed) == 1 else None,
+            failed_offsets=failed,
             error_type="BatchItemFailure",
-            error_message=f"failed offsets {sorted(failed)}",
+            error_message=f"failed offsets {sorted(failed.items())}",
         )
 
     # ------------------------------------------------------------ on-failure destination

@@ -21,7 +21,6 @@ Data structures (chosen for the hot path, see docs/matching.md):
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
-from itertools import accumulate
 from typing import Any
 
 from clearing.domain.book_events import (
@@ -449,9 +448,10 @@ class OrderBook:
         """
         events: list[Event] = []
         append = events.append
-        # Events per command. The inline paths emit exactly one event and do not touch this list;
-        # a path that emits any other number stores it at index len(events before) - extra.
-        counts = [1] * len(commands)
+        # The inline paths emit exactly one event per command and record nothing; a path that
+        # emits any other number k records (command index, k), the index being
+        # len(events before it) - extra. `ends` is built from these after the loop.
+        multi: list[tuple[int, int]] = []
         extra = 0  # events emitted so far beyond one per command
         orders = self._orders
         bids = self._bids
@@ -548,7 +548,7 @@ class OrderBook:
                         if remaining > 0:
                             append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
                         k = len(events) - before
-                        counts[before - extra] = k
+                        multi.append((before - extra, k))
                         extra += k - 1
                         continue
                 else:
@@ -595,7 +595,7 @@ class OrderBook:
                         if remaining > 0:
                             append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
                         k = len(events) - before
-                        counts[before - extra] = k
+                        multi.append((before - extra, k))
                         extra += k - 1
                         continue
                 else:
@@ -637,10 +637,10 @@ class OrderBook:
             ask_top = ask_heap[0] if ask_heap else _INF
             bid_top = -bid_heap[0] if bid_heap else _NEG_INF
             k = len(events) - before
-            counts[before - extra] = k
+            multi.append((before - extra, k))
             extra += k - 1
         self._arrival = arrival
-        return events, list(accumulate(counts))
+        return events, _ends(len(commands), multi, len(events))
 
     def _apply_one(self, code: int, order_id: Any, price: Any, qty: Any) -> list[Event]:
         """One command through the single-call methods (the general path of `apply`)."""
@@ -878,6 +878,30 @@ class OrderBook:
 
 def _arrival_of(o: RestingOrder) -> int:
     return o.arrival
+
+
+# _POSITIONS[k] == k: shared int objects that `_ends` slices instead of allocating new ints.
+_POSITIONS: list[int] = list(range(4096))
+
+
+def _ends(n: int, multi: list[tuple[int, int]], total: int) -> list[int]:
+    """`ends` of `apply` for n commands emitting `total` events: one each except `multi` (index, count)."""
+    positions = _POSITIONS
+    if len(positions) <= total:
+        positions.extend(range(len(positions), 2 * total + 1))
+    if not multi:
+        return positions[1 : n + 1]
+    ends: list[int] = []
+    extend = ends.extend
+    start = 0  # first command of the current run of one-event commands
+    shift = 1  # inside that run, ends[i] = i + shift
+    for i, k in multi:
+        extend(positions[start + shift : i + shift])
+        shift += k - 1
+        ends.append(positions[i + shift])
+        start = i + 1
+    extend(positions[start + shift : n + shift])
+    return ends
 
 
 def _drop_empty_top(heap: list[int], levels: dict, sign: int) -> None:

@@ -805,7 +805,7 @@ class OrderBook:
             heap, opposite, sign = self._ask_heap, self._asks, 1
         else:
             heap, opposite, sign = self._bid_heap, self._bids, -1
-        limit_key = limit * sign if limit is not None else None
+        limit_key = limit * sign if limit is not None else _INF  # a market order has no limit
         stp_on = stp is not None and member is not None
         stopped = False
         while remaining and heap:
@@ -817,7 +817,7 @@ class OrderBook:
                 if level is not None:
                     del opposite[price]  # an emptied level leaves with its key
                 continue
-            if limit_key is not None and key > limit_key:
+            if key > limit_key:
                 break
             done = []  # makers that leave the level (filled or STP-cancelled)
             for m in level:
@@ -831,36 +831,30 @@ class OrderBook:
                     stopped = True
                     break
                 mq = m.qty
-                if mq <= remaining:
-                    q = mq
-                    remaining -= q
-                    m.qty = 0
-                    m.filled += q
-                    done.append(m)
-                    del orders[m.order_id]
-                    filled += q
-                    append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, remaining, 0))
-                    append((FILLED, m.order_id, m.owner, m.filled, 0, price, q))
-                else:
+                maker_id = m.order_id
+                maker_owner = m.owner
+                if mq > remaining:  # the maker keeps a remainder; the taker is done
                     q = remaining
-                    remaining = 0
-                    m.qty = mq = mq - q
-                    m.filled += q
                     filled += q
-                    append((TRADE, taker_id, taker_owner, m.order_id, m.owner, price, q, side, 0, mq))
-                    append((PARTIALLY_FILLED, m.order_id, m.owner, m.filled, mq, price, q))
-                append(
-                    (
-                        FILLED if not remaining else PARTIALLY_FILLED,
-                        taker_id,
-                        taker_owner,
-                        filled,
-                        remaining,
-                        price,
-                        q,
-                    )
-                )
-                if not remaining:
+                    m.qty = mq = mq - q
+                    m.filled = maker_filled = m.filled + q
+                    append((TRADE, taker_id, taker_owner, maker_id, maker_owner, price, q, side, 0, mq))
+                    append((PARTIALLY_FILLED, maker_id, maker_owner, maker_filled, mq, price, q))
+                    append((FILLED, taker_id, taker_owner, filled, 0, price, q))
+                    remaining = 0
+                    break
+                remaining -= mq
+                filled += mq
+                m.qty = 0
+                m.filled = maker_filled = m.filled + mq
+                done.append(m)
+                del orders[maker_id]
+                append((TRADE, taker_id, taker_owner, maker_id, maker_owner, price, mq, side, remaining, 0))
+                append((FILLED, maker_id, maker_owner, maker_filled, 0, price, mq))
+                if remaining:
+                    append((PARTIALLY_FILLED, taker_id, taker_owner, filled, remaining, price, mq))
+                else:
+                    append((FILLED, taker_id, taker_owner, filled, 0, price, mq))
                     break
             if len(done) == len(level):
                 del opposite[price]

@@ -537,3 +537,15 @@ def test_a_level_emptied_and_refilled_keeps_price_time_priority(book):
     assert book.best_ask() == 101
     assert book.depth() == {"bids": [], "asks": [(101, 10, 2)]}
     assert _queue(book, 101) == ["B", "A"]
+
+
+def test_levels_that_empty_do_not_pile_up_and_the_best_price_stays_right(book):
+    """Emptied levels stay until their heap key is dropped; heap rebuilds drop the rest (memory bounded)."""
+    for i in range(400):  # each order visits a fresh price, leaving an empty level behind
+        book.apply([submit_command(f"B{i}", "BUY", 1000 - i, 1), cancel_command(f"B{i}")])
+        book.apply([submit_command(f"S{i}", "SELL", 2000 + i, 1)])
+        book.apply([replace_command(f"S{i}", 3000 + i, 1), cancel_command(f"S{i}")])
+    book.submit("LAST", "BUY", 500, 3)
+    assert book.best_bid() == 500 and book.best_ask() is None
+    assert book.depth() == {"bids": [(500, 3, 1)], "asks": []}
+    assert len(book._bids) + len(book._asks) < 200  # internal: empty levels were dropped

@@ -8,8 +8,9 @@ snapshot, so snapshot -> restore -> continue gives exactly the events of an unin
 
 Data structures (chosen for the hot path, see docs/matching.md):
 - `_orders`: order id -> RestingOrder, O(1) lookup for cancel / replace.
-- `_bids` / `_asks`: price -> level, a level is a dict order id -> RestingOrder in arrival order
-  (dicts keep insertion order; removing from the middle is O(1)). A level that empties stays in
+- `_bids` / `_asks`: price -> level, a level is a dict whose keys are its RestingOrders in arrival
+  order (values unused; dicts keep insertion order, removing from the middle is O(1), and an order
+  hashes by identity, so level look-ups never compare keys). A level that empties stays in
   the dict (an order moving back to that price finds it without allocating) until its key is
   dropped from the heap.
 - `_bid_heap` / `_ask_heap`: heaps of level keys (bids stored as -price) with lazy deletion: a
@@ -164,8 +165,8 @@ class OrderBook:
     def __init__(self, symbol: str):
         self.symbol = symbol
         self._orders: dict[Any, RestingOrder] = {}
-        self._bids: dict[int, dict[Any, RestingOrder]] = {}
-        self._asks: dict[int, dict[Any, RestingOrder]] = {}
+        self._bids: dict[int, dict[RestingOrder, None]] = {}
+        self._asks: dict[int, dict[RestingOrder, None]] = {}
         self._bid_heap: list[int] = []  # -price
         self._ask_heap: list[int] = []  # price
         self._arrival = 0

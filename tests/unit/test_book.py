@@ -549,3 +549,20 @@ def test_levels_that_empty_do_not_pile_up_and_the_best_price_stays_right(book):
     assert book.best_bid() == 500 and book.best_ask() is None
     assert book.depth() == {"bids": [(500, 3, 1)], "asks": []}
     assert len(book._bids) + len(book._asks) < 200  # internal: empty levels were dropped
+
+
+def test_apply_bounds_are_right_for_batches_past_the_shared_position_list():
+    from clearing.domain import book as book_module
+
+    small, big = OrderBook("A"), OrderBook("A")
+    commands = [submit_command(i, "SELL", 100 + i % 7, 1) for i in range(3000)]
+    commands += [submit_command(10_000, "BUY", 110, 5000, tif="IOC")]
+    limit, positions = book_module._POSITIONS_LIMIT, book_module._POSITIONS
+    book_module._POSITIONS_LIMIT, book_module._POSITIONS = 1000, list(range(10))  # force the fallback
+    try:
+        events_a, ends_a = small.apply(commands)
+    finally:
+        book_module._POSITIONS_LIMIT, book_module._POSITIONS = limit, positions
+    events_b, ends_b = big.apply(commands)
+    assert events_a == events_b and ends_a == ends_b
+    assert ends_b[-1] == len(events_b) and ends_b[:3] == [1, 2, 3]

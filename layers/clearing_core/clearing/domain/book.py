@@ -22,6 +22,7 @@ Data structures (chosen for the hot path, see docs/matching.md):
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
+from itertools import accumulate
 from typing import Any
 
 from clearing.domain.book_events import (
@@ -875,15 +876,23 @@ def _arrival_of(o: RestingOrder) -> int:
     return o.arrival
 
 
-# _POSITIONS[k] == k: shared int objects that `_ends` slices instead of allocating new ints.
+# _POSITIONS[k] == k: shared int objects that `_ends` slices instead of allocating new ints. Grown
+# by replacing the list (never in place), so concurrent readers always see a consistent one.
 _POSITIONS: list[int] = list(range(4096))
+_POSITIONS_LIMIT = 1 << 16  # bigger batches build `ends` with accumulate (bounded memory)
 
 
 def _ends(n: int, multi: list[tuple[int, int]], total: int) -> list[int]:
     """`ends` of `apply` for n commands emitting `total` events: one each except `multi` (index, count)."""
+    global _POSITIONS
     positions = _POSITIONS
     if len(positions) <= total:
-        positions.extend(range(len(positions), 2 * total + 1))
+        if total >= _POSITIONS_LIMIT:
+            counts = [1] * n
+            for i, k in multi:
+                counts[i] = k
+            return list(accumulate(counts))
+        _POSITIONS = positions = list(range(min(2 * total + 1, _POSITIONS_LIMIT + 1)))
     if not multi:
         return positions[1 : n + 1]
     ends: list[int] = []

@@ -59,6 +59,30 @@ def _install_fast_reads() -> None:
     dynamo_responses.DynamoResult.execute_result = execute_result
 
 
+def _install_per_request_caches() -> None:
+    """Two per-request costs of moto that do not depend on the request (measured in-process: 0.5 ms
+    and 0.2 ms of a 1.2 ms PutItem): the handler's method names, listed with inspect.getmembers on
+    every call, and a 52-character request id drawn one random.choice at a time."""
+    import functools
+    import uuid as uuid_module
+
+    from moto.core import responses as core_responses
+    from moto.utilities import aws_headers
+
+    core_responses.method_names_from_class = functools.lru_cache(maxsize=None)(
+        core_responses.method_names_from_class
+    )
+
+    def request_id(headerdict=None):
+        req_id = uuid_module.uuid4().hex + uuid_module.uuid4().hex[:20]  # 52 characters, like moto's
+        if isinstance(headerdict, dict):
+            headerdict["x-amzn-requestid"] = req_id
+        return req_id
+
+    core_responses.gen_amzn_requestid_long = request_id
+    aws_headers.gen_amzn_requestid_long = request_id
+
+
 def dynamodb_app():
     """WSGI app: DynamoDB calls straight to moto's DynamoHandler, anything else to moto's full app."""
     from botocore.exceptions import ClientError
@@ -96,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     moto_table.RESULT_SIZE_LIMIT = int(os.environ.get("CLEARING_MOTO_PAGE_BYTES", 32 * 1024 * 1024))
     if os.environ.get("CLEARING_MOTO_FAST_READS", "1") != "0":
         _install_fast_reads()
+        _install_per_request_caches()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # connection_limit: every worker's botocore pool keeps its connections open (keep-alive)
     serve(dynamodb_app(), host=args.host, port=args.port, threads=args.threads, connection_limit=1000,

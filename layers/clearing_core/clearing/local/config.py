@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clearing.template_model import find_template
 
-DEFAULT_PARTITIONS = 3
+DEFAULT_PARTITIONS = 1  # see docs/local-runtime.md "Configuration": more only adds per-partition work locally
 ONFAILURE_TOPIC = "esm.onfailure"
 
 

@@ -62,25 +62,8 @@ class ProxyClient:
 
     def submit(self, request: dict) -> GatewayResponse:
         """Send one request frame, return the proxy's answer (UNAVAILABLE raises)."""
-        reused = self._sock is not None
-        try:
-            response = self._round_trip(request)
-        except (OSError, FrameError) as exc:
-            self.close()
-            if not reused:
-                raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {exc!r}") from exc
-            try:  # stale keep-alive connection: one fresh attempt
-                response = self._round_trip(request)
-            except (OSError, FrameError) as retry_exc:
-                self.close()
-                raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {retry_exc!r}") from retry_exc
-        if response.status is GatewayStatus.UNAVAILABLE:
-            raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
-        if response.request_id is not None and response.request_id != request.get("request_id"):
-            self.close()
-            raise ProxyUnavailableError(
-                f"answer for {response.request_id}, expected {request.get('request_id')}"
-            )
+        response = self._with_one_retry(lambda: self._round_trip(request))
+        self._check(request, response)
         return response
 
     def submit_many(self, requests: list[dict]) -> list[GatewayResponse]:
@@ -91,28 +74,35 @@ class ProxyClient:
         later request of the call reaches the exchange before it) and that raises, like `submit`."""
         if not requests:
             return []
+        # A retry on a fresh connection resends every request: those already sent come back DUPLICATE.
+        responses = self._with_one_retry(lambda: self._pipelined(requests))
+        for request, response in zip(requests, responses, strict=False):
+            self._check(request, response)
+        return responses
+
+    def _with_one_retry(self, exchange):
+        """Run `exchange` on the kept connection; a failure on a reused one (the NLB closes idle flows)
+        gets one fresh attempt, which is safe because the proxy is idempotent by request id."""
         reused = self._sock is not None
         try:
-            responses = self._pipelined(requests)
+            return exchange()
         except (OSError, FrameError) as exc:
             self.close()
             if not reused:
                 raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {exc!r}") from exc
-            try:  # stale keep-alive connection: one fresh attempt (answered requests come back DUPLICATE)
-                responses = self._pipelined(requests)
+            try:
+                return exchange()
             except (OSError, FrameError) as retry_exc:
                 self.close()
                 raise ProxyUnavailableError(f"proxy {self.host}:{self.port}: {retry_exc!r}") from retry_exc
-        for request, response in zip(requests, responses, strict=False):
-            if response.status is GatewayStatus.UNAVAILABLE:
-                self.close()
-                raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
-            if response.request_id is not None and response.request_id != request.get("request_id"):
-                self.close()
-                raise ProxyUnavailableError(
-                    f"answer for {response.request_id}, expected {request.get('request_id')}"
-                )
-        return responses
+
+    def _check(self, request: dict, response: GatewayResponse) -> None:
+        if response.status is GatewayStatus.UNAVAILABLE:
+            self.close()  # the proxy closes a connection after UNAVAILABLE
+            raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
+        if response.request_id is not None and response.request_id != request.get("request_id"):
+            self.close()
+            raise ProxyUnavailableError(f"answer for {response.request_id}, expected {request.get('request_id')}")
 
     def _pipelined(self, requests: list[dict]) -> list[GatewayResponse]:
         sock = self._connection()

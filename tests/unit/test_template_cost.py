@@ -74,3 +74,17 @@ def test_cli_json_matches_the_model(capsys):
         "nlb",
         "fargate_proxy",
     }
+
+
+def test_batches_are_self_clocked_without_a_window_and_filled_by_one():
+    from clearing.cost import effective_batch
+
+    # 2,083 records/s on a partition, 60 ms per invocation + 0.15 ms per record, no window:
+    # what arrives during one invocation is the next batch, B = r t0 / (1 - r tr)
+    assert abs(effective_batch(2083, 0.0, 1000, 60, 0.15) - 2083 * 0.06 / (1 - 2083 * 0.00015)) < 1e-9
+    assert effective_batch(2083, 1.0, 1000, 60, 0.15) == 1000  # the 1 s window fills the batch
+    assert effective_batch(10_000, 0.0, 1000, 60, 0.15) == 1000  # cannot keep up: full batches
+    assert effective_batch(0.5, 0.0, 1000, 60, 0.15) == 1.0  # quiet: one record per invocation
+    no_window = estimate(Workload(5_000))
+    window = estimate(Workload(5_000, batching_window_s=1.0))
+    assert no_window.total_monthly_usd > window.total_monthly_usd  # latency costs invocations at low rates

@@ -56,6 +56,19 @@ def default_stages(trades_per_order: float, exchange_orders_per_order: float) ->
     )
 
 
+def effective_batch(records_per_partition_s: float, window_s: float, batch_size: int,
+                    overhead_ms: float, ms_per_record: float) -> float:
+    """Records per invocation on one partition (docs/scaling.md, "Latency"). A partition has one
+    invocation at a time, so what arrives while one runs is the next batch: B = r x t_batch, i.e.
+    B = r x t_overhead / (1 - r x t_record) (self-clocked; the stage cannot keep up when r x t_record
+    >= 1, then batches are full). The window makes the poller wait up to `window_s` for more. Capped
+    at BatchSize, at least one record."""
+    r = records_per_partition_s
+    t0, tr = overhead_ms / 1000, ms_per_record / 1000
+    self_clocked = batch_size if r * tr >= 1 else r * t0 / (1 - r * tr)
+    return max(1.0, min(float(batch_size), max(self_clocked, r * window_s)))
+
+
 @dataclass(frozen=True, slots=True)
 class Workload:
     """What drives the cost. Rates are during trading hours; fixed costs run all month."""
@@ -71,7 +84,7 @@ class Workload:
     trading_hours_per_month: float = 136.5  # 6.5 h x 21 days
     partitions: int = 48
     batch_size: int = 1000
-    batching_window_s: float = 1.0
+    batching_window_s: float = 0.0  # template.yaml's BatchingWindowSeconds default
     batch_overhead_ms: float = 60.0  # checkpoint read + write, snapshot load per batch
     kafka_mappings: int = 6
     pollers_per_mapping_min: int = 1
@@ -134,8 +147,8 @@ def estimate(workload: Workload, prices: Prices | None = None) -> CostEstimate:
     invocations_per_second = 0.0
     for stage in w.resolved_stages():
         records_s = w.orders_per_second * stage.records_per_order
-        # a batch closes when full or when the window ends; records spread over the partitions
-        batch = max(1.0, min(w.batch_size, records_s * w.batching_window_s / max(1, w.partitions)))
+        batch = effective_batch(records_s / max(1, w.partitions), w.batching_window_s, w.batch_size,
+                                w.batch_overhead_ms, stage.ms_per_record)
         ms_per_record = stage.ms_per_record + w.batch_overhead_ms / batch
         gb_seconds_per_order += stage.memory_gb * stage.records_per_order * ms_per_record / 1000
         invocations_per_second += records_s / batch if records_s else 0.0

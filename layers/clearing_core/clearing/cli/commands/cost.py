@@ -48,6 +48,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--partitions", type=int, default=DEFAULTS.partitions)
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument("--window", type=float, default=DEFAULTS.batching_window_s,
+                        help="MaximumBatchingWindowInSeconds (template default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         trading_hours_per_month=args.trading_hours,
         partitions=args.partitions,
         batch_size=args.batch_size,
+        batching_window_s=args.window,
     )
     result = estimate(workload)
     if args.json:

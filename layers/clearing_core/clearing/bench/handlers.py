@@ -117,14 +117,13 @@ def _moto_store(endpoint: str | None):
 
     proc = None
     if endpoint is None:
-        import shutil
         import subprocess
 
+        from clearing.local.dynamodb import moto_argv
         from clearing.local.processes import free_port, wait_for_port
 
-        port = free_port()
-        proc = subprocess.Popen([shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = free_port()  # the same moto launcher as `clearing up` (docs/local-runtime.md)
+        proc = subprocess.Popen(moto_argv("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port("127.0.0.1", port, 30, proc)
         endpoint = f"http://127.0.0.1:{port}"
     from clearing.adapters.dynamodb import dynamodb_client
@@ -145,7 +144,7 @@ def register_bench(bench_sub) -> None:
     parser.add_argument("--moto-orders", type=int, default=5_000, help="orders in the moto_server run (0: skip)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dynamodb-endpoint", default=None, help="use this DynamoDB endpoint instead of a new moto_server")
+    parser.add_argument("--dynamodb-endpoint", default=None, help="use this DynamoDB endpoint instead of starting local moto")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
 

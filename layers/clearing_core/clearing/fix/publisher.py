@@ -24,15 +24,13 @@ class ExecutionPublisher(Protocol):
 
     async def flush(self) -> None: ...
 
-    async def publish(self, key: str, value: dict[str, Any]) -> None: ...  # submit + flush
-
     async def close(self) -> None: ...
 
 
 class InMemoryExecutionPublisher:
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
-        self.fail_next = 0  # tests: make the next N publishes fail like a broker outage
+        self.fail_next = 0  # tests: make the next N submits fail like a broker outage
 
     def submit(self, key: str, value: dict[str, Any]) -> None:
         if self.fail_next > 0:
@@ -42,9 +40,6 @@ class InMemoryExecutionPublisher:
 
     async def flush(self) -> None:
         return None
-
-    async def publish(self, key: str, value: dict[str, Any]) -> None:
-        self.submit(key, value)
 
     async def close(self) -> None:
         return None
@@ -61,9 +56,6 @@ class LogExecutionPublisher:
 
     async def flush(self) -> None:
         return None
-
-    async def publish(self, key: str, value: dict[str, Any]) -> None:
-        self.submit(key, value)
 
     async def close(self) -> None:
         return None
@@ -107,10 +99,6 @@ class KafkaExecutionPublisher:
         futures, self._in_flight = self._in_flight, []
         if futures:
             await asyncio.get_running_loop().run_in_executor(None, self._wait_durable, futures)
-
-    async def publish(self, key: str, value: dict[str, Any]) -> None:
-        self.submit(key, value)
-        await self.flush()
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

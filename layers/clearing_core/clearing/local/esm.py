@@ -166,8 +166,7 @@ class WorkerStats:
 @dataclass
 class Outcome:
     ok: bool
-    failed_offset: int | None = None  # ReportBatchItemFailures: lowest failed offset (one partition)
-    failed_offsets: dict[str, int] | None = None  # the same per "topic-N" of a multi-partition batch
+    failed_offsets: dict[str, int] | None = None  # ReportBatchItemFailures: "topic-N" -> lowest failed offset
     error_type: str | None = None
     error_message: str | None = None
 
@@ -331,15 +330,18 @@ class MappingWorker:
             self._sleep(self.config.retry_backoff_s)
         for tp, records in batch.items():
             if outcome.failed_offsets is not None:
-                failed = outcome.failed_offsets.get(self._key(tp))
-                done = [r for r in records if failed is None or r.offset < failed]
-                if done:
-                    self._commit(tp, done[-1].offset + 1)
-                    self.stats.records_done += len(done)
-                records = records[len(done):]
+                records = self._commit_before(tp, records, outcome.failed_offsets.get(self._key(tp)))
                 if not records:
                     continue
             self.deliver(tp, records, attempts=1)
+
+    def _commit_before(self, tp, records: list, failed: int | None) -> list:
+        """Commit the records before the failed offset (all of them when None); return the rest."""
+        done = [r for r in records if failed is None or r.offset < failed]
+        if done:
+            self._commit(tp, failed if failed is not None else done[-1].offset + 1)
+            self.stats.records_done += len(done)
+        return records[len(done):]
 
     def deliver(self, tp, records: list, attempts: int) -> None:
         """Process one partition batch until it is done or gone to the on-failure destination."""
@@ -352,12 +354,8 @@ class MappingWorker:
                 self._commit(tp, pending[-1].offset + 1)
                 self.stats.records_done += len(pending)
                 return
-            if outcome.failed_offset is not None:
-                done = [r for r in pending if r.offset < outcome.failed_offset]
-                if done:
-                    self._commit(tp, outcome.failed_offset)
-                    self.stats.records_done += len(done)
-                pending = [r for r in pending if r.offset >= outcome.failed_offset]
+            if outcome.failed_offsets is not None:  # names this partition, the only one invoked
+                pending = self._commit_before(tp, pending, outcome.failed_offsets[self._key(tp)])
             elif self.mapping.bisect_on_error and len(pending) > 1:
                 self.stats.bisections += 1
                 half = len(pending) // 2
@@ -427,7 +425,6 @@ class MappingWorker:
         self.stats.partial_failures += 1
         return Outcome(
             ok=False,
-            failed_offset=min(failed.values()) if len(failed) == 1 else None,
             failed_offsets=failed,
             error_type="BatchItemFailure",
             error_message=f"failed offsets {sorted(failed.items())}",
@@ -452,7 +449,7 @@ class MappingWorker:
             "responseContext": {
                 "statusCode": 200,
                 "executedVersion": "$LATEST",
-                "functionError": "Unhandled" if outcome.failed_offset is None else "BatchItemFailure",
+                "functionError": "Unhandled" if outcome.failed_offsets is None else "BatchItemFailure",
             },
             "KafkaBatchInfo": {
                 "mappingId": self.mapping.mapping_id,

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     moto_table.RESULT_SIZE_LIMIT = int(os.environ.get("CLEARING_MOTO_PAGE_BYTES", 32 * 1024 * 1024))
     if os.environ.get("CLEARING_MOTO_FAST_READS", "1") != "0":
         _install_fast_reads()
-        _install_per_request_caches()
+    _install_per_request_caches()  # answers unchanged: only constants moto recomputed per call
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # connection_limit: every worker's botocore pool keeps its connections open (keep-alive)
     serve(dynamodb_app(), host=args.host, port=args.port, threads=args.threads, connection_limit=1000,

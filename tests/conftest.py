@@ -24,6 +24,18 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
+def venv_tool(name: str) -> str:
+    """A console script of the venv running the tests (sam, cfn-lint, clearing): never one found on PATH,
+    which may belong to another Python. Missing is a failure: the lock installs every tool."""
+    import sys
+
+    tool = Path(sys.executable).parent / name
+    assert tool.exists(), (
+        f"{name} is not installed in {tool.parent}: install from the lock (make install-dev)"
+    )
+    return str(tool)
+
+
 def free_port() -> int:
     """An unused TCP port on 127.0.0.1."""
     return _free_port()

@@ -14,7 +14,16 @@ def lambda_handler(event, context, store=None):
     store = store or bootstrap.job_store()
     result = run_margin(store, CachedReferenceData(store, ttl_seconds=0).current())
     metrics.add_metric(name="MarginCalls", unit=MetricUnit.Count, value=len(result["margin_calls"]))
-    logger.info("margin run", extra={"run_id": result["run_id"], "members": len(result["requirements"]),
-                                     "margin_calls": len(result["margin_calls"])})
-    return {"run_id": result["run_id"], "members": len(result["requirements"]),
-            "margin_calls": result["margin_calls"]}
+    logger.info(
+        "margin run",
+        extra={
+            "run_id": result["run_id"],
+            "members": len(result["requirements"]),
+            "margin_calls": len(result["margin_calls"]),
+        },
+    )
+    return {
+        "run_id": result["run_id"],
+        "members": len(result["requirements"]),
+        "margin_calls": result["margin_calls"],
+    }

@@ -34,6 +34,8 @@ def lambda_handler(event, context, store=None, out_dir=None, s3=None):
             uploaded.append(f"s3://{settings.settlement_bucket}/{key}")
         result["files"] = {"s3": uploaded}
     metrics.add_metric(name="SettlementInstructions", unit=MetricUnit.Count, value=result["instructions"])
-    logger.info("settlement instructions written", extra={"settlement_date": day, "instructions": result["instructions"],
-                                                          "files": result["files"]})
+    logger.info(
+        "settlement instructions written",
+        extra={"settlement_date": day, "instructions": result["instructions"], "files": result["files"]},
+    )
     return {k: v for k, v in result.items() if k != "rows"}

@@ -23,18 +23,23 @@ STREAM_FUNCTIONS = ["ValidateOrdersFunction", "MatchOrdersFunction", "ClearTrade
 
 def config(tmp_path, name: str) -> RuntimeConfig:
     return RuntimeConfig(
-        state_dir=tmp_path / name, broker_port=free_port(), moto_port=free_port(), functions=STREAM_FUNCTIONS,
+        state_dir=tmp_path / name,
+        broker_port=free_port(),
+        moto_port=free_port(),
+        functions=STREAM_FUNCTIONS,
         # one orders.new partition: the interleaving of members into each book is then the same in
         # every run, so two runs can be compared item by item
-        topic_partitions={"orders.new": 1}, batching_window_cap_s=0.05,
+        topic_partitions={"orders.new": 1},
+        batching_window_cap_s=0.05,
     )
 
 
 def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
     from clearing.local.demo import run_demo
 
-    summary = run_demo(3000, rate=0, seed=7, config=config(tmp_path, "demo"), quiet=True,
-                       report=tmp_path / "demo.html")
+    summary = run_demo(
+        3000, rate=0, seed=7, config=config(tmp_path, "demo"), quiet=True, report=tmp_path / "demo.html"
+    )
     assert summary["orders"] == 3000
     assert summary["accepted"] + summary["rejected"] == 3000 and summary["unaccounted"] == 0
     assert summary["rejected"] > 0 and "MALFORMED" in summary["rejected_by_reason"]
@@ -64,8 +69,11 @@ def _state(cfg: RuntimeConfig) -> dict:
     out = {}
     for table in (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS):
         out[table] = {
-            (i["pk"], i["sk"]): {k: v for k, v in keys.comparable(i).items()
-                                 if table == keys.ORDERS or k not in TRANSPORT_POSITIONS}
+            (i["pk"], i["sk"]): {
+                k: v
+                for k, v in keys.comparable(i).items()
+                if table == keys.ORDERS or k not in TRANSPORT_POSITIONS
+            }
             for i in store.scan(table)
         }
     return out
@@ -118,6 +126,9 @@ def test_sigkill_of_workers_mid_run_leaves_the_state_of_a_clean_run(tmp_path):
     assert restarts >= 3
     assert len(clean[keys.TRADES]) > 300
     for table in clean:
-        differing = {k: (clean[table].get(k), killed[table].get(k)) for k in set(clean[table]) | set(killed[table])
-                     if clean[table].get(k) != killed[table].get(k)}
+        differing = {
+            k: (clean[table].get(k), killed[table].get(k))
+            for k in set(clean[table]) | set(killed[table])
+            if clean[table].get(k) != killed[table].get(k)
+        }
         assert not differing, f"{table} differs after SIGKILL: {list(differing.items())[:2]}"

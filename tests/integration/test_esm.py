@@ -109,7 +109,10 @@ def test_function_error_in_a_multi_partition_payload_retries_each_partition(harn
     # Then each partition is invoked again on its own and every record is processed exactly once
     first, *rest = h.invocations()
     assert first["size"] == 10 and len(first["keys"]) == 2
-    assert sorted((tuple(i["keys"]), i["size"]) for i in rest) == [((f"{h.topic}-0",), 5), ((f"{h.topic}-1",), 5)]
+    assert sorted((tuple(i["keys"]), i["size"]) for i in rest) == [
+        ((f"{h.topic}-0",), 5),
+        ((f"{h.topic}-1",), 5),
+    ]
     for key, part in by_partition(h.results_lines()).items():
         assert [line["offset"] for line in part] == list(range(5)), key
     assert mapping.function_errors == 1 and mapping.onfailure_records == 0 and mapping.lag == 0

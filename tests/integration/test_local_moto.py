@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 
 def _server(argv):
     port = free_port()
-    proc = subprocess.Popen([*argv, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*argv, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for_port("127.0.0.1", port, 30, proc)
     client = dynamodb_client(f"http://127.0.0.1:{port}", aws_access_key_id="x", aws_secret_access_key="x")
     for logical, name in (("OrdersTable", "orders"), ("StateTable", "state")):
@@ -28,8 +29,19 @@ def _server(argv):
 
 
 def _exercise(store) -> dict:
-    items = [{"pk": f"M{i % 3}", "sk": f"O#{i:05d}#V", "gsi1pk": f"S{i % 2}", "gsi1sk": str(i), "n": i,
-              "price": "125.40", "legs": [{"a": i}], "flag": None} for i in range(600)]
+    items = [
+        {
+            "pk": f"M{i % 3}",
+            "sk": f"O#{i:05d}#V",
+            "gsi1pk": f"S{i % 2}",
+            "gsi1sk": str(i),
+            "n": i,
+            "price": "125.40",
+            "legs": [{"a": i}],
+            "flag": None,
+        }
+        for i in range(600)
+    ]
     store.put_many("orders", items)
     store.put_many("state", [{"pk": "BOOK#X", "sk": "-", "book": b"\x00\xffbytes", "version": 3}])
     return {
@@ -46,7 +58,9 @@ def _conditional_puts(store) -> list:
     outcomes = []
     for expected in (None, None, 1, 1, 2):
         try:
-            store.put_if_version("state", {"pk": "CKPT#p0", "sk": "-", "version": (expected or 0) + 1}, expected)
+            store.put_if_version(
+                "state", {"pk": "CKPT#p0", "sk": "-", "version": (expected or 0) + 1}, expected
+            )
             outcomes.append("ok")
         except StaleCheckpoint:
             outcomes.append("stale")

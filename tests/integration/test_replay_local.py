@@ -26,10 +26,12 @@ def drive_pipeline(log, store, publisher, refdata, batch_size=100, timeout=60.0)
     from clearing.services.validate import ValidateOrders
 
     validate = ValidateOrders(store, publisher, refdata)
-    stages = [("orders.new", validate.validate_partition),
-              ("orders.accepted", MatchOrders(store, publisher, refdata).match_partition),
-              ("orders.events", validate.release_partition),
-              ("trades.executed", ClearTrades(store, publisher, refdata).clear_partition)]
+    stages = [
+        ("orders.new", validate.validate_partition),
+        ("orders.accepted", MatchOrders(store, publisher, refdata).match_partition),
+        ("orders.events", validate.release_partition),
+        ("trades.executed", ClearTrades(store, publisher, refdata).clear_partition),
+    ]
     consumed: dict[tuple[str, int], int] = {}
     deadline = time.monotonic() + timeout
     progress = True
@@ -75,8 +77,9 @@ def test_replay_of_a_seeded_runs_log_into_fresh_prefixed_tables_equals_live(live
     live = data_store()
     seed_reference_data(live)
     publisher = KafkaPublisher(KafkaSettings())
-    publisher.publish([OutboundMessage("orders.new", m.key.encode(), m.value)
-                       for m in generate_orders(ORDERS, seed=21)])
+    publisher.publish(
+        [OutboundMessage("orders.new", m.key.encode(), m.value) for m in generate_orders(ORDERS, seed=21)]
+    )
     log = KafkaRetainedLog(live_env)
     try:
         drive_pipeline(log, live, publisher, StaticReferenceData())
@@ -99,14 +102,27 @@ def test_replay_of_a_seeded_runs_log_into_fresh_prefixed_tables_equals_live(live
 
     target = target_store(live, None, prefix)
     for table in (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS):
-        strip = lambda items: sorted(json.dumps(keys.comparable(i), sort_keys=True, default=str) for i in items)  # noqa: E731
+
+        def strip(items):
+            return sorted(json.dumps(keys.comparable(i), sort_keys=True, default=str) for i in items)
+
         assert strip(target.scan(table)) == strip(live.scan(table)), table
 
     # And a replay of clear_trades against a tampered live position reports it and exits non-zero
     position = live.scan(keys.POSITIONS)[0]
     live.put_many(keys.POSITIONS, [{**position, "net_quantity": position["net_quantity"] + 1}])
-    code = main(["replay", "--stage", "clear_trades", "--from-beginning", "--target-prefix", prefix + "b-",
-                 "--drop-target", "--json"])
+    code = main(
+        [
+            "replay",
+            "--stage",
+            "clear_trades",
+            "--from-beginning",
+            "--target-prefix",
+            prefix + "b-",
+            "--drop-target",
+            "--json",
+        ]
+    )
     tampered = json.loads(capsys.readouterr().out)
     assert code == 1 and tampered["differences_total"] == 1
     assert tampered["differences"][0]["fields"]["net_quantity"]["rebuilt"] == position["net_quantity"]

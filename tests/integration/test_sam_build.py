@@ -6,12 +6,13 @@ Slow (about a minute, needs the package index); no Docker, no AWS credentials.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from clearing import template_model as tm
+
+from tests.conftest import venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,9 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_sam_build_builds_the_layer_and_every_function(tmp_path):
-    sam = shutil.which("sam")
-    if not sam:
-        pytest.skip("sam CLI is not installed (pip install aws-sam-cli)")
+    sam = venv_tool("sam")
     build_dir = tmp_path / "build"
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(

@@ -7,15 +7,26 @@ import json
 from typing import Any
 
 
-def msk_record(topic: str, partition: int, offset: int, value: bytes | dict, key: bytes | str | None = None,
-               timestamp: int = 1764000000000) -> dict[str, Any]:
+def msk_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes | dict,
+    key: bytes | str | None = None,
+    timestamp: int = 1764000000000,
+) -> dict[str, Any]:
     if isinstance(value, dict):
         value = json.dumps(value).encode()
     if isinstance(key, str):
         key = key.encode()
     rec = {
-        "topic": topic, "partition": partition, "offset": offset, "timestamp": timestamp,
-        "timestampType": "CREATE_TIME", "value": base64.b64encode(value).decode(), "headers": [],
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp": timestamp,
+        "timestampType": "CREATE_TIME",
+        "value": base64.b64encode(value).decode(),
+        "headers": [],
     }
     if key is not None:
         rec["key"] = base64.b64encode(key).decode()

@@ -45,22 +45,53 @@ def read_jsonl(path):
 def expected_by_scan(store, member):
     """The oracle: what a full scan says belongs to the member's day."""
     orders = store.scan(keys.ORDERS)
-    accepted = {i["sk"][2:-2]: i for i in orders if i["pk"] == member and i.get("decision") == "ACCEPTED"
-                and (i.get("sent_at") or "").startswith(DAY)}
-    states = [i for i in orders if i["pk"] == member and i.get("kind") == "STATE" and i["sk"][2:-2] in accepted]
-    rejections = [i for i in orders if i.get("decision") == "REJECTED" and i.get("member_id") == member
-                  and ((original_message(i) or {}).get("sent_at") or "").startswith(DAY)]
-    executed = [t for t in store.scan(keys.TRADES) if t["sk"] == "EXECUTED" and t["trade_date"] == DAY
-                and member in (t["buy"]["member_id"], t["sell"]["member_id"])]
+    accepted = {
+        i["sk"][2:-2]: i
+        for i in orders
+        if i["pk"] == member and i.get("decision") == "ACCEPTED" and (i.get("sent_at") or "").startswith(DAY)
+    }
+    states = [
+        i for i in orders if i["pk"] == member and i.get("kind") == "STATE" and i["sk"][2:-2] in accepted
+    ]
+    rejections = [
+        i
+        for i in orders
+        if i.get("decision") == "REJECTED"
+        and i.get("member_id") == member
+        and ((original_message(i) or {}).get("sent_at") or "").startswith(DAY)
+    ]
+    executed = [
+        t
+        for t in store.scan(keys.TRADES)
+        if t["sk"] == "EXECUTED"
+        and t["trade_date"] == DAY
+        and member in (t["buy"]["member_id"], t["sell"]["member_id"])
+    ]
     cleared = {t["trade_id"]: t for t in store.scan(keys.TRADES) if t["sk"] == "CLEARED"}
     legs = [leg for t in executed for leg in cleared[t["trade_id"]]["legs"] if leg["member_id"] == member]
     dates = {leg["settlement_date"] for leg in legs}
-    obligations = [o for o in store.scan(keys.OBLIGATIONS) if o.get("member_id") == member
-                   and o.get("settlement_date") in dates and o.get("kind") != "INSTRUCTION"]
-    margin = [m for m in store.scan(keys.MARGIN) if m.get("member_id") == member and m.get("kind") == "MARGIN"]
-    calls = [m for m in store.scan(keys.MARGIN) if m.get("member_id") == member and m.get("kind") == "MARGIN_CALL"]
-    return {"orders": len(accepted) + len(states), "rejections": len(rejections), "trades": len(executed),
-            "legs": len(legs), "obligations": len(obligations), "margin": len(margin), "margin_calls": len(calls)}
+    obligations = [
+        o
+        for o in store.scan(keys.OBLIGATIONS)
+        if o.get("member_id") == member
+        and o.get("settlement_date") in dates
+        and o.get("kind") != "INSTRUCTION"
+    ]
+    margin = [
+        m for m in store.scan(keys.MARGIN) if m.get("member_id") == member and m.get("kind") == "MARGIN"
+    ]
+    calls = [
+        m for m in store.scan(keys.MARGIN) if m.get("member_id") == member and m.get("kind") == "MARGIN_CALL"
+    ]
+    return {
+        "orders": len(accepted) + len(states),
+        "rejections": len(rejections),
+        "trades": len(executed),
+        "legs": len(legs),
+        "obligations": len(obligations),
+        "margin": len(margin),
+        "margin_calls": len(calls),
+    }
 
 
 @pytest.mark.parametrize("member", ["MBR02", "MBR06"])
@@ -82,8 +113,9 @@ def test_the_export_holds_every_record_of_the_members_day_and_nothing_else(seede
     assert all(r["source"]["topic"] == "orders.accepted" and r["cleared_from"] for r in rows["trades"])
     assert all(r["src"].startswith("trades.executed/") for r in rows["legs"])
     # legs of the day's trades are exactly the member's side of each
-    assert len(rows["legs"]) == sum((t["buy"]["member_id"] == member) + (t["sell"]["member_id"] == member)
-                                    for t in rows["trades"])
+    assert len(rows["legs"]) == sum(
+        (t["buy"]["member_id"] == member) + (t["sell"]["member_id"] == member) for t in rows["trades"]
+    )
 
 
 def test_manifest_checksums_and_csv_match_the_files(seeded, tmp_path):

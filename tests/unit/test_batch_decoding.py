@@ -18,11 +18,13 @@ def test_records_are_grouped_per_partition_in_offset_order_with_key_value_and_he
     # Given an event with two partitions, records out of order, a key, a missing key and a header
     with_header = msk_record("orders.new", 0, 7, b'{"a": 1}', key="MBR01")
     with_header["headers"] = [{"trace": [104, 105]}]
-    event = msk_event([
-        with_header,
-        msk_record("orders.new", 0, 5, b"first"),
-        msk_record("orders.new", 1, 3, b"\x00\xffbinary", key=b"\x01"),
-    ])
+    event = msk_event(
+        [
+            with_header,
+            msk_record("orders.new", 0, 5, b"first"),
+            msk_record("orders.new", 1, 3, b"\x00\xffbinary", key=b"\x01"),
+        ]
+    )
     # When it is decoded
     parts = records_from_event(event)
     # Then each partition's records come in offset order with the bytes Lambda encoded
@@ -51,8 +53,16 @@ def test_values_decode_like_base64_b64decode():
 
 def test_the_in_memory_store_does_not_share_mutable_state_with_its_callers():
     store = InMemoryItemStore()
-    item = {"pk": "p", "sk": "s", "n": 1, "amount": Decimal("1.50"), "blob": b"z",
-            "nested": {"applied": {"0": 5}}, "marks": [1, [2, 3]], "pair": (1, [4])}
+    item = {
+        "pk": "p",
+        "sk": "s",
+        "n": 1,
+        "amount": Decimal("1.50"),
+        "blob": b"z",
+        "nested": {"applied": {"0": 5}},
+        "marks": [1, [2, 3]],
+        "pair": (1, [4]),
+    }
     store.put_many("state", [item])
     # mutating what was put does not change the stored item
     item["n"] = 2
@@ -60,8 +70,16 @@ def test_the_in_memory_store_does_not_share_mutable_state_with_its_callers():
     item["marks"][1].append(9)
     item["pair"][1].append(9)
     got = store.get_many("state", [("p", "s")])[("p", "s")]
-    assert got == {"pk": "p", "sk": "s", "n": 1, "amount": Decimal("1.50"), "blob": b"z",
-                   "nested": {"applied": {"0": 5}}, "marks": [1, [2, 3]], "pair": (1, [4])}
+    assert got == {
+        "pk": "p",
+        "sk": "s",
+        "n": 1,
+        "amount": Decimal("1.50"),
+        "blob": b"z",
+        "nested": {"applied": {"0": 5}},
+        "marks": [1, [2, 3]],
+        "pair": (1, [4]),
+    }
     # nor does mutating what was read
     got["nested"]["applied"]["0"] = 7
     got["marks"].append(0)

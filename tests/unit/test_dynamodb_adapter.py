@@ -9,9 +9,18 @@ from clearing.ports import StaleCheckpoint
 from clearing.template_model import create_table_kwargs, tables
 from moto import mock_aws
 
-ITEM = {"pk": "MBR01", "sk": "O#C1#V", "gsi1pk": "ACME", "gsi1sk": "x", "kind": "VALIDATION", "quantity": 100,
-        "price": "125.40", "flags": {"post_only": False, "stp": None}, "legs": [{"a": 1}, {"b": "2"}],
-        "book": b"\x00\x01binary"}
+ITEM = {
+    "pk": "MBR01",
+    "sk": "O#C1#V",
+    "gsi1pk": "ACME",
+    "gsi1sk": "x",
+    "kind": "VALIDATION",
+    "quantity": 100,
+    "price": "125.40",
+    "flags": {"post_only": False, "stp": None},
+    "legs": [{"a": 1}, {"b": "2"}],
+    "book": b"\x00\x01binary",
+}
 
 
 @pytest.fixture(params=["document", "attributes"])
@@ -25,7 +34,9 @@ def store(request):
 
 def test_items_round_trip_through_get_query_and_scan(store):
     store.put_many("orders", [ITEM, {**ITEM, "sk": "O#C2#V", "quantity": 7}])
-    assert store.get_many("orders", [("MBR01", "O#C1#V"), ("MBR01", "missing")]) == {("MBR01", "O#C1#V"): ITEM}
+    assert store.get_many("orders", [("MBR01", "O#C1#V"), ("MBR01", "missing")]) == {
+        ("MBR01", "O#C1#V"): ITEM
+    }
     assert [i["quantity"] for i in store.query("orders", "MBR01", sk_prefix="O#")] == [100, 7]
     assert len(store.query("orders", "ACME", index="gsi1")) == 2
     assert sorted(i["sk"] for i in store.scan("orders")) == ["O#C1#V", "O#C2#V"]

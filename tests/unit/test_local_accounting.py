@@ -31,7 +31,10 @@ def test_snapshot_reads_the_pid_files_and_spent_counts_restarts_whole(tmp_path):
     (pids / "moto.pid").write_text(str(os.getpid()))
     (pids / "esm-worker-MatchOrdersFunction.OrdersAccepted.w0.pid").write_text(str(os.getpid()))
     (pids / "broken.pid").write_text("not a pid")
-    assert component_pids(tmp_path) == {"moto": os.getpid(), "MatchOrdersFunction.OrdersAccepted.w0": os.getpid()}
+    assert component_pids(tmp_path) == {
+        "moto": os.getpid(),
+        "MatchOrdersFunction.OrdersAccepted.w0": os.getpid(),
+    }
     snap = cpu_snapshot(tmp_path)
     assert set(snap) == {"moto", "MatchOrdersFunction.OrdersAccepted.w0", SELF}
 
@@ -42,11 +45,15 @@ def test_snapshot_reads_the_pid_files_and_spent_counts_restarts_whole(tmp_path):
 
 
 def test_invocations_during_takes_differences_per_worker():
-    before = [{"worker_id": "v", "invocations": 10, "records_done": 1000, "invocation_ms_total": 500.0},
-              {"worker_id": "idle", "invocations": 3, "records_done": 3, "invocation_ms_total": 9.0}]
-    after = [{"worker_id": "v", "invocations": 14, "records_done": 1400, "invocation_ms_total": 900.0},
-             {"worker_id": "idle", "invocations": 3, "records_done": 3, "invocation_ms_total": 9.0},
-             {"worker_id": "new", "invocations": 2, "records_done": 5}]  # started after the first reading
+    before = [
+        {"worker_id": "v", "invocations": 10, "records_done": 1000, "invocation_ms_total": 500.0},
+        {"worker_id": "idle", "invocations": 3, "records_done": 3, "invocation_ms_total": 9.0},
+    ]
+    after = [
+        {"worker_id": "v", "invocations": 14, "records_done": 1400, "invocation_ms_total": 900.0},
+        {"worker_id": "idle", "invocations": 3, "records_done": 3, "invocation_ms_total": 9.0},
+        {"worker_id": "new", "invocations": 2, "records_done": 5},
+    ]  # started after the first reading
     assert invocations_during(before, after) == {
         "v": {"invocations": 4, "records_per_invocation": 100.0, "mean_invocation_ms": 100.0},
         "new": {"invocations": 2, "records_per_invocation": 2.5, "mean_invocation_ms": 0.0},

@@ -18,9 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
-GOOD = {"action": "NEW", "client_order_id": "C1", "member_id": "MBR01", "account": "MBR01-HOUSE", "symbol": "ACME",
-        "side": "BUY", "type": "LIMIT", "price": "125.40", "quantity": 100, "time_in_force": "GTC",
-        "sent_at": "2026-11-24T14:30:00.123Z"}
+GOOD = {
+    "action": "NEW",
+    "client_order_id": "C1",
+    "member_id": "MBR01",
+    "account": "MBR01-HOUSE",
+    "symbol": "ACME",
+    "side": "BUY",
+    "type": "LIMIT",
+    "price": "125.40",
+    "quantity": 100,
+    "time_in_force": "GTC",
+    "sent_at": "2026-11-24T14:30:00.123Z",
+}
 
 
 def raw(**changes):
@@ -30,37 +40,90 @@ def raw(**changes):
 
 def test_the_committed_json_schema_is_generated_from_the_models():
     committed = json.loads((ROOT / "schemas" / "orders.new.schema.json").read_text())
-    assert committed == order_message_json_schema(), "schemas/ is stale: regenerate it (see docs/order-contract.md)"
+    assert committed == order_message_json_schema(), (
+        "schemas/ is stale: regenerate it (see docs/order-contract.md)"
+    )
 
 
 def test_new_cancel_replace_parse():
     assert isinstance(parse_order(raw()), NewOrder)
     assert isinstance(parse_order(raw(price=125.4)), NewOrder)  # a JSON number is accepted
-    cancel = {"action": "CANCEL", "client_order_id": "C2", "member_id": "MBR01", "symbol": "ACME", "orig_client_order_id": "C1"}
+    cancel = {
+        "action": "CANCEL",
+        "client_order_id": "C2",
+        "member_id": "MBR01",
+        "symbol": "ACME",
+        "orig_client_order_id": "C1",
+    }
     assert isinstance(parse_order(json.dumps(cancel).encode()), CancelOrder)
     replace = {**cancel, "action": "REPLACE", "quantity": 50}
     assert isinstance(parse_order(json.dumps(replace).encode()), ReplaceOrder)
 
 
-@pytest.mark.parametrize("bad", [
-    b"", b"not json", b"\xff\xfe\x00", b"[]", b"null", b"42", raw(quantity=0), raw(quantity=-5), raw(quantity="100"),
-    raw(quantity=1.5), raw(price="NaN"), raw(price="Infinity"), raw(price="1e400"), raw(price="-1"),
-    raw(price="1000000000000"), raw(side="HOLD"), raw(type="STOP"), raw(time_in_force="GTD"), raw(extra=1),
-    raw(member_id=...), raw(symbol=...), raw(price=...), raw(type="MARKET"), raw(sent_at="yesterday"),
-    raw(sent_at="2026-11-24T14:30:00+01:00"), raw(sent_at="2026-11-24T14:30:00"), raw(post_only="yes"),
-    raw(stp="CANCEL_ALL"), raw(route="DARK"), raw(action="AMEND"), raw(client_order_id=""), raw(client_order_id="x" * 65),
-    b"{" * 100_000, b'{"action": "NEW"' + b" " * (1 << 20) + b"}",
-    json.dumps({"action": "REPLACE", "client_order_id": "C2", "member_id": "M", "symbol": "ACME", "orig_client_order_id": "C1"}).encode(),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"[]",
+        b"null",
+        b"42",
+        raw(quantity=0),
+        raw(quantity=-5),
+        raw(quantity="100"),
+        raw(quantity=1.5),
+        raw(price="NaN"),
+        raw(price="Infinity"),
+        raw(price="1e400"),
+        raw(price="-1"),
+        raw(price="1000000000000"),
+        raw(side="HOLD"),
+        raw(type="STOP"),
+        raw(time_in_force="GTD"),
+        raw(extra=1),
+        raw(member_id=...),
+        raw(symbol=...),
+        raw(price=...),
+        raw(type="MARKET"),
+        raw(sent_at="yesterday"),
+        raw(sent_at="2026-11-24T14:30:00+01:00"),
+        raw(sent_at="2026-11-24T14:30:00"),
+        raw(post_only="yes"),
+        raw(stp="CANCEL_ALL"),
+        raw(route="DARK"),
+        raw(action="AMEND"),
+        raw(client_order_id=""),
+        raw(client_order_id="x" * 65),
+        b"{" * 100_000,
+        b'{"action": "NEW"' + b" " * (1 << 20) + b"}",
+        json.dumps(
+            {
+                "action": "REPLACE",
+                "client_order_id": "C2",
+                "member_id": "M",
+                "symbol": "ACME",
+                "orig_client_order_id": "C1",
+            }
+        ).encode(),
+    ],
+)
 def test_bad_input_is_a_malformed_rejection_with_a_message(bad):
     result = parse_order(bad)
     assert isinstance(result, Rejection) and result.reason == "MALFORMED" and result.message
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode),
-                 st.dictionaries(st.sampled_from(list(GOOD) + ["x"]), st.one_of(st.none(), st.integers(), st.text(max_size=10),
-                                 st.floats(), st.booleans())).map(lambda d: json.dumps({**GOOD, **d}).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(str.encode),
+        st.dictionaries(
+            st.sampled_from(list(GOOD) + ["x"]),
+            st.one_of(st.none(), st.integers(), st.text(max_size=10), st.floats(), st.booleans()),
+        ).map(lambda d: json.dumps({**GOOD, **d}).encode()),
+    )
+)
 def test_nothing_raises_out_of_parse_order(data):
     result = parse_order(data)
     assert isinstance(result, NewOrder | CancelOrder | ReplaceOrder | Rejection)

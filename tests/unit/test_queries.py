@@ -47,9 +47,14 @@ def fills_by_order(p):
 
 def test_a_members_orders_have_the_status_and_fills_the_engine_published(seeded):
     # Given the orders MBR02 sent, and the events the matching engine published for them
-    sent = {m.order["client_order_id"] for m in generate_orders(1500, seed=11)
-            if m.order and m.order.get("member_id") == "MBR02" and m.order.get("action") == "NEW"
-            and m.invalid != "MISSING_FIELD"}  # malformed: no usable order identity, kept by position
+    sent = {
+        m.order["client_order_id"]
+        for m in generate_orders(1500, seed=11)
+        if m.order
+        and m.order.get("member_id") == "MBR02"
+        and m.order.get("action") == "NEW"
+        and m.invalid != "MISSING_FIELD"
+    }  # malformed: no usable order identity, kept by position
     last_event = {}
     for e in published(seeded, "orders.events"):
         if e["member_id"] == "MBR02" and e["type"] != "REJECTED":
@@ -63,7 +68,10 @@ def test_a_members_orders_have_the_status_and_fills_the_engine_published(seeded)
     for r in rows:
         assert r["member_id"] == "MBR02"
         assert r["filled_qty"] == filled.get(r["order_id"], 0)
-        assert r["filled_qty"] + r["remaining_qty"] + r["cancelled_qty"] == r["quantity"] or r["status"] == "REJECTED"
+        assert (
+            r["filled_qty"] + r["remaining_qty"] + r["cancelled_qty"] == r["quantity"]
+            or r["status"] == "REJECTED"
+        )
         ev = last_event.get(r["order_id"])
         if ev and ev["type"] == "FILLED":
             assert r["status"] == "FILLED" and r["remaining_qty"] == 0
@@ -78,8 +86,11 @@ def test_a_members_orders_have_the_status_and_fills_the_engine_published(seeded)
 def test_orders_by_symbol_and_status_use_the_index(seeded):
     rows = list_orders(NoScanStore(seeded.store), symbol="ACME")
     assert rows and all(r["symbol"] == "ACME" for r in rows)
-    in_book = {e["order_id"] for e in published(seeded, "orders.events") if e["symbol"] == "ACME"
-               and e["type"] != "REJECTED"}
+    in_book = {
+        e["order_id"]
+        for e in published(seeded, "orders.events")
+        if e["symbol"] == "ACME" and e["type"] != "REJECTED"
+    }
     assert {r["order_id"] for r in rows} == in_book
     open_rows = list_orders(NoScanStore(seeded.store), symbol="ACME", status="open")
     assert open_rows and {r["status"] for r in open_rows} <= {"RESTING", "PARTIALLY_FILLED"}
@@ -91,11 +102,14 @@ def test_trades_by_symbol_and_member_are_the_published_trades_with_both_legs(see
     rows = list_trades(NoScanStore(seeded.store), symbol="ACME")
     assert [r["trade_id"] for r in rows] == sorted(
         (t["trade_id"] for t in trades if t["symbol"] == "ACME"),
-        key=lambda i: (next(t["executed_at"] for t in trades if t["trade_id"] == i), i))
+        key=lambda i: (next(t["executed_at"] for t in trades if t["trade_id"] == i), i),
+    )
     for r in rows:
         assert r["status"] == "CLEARED" and len(r["legs"]) == 2
         buy_leg, sell_leg = sorted(r["legs"], key=lambda leg: leg["side"])
-        assert buy_leg["member_id"] == r["buy"]["member_id"] and sell_leg["member_id"] == r["sell"]["member_id"]
+        assert (
+            buy_leg["member_id"] == r["buy"]["member_id"] and sell_leg["member_id"] == r["sell"]["member_id"]
+        )
         assert buy_leg["quantity"] == sell_leg["quantity"] == r["quantity"]
     mine = list_trades(NoScanStore(seeded.store), member="MBR03")
     expected = {t["trade_id"] for t in trades if "MBR03" in (t["buy"]["member_id"], t["sell"]["member_id"])}
@@ -120,7 +134,9 @@ def test_an_orders_life_holds_every_step_with_its_kafka_position(seeded):
     log = InMemoryRetainedLog(seeded.log)
     rows = list_orders(seeded.store, member="MBR02")
     order = next(r for r in rows if r["status"] == "FILLED")
-    life = order_life(NoScanStore(seeded.store), log, "MBR02", order["client_order_id"], seeded.refdata.current())
+    life = order_life(
+        NoScanStore(seeded.store), log, "MBR02", order["client_order_id"], seeded.refdata.current()
+    )
     steps = [s["step"] for s in life["steps"]]
     # Then it was received, accepted, filled, and each fill has its cleared leg
     assert steps[:2] == ["RECEIVED", "ACCEPTED"]
@@ -137,8 +153,10 @@ def test_an_orders_life_holds_every_step_with_its_kafka_position(seeded):
         if s["from"].startswith("orders.events"):
             assert msg["order_id"] == order["order_id"] and msg["type"] in (s["step"], "ACCEPTED")
         elif s["from"].startswith("orders.new"):
-            assert order["client_order_id"] in (msg["client_order_id"], msg.get("orig_client_order_id")) \
+            assert (
+                order["client_order_id"] in (msg["client_order_id"], msg.get("orig_client_order_id"))
                 or msg["client_order_id"] in life["client_order_ids"]
+            )
         elif s["from"].startswith("trades.executed"):
             assert msg["trade_id"] == s["trade_id"]
     times = [s["time"] for s in life["steps"]]
@@ -147,7 +165,9 @@ def test_an_orders_life_holds_every_step_with_its_kafka_position(seeded):
 
 def test_a_replaced_order_is_found_by_its_later_client_order_id(seeded):
     log = InMemoryRetainedLog(seeded.log)
-    replace = next(json.loads(v) for v in seeded.log.values("orders.accepted") if json.loads(v)["action"] == "REPLACE")
+    replace = next(
+        json.loads(v) for v in seeded.log.values("orders.accepted") if json.loads(v)["action"] == "REPLACE"
+    )
     member, root = replace["order_id"].split(":", 1)
     by_new_id = order_life(seeded.store, log, member, replace["client_order_id"])
     by_root = order_life(seeded.store, log, member, root)
@@ -158,8 +178,11 @@ def test_a_replaced_order_is_found_by_its_later_client_order_id(seeded):
 
 def test_a_rejected_order_shows_its_reason_and_an_unknown_one_is_none(seeded):
     log = InMemoryRetainedLog(seeded.log)
-    rej = next(json.loads(v) for v in seeded.log.values("orders.rejected")
-               if json.loads(v)["reason"] == "PRICE_OUTSIDE_COLLAR")
+    rej = next(
+        json.loads(v)
+        for v in seeded.log.values("orders.rejected")
+        if json.loads(v)["reason"] == "PRICE_OUTSIDE_COLLAR"
+    )
     life = order_life(seeded.store, log, rej["member_id"], rej["client_order_id"])
     assert [s["step"] for s in life["steps"]] == ["RECEIVED", "REJECTED"]
     assert life["steps"][1]["reason"] == "PRICE_OUTSIDE_COLLAR" and life["order"]["status"] == "REJECTED"
@@ -180,5 +203,8 @@ def test_cli_orders_json_is_the_query_result(seeded, monkeypatch, capsys):
     monkeypatch.setattr(context, "data_store", lambda: seeded.store)
     assert main(["orders", "--member", "MBR04", "--status", "FILLED", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and rows == json.loads(json.dumps(list_orders(seeded.store, "MBR04", status="FILLED",
-                                                              refdata=seeded.refdata.current()), default=str))
+    assert rows and rows == json.loads(
+        json.dumps(
+            list_orders(seeded.store, "MBR04", status="FILLED", refdata=seeded.refdata.current()), default=str
+        )
+    )

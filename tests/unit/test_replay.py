@@ -54,17 +54,27 @@ def test_replaying_the_whole_log_rebuilds_orders_trades_legs_positions_obligatio
     # the comparison really covered everything: same items, same content, table by table
     tables = (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS)
     assert comparable_tables(target, tables) == comparable_tables(seeded.store, tables)
+
     def legs(s):
-        return sorted(json.dumps(leg, sort_keys=True) for i in s.tables[keys.TRADES].values()
-                                if i["sk"] == "CLEARED" for leg in i["legs"])
+        return sorted(
+            json.dumps(leg, sort_keys=True)
+            for i in s.tables[keys.TRADES].values()
+            if i["sk"] == "CLEARED"
+            for leg in i["legs"]
+        )
+
     assert legs(target) == legs(seeded.store) and len(legs(target)) == 2 * seeded.log.size("trades.executed")
     assert report.compared["topic:trades.executed"] == seeded.log.size("trades.executed")
     assert report.compared["topic:orders.events"] == seeded.log.size("orders.events")
     assert report.records_read["orders.new"] == 1500
     # and nothing was published to the live log
     assert {t: seeded.log.size(t) for t in seeded.log.topics} == sizes
-    assert all(i["written_by"].startswith("replay:") for t in tables for i in target.tables[t].values()
-               if i.get("kind") != "VALIDATION" or i.get("reason") != "CREDIT_LIMIT")
+    assert all(
+        i["written_by"].startswith("replay:")
+        for t in tables
+        for i in target.tables[t].values()
+        if i.get("kind") != "VALIDATION" or i.get("reason") != "CREDIT_LIMIT"
+    )
 
 
 @pytest.mark.parametrize("stage", ["match_orders", "clear_trades", "validate_orders"])
@@ -91,7 +101,10 @@ def test_a_tampered_live_position_and_a_lost_cleared_trade_are_reported(seeded):
     found = {(d.where, d.kind) for d in report.differences}
     assert ("positions", "DIFFERENT") in found and ("trades", "EXTRA_IN_REBUILD") in found
     diff = next(d for d in report.differences if d.where == "positions")
-    assert diff.fields["net_quantity"] == {"live": position["net_quantity"] + 100, "rebuilt": position["net_quantity"]}
+    assert diff.fields["net_quantity"] == {
+        "live": position["net_quantity"] + 100,
+        "rebuilt": position["net_quantity"],
+    }
 
 
 def test_a_live_trade_message_that_the_rebuild_would_not_produce_is_reported(seeded):
@@ -102,8 +115,9 @@ def test_a_live_trade_message_that_the_rebuild_would_not_produce_is_reported(see
         _, report = rebuild(seeded, stages=["match_orders"])
     finally:
         rows.pop()
-    assert [(d.where, d.key, d.kind) for d in report.differences] == [("topic:trades.executed", "T-9-9-9",
-                                                                        "MISSING_IN_REBUILD")]
+    assert [(d.where, d.key, d.kind) for d in report.differences] == [
+        ("topic:trades.executed", "T-9-9-9", "MISSING_IN_REBUILD")
+    ]
 
 
 def test_duplicates_reproduced_after_a_crash_are_handled_as_the_stages_handle_them():
@@ -125,7 +139,9 @@ def test_duplicates_reproduced_after_a_crash_are_handled_as_the_stages_handle_th
 def test_credit_decisions_are_taken_as_recorded_and_differ_when_decided_afresh():
     # Given a run where two members hit their credit limit while fills released exposure asynchronously
     p = seeded_run(refdata=tight_credit(), batch_size=50)
-    credit = [json.loads(v) for v in p.log.values("orders.rejected") if json.loads(v)["reason"] == "CREDIT_LIMIT"]
+    credit = [
+        json.loads(v) for v in p.log.values("orders.rejected") if json.loads(v)["reason"] == "CREDIT_LIMIT"
+    ]
     assert len(credit) > 20
     # When replayed with the recorded credit decisions, Then everything else is re-decided and equal
     _, report = rebuild(p)

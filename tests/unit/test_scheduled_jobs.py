@@ -33,7 +33,9 @@ def seeded(monkeypatch):
 
 def test_margin_run_handler_stores_requirements(seeded):
     response = load_handler("margin_run")({}, FakeContext(), store=seeded.store)
-    assert response["members"] == len([i for i in seeded.store.scan(keys.MARGIN) if i["kind"] == "MARGIN"]) > 0
+    assert (
+        response["members"] == len([i for i in seeded.store.scan(keys.MARGIN) if i["kind"] == "MARGIN"]) > 0
+    )
 
 
 def test_settle_eod_writes_instructions_to_dynamodb_and_files_to_s3(seeded):
@@ -41,9 +43,13 @@ def test_settle_eod_writes_instructions_to_dynamodb_and_files_to_s3(seeded):
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="clearing-settlement-test")
-        response = load_handler("settle_eod")({"settlement_date": day}, FakeContext(), store=seeded.store, s3=s3)
+        response = load_handler("settle_eod")(
+            {"settlement_date": day}, FakeContext(), store=seeded.store, s3=s3
+        )
         names = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="clearing-settlement-test")["Contents"])
-        csv = s3.get_object(Bucket="clearing-settlement-test", Key=f"settlement/settlement-{day}.csv")["Body"].read()
+        csv = s3.get_object(Bucket="clearing-settlement-test", Key=f"settlement/settlement-{day}.csv")[
+            "Body"
+        ].read()
     assert names == [f"settlement/settlement-{day}.csv", f"settlement/settlement-{day}.json"]
     assert response["instructions"] > 0 and csv.decode().count("\n") == response["instructions"] + 1
     stored = seeded.store.query(keys.OBLIGATIONS, f"INSTRUCTIONS#{day}")

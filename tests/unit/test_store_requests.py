@@ -39,7 +39,9 @@ class CountingStore(InMemoryItemStore):
 def test_each_stage_reads_checkpoint_and_state_in_one_request_per_invocation():
     store = CountingStore()
     p = InMemoryPipeline(partitions=1, store=store)
-    p.publish_orders([order("B1", member="MBR01", side="BUY"), order("S1", member="MBR02", side="SELL")], member_key)
+    p.publish_orders(
+        [order("B1", member="MBR01", side="BUY"), order("S1", member="MBR02", side="SELL")], member_key
+    )
     stages = {name: run for name, _, run in p.stage_handlers()}
 
     def invoke(stage, topic):

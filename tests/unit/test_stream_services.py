@@ -11,9 +11,20 @@ from clearing.services.keys import comparable
 
 
 def order(cid, member="MBR01", side="BUY", price="125.40", qty=100, tif="GTC", symbol="ACME", **extra):
-    body = {"action": "NEW", "client_order_id": cid, "member_id": member, "account": f"{member}-HOUSE",
-            "symbol": symbol, "side": side, "type": "LIMIT", "price": price, "quantity": qty,
-            "time_in_force": tif, "sent_at": "2026-11-24T14:30:00.000Z", **extra}
+    body = {
+        "action": "NEW",
+        "client_order_id": cid,
+        "member_id": member,
+        "account": f"{member}-HOUSE",
+        "symbol": symbol,
+        "side": side,
+        "type": "LIMIT",
+        "price": price,
+        "quantity": qty,
+        "time_in_force": tif,
+        "sent_at": "2026-11-24T14:30:00.000Z",
+        **extra,
+    }
     if body["type"] == "MARKET":
         body.pop("price")
     return json.dumps(body).encode()
@@ -39,7 +50,9 @@ def trades_of(p):
 
 def test_crossing_orders_trade_at_resting_price():
     # Given a resting sell at 125.40 and a buy at 125.50
-    p, _ = run([order("S1", member="MBR02", side="SELL", price="125.40"), order("B1", price="125.50", qty=60)])
+    p, _ = run(
+        [order("S1", member="MBR02", side="SELL", price="125.40"), order("B1", price="125.50", qty=60)]
+    )
     # Then one trade of 60 at the resting order's price
     [trade] = trades_of(p)
     assert trade["price"] == "125.40" and trade["quantity"] == 60
@@ -51,29 +64,60 @@ def test_crossing_orders_trade_at_resting_price():
 
 
 def test_invalid_orders_are_rejected_with_reason_and_original_bytes():
-    bad = [b"not json", order("X1", symbol="NOPE"), order("X2", price="125.401"), order("X3", price="200.00"),
-           order("X4", member="MBR99"), order("X5", qty=0)]
+    bad = [
+        b"not json",
+        order("X1", symbol="NOPE"),
+        order("X2", price="125.401"),
+        order("X3", price="200.00"),
+        order("X4", member="MBR99"),
+        order("X5", qty=0),
+    ]
     p, totals = run(bad + [order("X1", symbol="NOPE")])
     rejected = [json.loads(v) for v in p.log.values("orders.rejected")]
     reasons = sorted(r["reason"] for r in rejected)
-    assert reasons == sorted(["MALFORMED", "UNKNOWN_SYMBOL", "BAD_TICK", "PRICE_OUTSIDE_COLLAR",
-                              "MEMBER_SUSPENDED", "MALFORMED", "DUPLICATE_CLORDID"])
+    assert reasons == sorted(
+        [
+            "MALFORMED",
+            "UNKNOWN_SYMBOL",
+            "BAD_TICK",
+            "PRICE_OUTSIDE_COLLAR",
+            "MEMBER_SUSPENDED",
+            "MALFORMED",
+            "DUPLICATE_CLORDID",
+        ]
+    )
     assert all(r["original_b64"] for r in rejected)
     assert totals["validate.consumed"] == 7 == totals["validate.rejected"]
 
 
 def test_cancel_and_replace_need_a_known_order():
-    cancel = json.dumps({"action": "CANCEL", "client_order_id": "C2", "member_id": "MBR01", "symbol": "ACME",
-                         "orig_client_order_id": "NOPE"}).encode()
+    cancel = json.dumps(
+        {
+            "action": "CANCEL",
+            "client_order_id": "C2",
+            "member_id": "MBR01",
+            "symbol": "ACME",
+            "orig_client_order_id": "NOPE",
+        }
+    ).encode()
     p, _ = run([cancel])
     [rej] = [json.loads(v) for v in p.log.values("orders.rejected")]
     assert rej["reason"] == "UNKNOWN_ORDER"
 
 
 def test_exposure_is_reserved_then_released_by_fills_and_cancels():
-    cancel = json.dumps({"action": "CANCEL", "client_order_id": "B1-c", "member_id": "MBR01", "symbol": "ACME",
-                         "orig_client_order_id": "B1"}).encode()
-    p, _ = run([order("S1", member="MBR02", side="SELL", price="125.40", qty=40), order("B1", qty=100), cancel])
+    cancel = json.dumps(
+        {
+            "action": "CANCEL",
+            "client_order_id": "B1-c",
+            "member_id": "MBR01",
+            "symbol": "ACME",
+            "orig_client_order_id": "B1",
+        }
+    ).encode()
+    p, _ = run(
+        [order("S1", member="MBR02", side="SELL", price="125.40", qty=40), order("B1", qty=100), cancel]
+    )
     items = {(i["pk"], i["sk"]): i for i in p.store.scan("state")}
     reserved = float(items[("EXPOSURE#MBR01", "RESERVED")]["reserved"])
     adjustment = float(items[("EXPOSURE#MBR01", "RELEASED")]["adjustment"])
@@ -87,12 +131,15 @@ def test_redelivering_every_batch_gives_the_same_state():
     orders = [m.value for m in generate_orders(600, seed=7)]
     once, _ = run(orders, batch_size=50)
     twice, _ = run(orders, batch_size=50, redeliver=True)
+
     def strip(s):
         return {t: {k: comparable(v) for k, v in rows.items()} for t, rows in s.tables.items()}
+
     assert strip(once.store) == strip(twice.store)
     assert once.log.values("trades.executed") == [v for v in once.log.values("trades.executed")]
-    assert {json.loads(v)["trade_id"] for v in once.log.values("trades.executed")} == \
-        {json.loads(v)["trade_id"] for v in twice.log.values("trades.executed")}
+    assert {json.loads(v)["trade_id"] for v in once.log.values("trades.executed")} == {
+        json.loads(v)["trade_id"] for v in twice.log.values("trades.executed")
+    }
 
 
 def test_crash_between_trade_write_and_checkpoint_then_redelivery_matches_a_clean_run():
@@ -116,22 +163,29 @@ def test_crash_between_trade_write_and_checkpoint_then_redelivery_matches_a_clea
     with pytest.raises(RuntimeError):
         p.drain()
     p.drain()  # the mapping redelivers the batch
+
     def ids(pl):
         return sorted(json.loads(v)["trade_id"] for v in pl.log.values("trades.executed"))
+
     assert sorted(set(ids(p))) == ids(clean)  # duplicates on the topic carry the same ids
+
     def state(pl):
         return {k: v for k, v in pl.store.tables["orders"].items()}
+
     assert state(p) == state(clean)
-    assert {k: comparable(v) for k, v in p.store.tables["trades"].items()} == \
-        {k: comparable(v) for k, v in clean.store.tables["trades"].items()}
+    assert {k: comparable(v) for k, v in p.store.tables["trades"].items()} == {
+        k: comparable(v) for k, v in clean.store.tables["trades"].items()
+    }
     for table in ("positions", "obligations"):
         assert p.store.scan(table) == clean.store.scan(table)
 
 
 def test_clearing_novates_each_trade_into_two_legs_and_nets_to_zero():
-    orders = [order("S1", member="MBR02", side="SELL", price="125.40", qty=100),
-              order("B1", member="MBR01", price="125.40", qty=60),
-              order("B2", member="MBR03", price="125.40", qty=40)]
+    orders = [
+        order("S1", member="MBR02", side="SELL", price="125.40", qty=100),
+        order("B1", member="MBR01", price="125.40", qty=60),
+        order("B2", member="MBR03", price="125.40", qty=40),
+    ]
     p, totals = run(orders)
     cleared = [i for i in p.store.scan("trades") if i["sk"] == "CLEARED"]
     assert len(cleared) == 2 and all(len(i["legs"]) == 2 for i in cleared)
@@ -200,9 +254,18 @@ def test_a_deep_book_snapshot_is_split_into_chunks_and_restores_exactly(monkeypa
     from clearing.services import match
 
     monkeypatch.setattr(match, "CHUNK_BYTES", 2_000)  # force chunking with a small book
-    orders = [order(f"R{i}", member="MBR0" + str(1 + i % 5), side="BUY" if i % 2 else "SELL",
-                    price=f"{125.40 + (0.01 if i % 2 else 0.05) * (1 + i % 40):.2f}" if i % 2 == 0 else
-                    f"{125.40 - 0.01 * (1 + i % 40):.2f}", qty=10 + i) for i in range(300)]
+    orders = [
+        order(
+            f"R{i}",
+            member="MBR0" + str(1 + i % 5),
+            side="BUY" if i % 2 else "SELL",
+            price=f"{125.40 + (0.01 if i % 2 else 0.05) * (1 + i % 40):.2f}"
+            if i % 2 == 0
+            else f"{125.40 - 0.01 * (1 + i % 40):.2f}",
+            qty=10 + i,
+        )
+        for i in range(300)
+    ]
     p, _ = run(orders)
     items = {(k[0], k[1]): v for k, v in p.store.tables["state"].items() if k[0] == "BOOK#ACME"}
     head = items[("BOOK#ACME", "-")]

@@ -10,14 +10,14 @@ import copy
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from clearing import template_model as tm
 from clearing.topics import TOPICS
+
+from tests.conftest import venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -106,7 +106,7 @@ def translated(template) -> dict:
 
 
 def test_cfn_lint_is_clean_with_the_serverless_transform():
-    cfn_lint = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
+    cfn_lint = venv_tool("cfn-lint")
     result = subprocess.run(
         [cfn_lint, str(TEMPLATE)], capture_output=True, text=True, env=_tool_env(), timeout=180
     )
@@ -114,9 +114,7 @@ def test_cfn_lint_is_clean_with_the_serverless_transform():
 
 
 def test_sam_validate_lint_is_clean():
-    sam = shutil.which("sam")
-    if not sam:
-        pytest.skip("sam CLI is not installed (pip install aws-sam-cli)")
+    sam = venv_tool("sam")
     result = subprocess.run(
         [sam, "validate", "--lint", "--region", "us-east-1", "--template-file", str(TEMPLATE)],
         capture_output=True,

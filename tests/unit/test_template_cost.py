@@ -11,8 +11,12 @@ from clearing.cost import Prices, Workload, estimate
 
 def test_dynamodb_request_cost_is_items_per_order_times_write_price():
     # Given 1,000 orders/s for 100 trading hours with 3.5 items per order and no reads
-    w = Workload(orders_per_second=1000, trading_hours_per_month=100, dynamodb_reads_per_order=0,
-                 dynamodb_items_per_order=3.5)
+    w = Workload(
+        orders_per_second=1000,
+        trading_hours_per_month=100,
+        dynamodb_reads_per_order=0,
+        dynamodb_items_per_order=3.5,
+    )
     # When estimated
     result = estimate(w)
     # Then 360 M orders x 3.5 WRU x $0.625 per million WRU

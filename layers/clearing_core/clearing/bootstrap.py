@@ -51,7 +51,9 @@ def _writer(stage: str) -> str:
 def validate_orders_service():
     from clearing.services.validate import ValidateOrders
 
-    return ValidateOrders(shared_store(), shared_publisher(), shared_refdata(), writer=_writer("validate_orders"))
+    return ValidateOrders(
+        shared_store(), shared_publisher(), shared_refdata(), writer=_writer("validate_orders")
+    )
 
 
 @cache

@@ -43,9 +43,13 @@ class TableSettings(BaseSettings):
 
     def table_names(self) -> dict[str, str]:
         return {
-            "orders": self.orders_table, "trades": self.trades_table, "positions": self.positions_table,
-            "obligations": self.obligations_table, "state": self.state_table,
-            "reference": self.reference_table, "margin": self.margin_table,
+            "orders": self.orders_table,
+            "trades": self.trades_table,
+            "positions": self.positions_table,
+            "obligations": self.obligations_table,
+            "state": self.state_table,
+            "reference": self.reference_table,
+            "margin": self.margin_table,
         }
 
 
@@ -72,4 +76,6 @@ def load_settings(model: type[BaseSettings]) -> BaseSettings:
         for e in exc.errors(include_url=False):
             name = str(e["loc"][0]).upper() if e["loc"] else "?"
             problems.append(f"{name}: {e['msg']}")
-        raise ConfigurationError(f"{model.__name__}: bad or missing environment variable(s): " + "; ".join(problems)) from None
+        raise ConfigurationError(
+            f"{model.__name__}: bad or missing environment variable(s): " + "; ".join(problems)
+        ) from None

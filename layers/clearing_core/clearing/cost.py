@@ -56,8 +56,9 @@ def default_stages(trades_per_order: float, exchange_orders_per_order: float) ->
     )
 
 
-def effective_batch(records_per_partition_s: float, window_s: float, batch_size: int,
-                    overhead_ms: float, ms_per_record: float) -> float:
+def effective_batch(
+    records_per_partition_s: float, window_s: float, batch_size: int, overhead_ms: float, ms_per_record: float
+) -> float:
     """Records per invocation on one partition (docs/scaling.md, "Latency"). A partition has one
     invocation at a time, so what arrives while one runs is the next batch: B = r x t_batch, i.e.
     B = r x t_overhead / (1 - r x t_record) (self-clocked; the stage cannot keep up when r x t_record
@@ -147,8 +148,13 @@ def estimate(workload: Workload, prices: Prices | None = None) -> CostEstimate:
     invocations_per_second = 0.0
     for stage in w.resolved_stages():
         records_s = w.orders_per_second * stage.records_per_order
-        batch = effective_batch(records_s / max(1, w.partitions), w.batching_window_s, w.batch_size,
-                                w.batch_overhead_ms, stage.ms_per_record)
+        batch = effective_batch(
+            records_s / max(1, w.partitions),
+            w.batching_window_s,
+            w.batch_size,
+            w.batch_overhead_ms,
+            stage.ms_per_record,
+        )
         ms_per_record = stage.ms_per_record + w.batch_overhead_ms / batch
         gb_seconds_per_order += stage.memory_gb * stage.records_per_order * ms_per_record / 1000
         invocations_per_second += records_s / batch if records_s else 0.0

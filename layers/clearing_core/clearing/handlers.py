@@ -16,8 +16,14 @@ def handle_stream_batch(
     def log_failure(records: list[KafkaRecord], exc: Exception) -> None:
         logger.warning(
             "partition batch failed; reported for retry",
-            extra={"stage": stage, "topic": records[0].topic, "partition": records[0].partition,
-                   "first_offset": records[0].offset, "records": len(records), "error": str(exc)},
+            extra={
+                "stage": stage,
+                "topic": records[0].topic,
+                "partition": records[0].partition,
+                "first_offset": records[0].offset,
+                "records": len(records),
+                "error": str(exc),
+            },
         )
 
     report = run_partitions(event, process_partition, on_failure=log_failure)

@@ -18,7 +18,9 @@ def record_batch_metrics(stage: str, summary: dict) -> None:
     metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=summary["skipped"])
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=summary["failed"])
     for reason, count in summary.get("rejected_by_reason", {}).items():
-        metrics.add_metric(name=f"Rejected{reason.title().replace('_', '')}", unit=MetricUnit.Count, value=count)
+        metrics.add_metric(
+            name=f"Rejected{reason.title().replace('_', '')}", unit=MetricUnit.Count, value=count
+        )
     # the business metrics the template's alarms and dashboard read (dimension: service)
     if stage == "validate_orders":
         metrics.add_metric(name="OrdersAccepted", unit=MetricUnit.Count, value=summary["accepted"])
@@ -29,4 +31,6 @@ def record_batch_metrics(stage: str, summary: dict) -> None:
         metrics.add_metric(name="TradesCleared", unit=MetricUnit.Count, value=summary["trades_cleared"])
     for name in ("legs", "cleared_notional", "dead_lettered"):
         if summary.get(name):
-            metrics.add_metric(name=name.title().replace("_", ""), unit=MetricUnit.Count, value=float(summary[name]))
+            metrics.add_metric(
+                name=name.title().replace("_", ""), unit=MetricUnit.Count, value=float(summary[name])
+            )

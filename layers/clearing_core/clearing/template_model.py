@@ -429,7 +429,9 @@ def table_env_vars(template: dict[str, Any] | None = None) -> dict[str, str]:
 def table_names(physical_name) -> dict[str, str]:
     """Logical table name the services use (orders, trades, ...) -> physical name, one per `*_TABLE`
     variable of the Globals environment; `physical_name(logical_id)` names each table."""
-    return {env[: -len("_TABLE")].lower(): physical_name(logical) for env, logical in table_env_vars().items()}
+    return {
+        env[: -len("_TABLE")].lower(): physical_name(logical) for env, logical in table_env_vars().items()
+    }
 
 
 def create_table_kwargs(table: TableDefinition, table_name: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _to_attr(value: Any) -> dict:
 
 
 def _from_attr(attr: dict) -> Any:
-    (kind, value), = attr.items()
+    ((kind, value),) = attr.items()
     if kind == "S":
         return value
     if kind == "N":
@@ -100,8 +100,14 @@ def from_item(raw: dict) -> Item:
 class DynamoItemStore:
     """ItemStore over a boto3 DynamoDB client; `table_names` maps logical names to physical ones."""
 
-    def __init__(self, client, table_names: dict[str, str], max_attempts: int = 8, base_delay: float = 0.05,
-                 encoding: str = "document"):
+    def __init__(
+        self,
+        client,
+        table_names: dict[str, str],
+        max_attempts: int = 8,
+        base_delay: float = 0.05,
+        encoding: str = "document",
+    ):
         if encoding not in ("document", "attributes"):
             raise ValueError(f"unknown item encoding {encoding!r}: document or attributes")
         self.encoding = encoding
@@ -223,5 +229,9 @@ def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", 
     import boto3
     from botocore.config import Config
 
-    config = Config(parameter_validation=False, max_pool_connections=16, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config, **credentials)
+    config = Config(
+        parameter_validation=False, max_pool_connections=16, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    return boto3.client(
+        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config, **credentials
+    )

@@ -62,7 +62,9 @@ class KafkaPublisher:
             try:
                 self._producer = KafkaProducer(**producer_config(self.settings))
             except KafkaError as exc:
-                raise InfrastructureError(f"cannot connect to Kafka {self.settings.kafka_bootstrap_servers}: {exc}") from exc
+                raise InfrastructureError(
+                    f"cannot connect to Kafka {self.settings.kafka_bootstrap_servers}: {exc}"
+                ) from exc
         return self._producer
 
     def publish(self, messages: Sequence[OutboundMessage]) -> None:
@@ -73,7 +75,8 @@ class KafkaPublisher:
         producer = self.producer
         try:
             futures = [
-                producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers) or None) for m in messages
+                producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers) or None)
+                for m in messages
             ]
             producer.flush(timeout=self.settings.kafka_flush_timeout_seconds)
             for f in futures:

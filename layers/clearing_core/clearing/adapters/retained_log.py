@@ -27,7 +27,9 @@ class InMemoryRetainedLog:
 
         return partition_for(key, self.log.partitions)
 
-    def read(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> Iterator[KafkaRecord]:
+    def read(
+        self, topic: str, partition: int, start: int = 0, end: int | None = None
+    ) -> Iterator[KafkaRecord]:
         if topic not in self.log.topics:
             return
         rows = self.log.topics[topic][partition]
@@ -55,8 +57,13 @@ class KafkaRetainedLog:
         from kafka import KafkaConsumer
 
         return KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers.split(","), group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=100, client_id=client_id, **self.consumer_config,
+            bootstrap_servers=self.bootstrap_servers.split(","),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            client_id=client_id,
+            **self.consumer_config,
         )
 
     @property
@@ -93,7 +100,9 @@ class KafkaRetainedLog:
             self._probe = self._new_consumer("clearing-replay-probe")
         return true_end_offsets(self._probe, [tp])[tp]
 
-    def read(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> Iterator[KafkaRecord]:
+    def read(
+        self, topic: str, partition: int, start: int = 0, end: int | None = None
+    ) -> Iterator[KafkaRecord]:
         """Records [start, end) of one partition (end: the partition's end when the call starts)."""
         from kafka import TopicPartition
 
@@ -115,8 +124,10 @@ class KafkaRetainedLog:
                 if consumer.position(tp) >= stop:
                     return  # the rest were control records or compacted away
                 if time.monotonic() > idle_deadline:
-                    raise InfrastructureError(f"{topic}/{partition}: no records after offset {next_offset} "
-                                              f"within {self.poll_timeout_s} s (end {stop})")
+                    raise InfrastructureError(
+                        f"{topic}/{partition}: no records after offset {next_offset} "
+                        f"within {self.poll_timeout_s} s (end {stop})"
+                    )
                 continue
             idle_deadline = time.monotonic() + self.poll_timeout_s
             for r in batch:
@@ -125,8 +136,15 @@ class KafkaRetainedLog:
                 if r.offset >= stop:
                     return
                 next_offset = r.offset + 1
-                yield KafkaRecord(topic, partition, r.offset, r.key, r.value, int(r.timestamp or 0),
-                                  tuple((h[0], bytes(h[1])) for h in (r.headers or ())))
+                yield KafkaRecord(
+                    topic,
+                    partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    int(r.timestamp or 0),
+                    tuple((h[0], bytes(h[1])) for h in (r.headers or ())),
+                )
 
     def close(self) -> None:
         for consumer in (self._consumer, self._probe):

@@ -62,7 +62,9 @@ async def bench_exchange(reports: int, store_dir: Path, depth: int = PIPELINE_DE
                 answers = await asyncio.to_thread(lambda b=batch: [client.submit(r) for r in b])
             else:
                 answers = await asyncio.to_thread(
-                    lambda b=batch: [a for i in range(0, len(b), depth) for a in client.submit_many(b[i:i + depth])]
+                    lambda b=batch: [
+                        a for i in range(0, len(b), depth) for a in client.submit_many(b[i : i + depth])
+                    ]
                 )
             sent = time.perf_counter() - started
             if [a.status for a in answers] != [GatewayStatus.SENT] * reports:
@@ -72,7 +74,10 @@ async def bench_exchange(reports: int, store_dir: Path, depth: int = PIPELINE_DE
                     raise RuntimeError(f"{mode}: acks missing")
                 await asyncio.sleep(0.005)
             acked = time.perf_counter() - started
-            figures[mode] = {"sent_per_sec": round(reports / sent, 1), "acked_per_sec": round(reports / acked, 1)}
+            figures[mode] = {
+                "sent_per_sec": round(reports / sent, 1),
+                "acked_per_sec": round(reports / acked, 1),
+            }
         client.close()
     finally:
         await proxy.stop()
@@ -81,7 +86,9 @@ async def bench_exchange(reports: int, store_dir: Path, depth: int = PIPELINE_DE
 
 
 def register_bench(bench_sub) -> None:
-    parser = bench_sub.add_parser("exchange", help="trade reports through the FIX proxy: sequential vs pipelined")
+    parser = bench_sub.add_parser(
+        "exchange", help="trade reports through the FIX proxy: sequential vs pipelined"
+    )
     parser.add_argument("--reports", type=int, default=2000, help="trade reports per mode (default 2000)")
     parser.add_argument("--depth", type=int, default=PIPELINE_DEPTH, help="requests per pipelined round trip")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -97,11 +104,16 @@ def _run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"bench exchange: {args.reports} trade reports per mode (proxy + simulator in-process)")
+    table = Table(
+        title=f"bench exchange: {args.reports} trade reports per mode (proxy + simulator in-process)"
+    )
     for column in ("mode", "SENT answers/s", "exchange acks published/s"):
         table.add_column(column, justify="left" if column == "mode" else "right")
     for mode in ("sequential", "pipelined"):
-        table.add_row(mode if mode == "sequential" else f"pipelined ({args.depth} per round trip)",
-                      f"{figures[mode]['sent_per_sec']:,.0f}", f"{figures[mode]['acked_per_sec']:,.0f}")
+        table.add_row(
+            mode if mode == "sequential" else f"pipelined ({args.depth} per round trip)",
+            f"{figures[mode]['sent_per_sec']:,.0f}",
+            f"{figures[mode]['acked_per_sec']:,.0f}",
+        )
     Console().print(table)
     return 0

@@ -47,7 +47,9 @@ def _load(function: str):
     from clearing.local.invoke import load_handler
     from clearing.template_model import find_template
 
-    return load_handler(find_template().parent / "functions" / function / "app.py", "lambda_handler", function)
+    return load_handler(
+        find_template().parent / "functions" / function / "app.py", "lambda_handler", function
+    )
 
 
 def bench_pipeline(store, orders: list[bytes], batch_size: int = 1000, partitions: int = 3) -> dict[str, Any]:
@@ -123,7 +125,9 @@ def _moto_store(endpoint: str | None):
         from clearing.local.processes import free_port, wait_for_port
 
         port = free_port()  # the same moto launcher as `clearing up` (docs/local-runtime.md)
-        proc = subprocess.Popen(moto_argv("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            moto_argv("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for_port("127.0.0.1", port, 30, proc)
         endpoint = f"http://127.0.0.1:{port}"
     from clearing.adapters.dynamodb import dynamodb_client
@@ -141,10 +145,14 @@ def _moto_store(endpoint: str | None):
 def register_bench(bench_sub) -> None:
     parser = bench_sub.add_parser("handlers", help="1,000-record MSK batches through the stream handlers")
     parser.add_argument("--orders", type=int, default=20_000, help="orders in the memory run (default 20000)")
-    parser.add_argument("--moto-orders", type=int, default=5_000, help="orders in the moto_server run (0: skip)")
+    parser.add_argument(
+        "--moto-orders", type=int, default=5_000, help="orders in the moto_server run (0: skip)"
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dynamodb-endpoint", default=None, help="use this DynamoDB endpoint instead of starting local moto")
+    parser.add_argument(
+        "--dynamodb-endpoint", default=None, help="use this DynamoDB endpoint instead of starting local moto"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
 
@@ -169,17 +177,25 @@ def _run(args) -> int:
 
     console = Console()
     for run_name, figures in result.items():
-        table = Table(title=f"bench handlers: {run_name} ({figures['orders']} orders, {figures['trades']} trades)")
+        table = Table(
+            title=f"bench handlers: {run_name} ({figures['orders']} orders, {figures['trades']} trades)"
+        )
         for col in ("stage", "records", "seconds", "records/s", "records/CPU s", "items written"):
             table.add_column(col, justify="right" if col != "stage" else "left")
         for stage, f in figures.items():
             if isinstance(f, dict):
-                table.add_row(stage, str(f["records"]), str(f["seconds"]), str(f["records_per_sec"]),
-                              str(f["records_per_cpu_sec"]), str(f["items_written"]))
+                table.add_row(
+                    stage,
+                    str(f["records"]),
+                    str(f["seconds"]),
+                    str(f["records_per_sec"]),
+                    str(f["records_per_cpu_sec"]),
+                    str(f["items_written"]),
+                )
         console.print(table)
-        console.print(f"  pipeline: {figures['pipeline_orders_per_sec']} orders/s (sum of stage times; "
-                      f"{figures['pipeline_orders_per_cpu_sec']} per CPU second), "
-                      f"{figures['items_written_per_order']} DynamoDB items written per order")
+        console.print(
+            f"  pipeline: {figures['pipeline_orders_per_sec']} orders/s (sum of stage times; "
+            f"{figures['pipeline_orders_per_cpu_sec']} per CPU second), "
+            f"{figures['items_written_per_order']} DynamoDB items written per order"
+        )
     return 0
-
-

@@ -56,9 +56,16 @@ class InMemoryLog:
             "bootstrapServers": "memory",
             "records": {
                 f"{topic}-{partition}": [
-                    {"topic": topic, "partition": partition, "offset": start + i, "timestamp": 0,
-                     "timestampType": "CREATE_TIME", "key": base64.b64encode(k).decode(),
-                     "value": base64.b64encode(v).decode(), "headers": []}
+                    {
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": start + i,
+                        "timestamp": 0,
+                        "timestampType": "CREATE_TIME",
+                        "key": base64.b64encode(k).decode(),
+                        "value": base64.b64encode(v).decode(),
+                        "headers": [],
+                    }
                     for i, (k, v) in enumerate(rows)
                 ]
             },
@@ -83,7 +90,9 @@ class InMemoryPipeline:
             self.clear = ClearTrades(self.store, self.log, self.refdata)
         except ImportError:  # clearing stage not present
             self.clear = None
-        self.consumed: dict[tuple[str, str, int], int] = defaultdict(int)  # (stage, topic, partition) -> next offset
+        self.consumed: dict[tuple[str, str, int], int] = defaultdict(
+            int
+        )  # (stage, topic, partition) -> next offset
 
     def publish_orders(self, orders: list[bytes], key_of) -> None:
         for raw in orders:
@@ -98,7 +107,9 @@ class InMemoryPipeline:
             ("release", "orders.events", lambda ev: run_partitions(ev, self.validate.release_partition)),
         ]
         if self.clear is not None:
-            stages.append(("clear", "trades.executed", lambda ev: run_partitions(ev, self.clear.clear_partition)))
+            stages.append(
+                ("clear", "trades.executed", lambda ev: run_partitions(ev, self.clear.clear_partition))
+            )
         return stages
 
     def drain(self, batch_size: int = 1000, redeliver: bool = False) -> dict[str, Any]:

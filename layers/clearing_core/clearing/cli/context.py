@@ -27,7 +27,8 @@ def local_store(cfg):
     from clearing.template_model import table_names
 
     client = dynamodb_client(
-        cfg.dynamodb_url, cfg.region,
+        cfg.dynamodb_url,
+        cfg.region,
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
     )

@@ -86,7 +86,11 @@ def reserve_ticks_for(instrument: Instrument, side: str, price_ticks: int | None
 def _check_price(instrument: Instrument, price: Decimal, order) -> int | Rejection:
     ticks = instrument.to_ticks(price)
     if ticks is None:
-        return _reject(RejectReason.BAD_TICK, f"price {price} is not a multiple of tick size {instrument.tick_size}", order)
+        return _reject(
+            RejectReason.BAD_TICK,
+            f"price {price} is not a multiple of tick size {instrument.tick_size}",
+            order,
+        )
     ref = instrument.reference_price
     band = ref * instrument.collar_pct / _HUNDRED
     if not (ref - band <= price <= ref + band):
@@ -101,13 +105,23 @@ def _check_price(instrument: Instrument, price: Decimal, order) -> int | Rejecti
 
 def _check_size(instrument: Instrument, quantity: int, reserve_ticks: int, order) -> Rejection | Decimal:
     if quantity % instrument.lot_size:
-        return _reject(RejectReason.BAD_LOT, f"quantity {quantity} is not a multiple of lot size {instrument.lot_size}", order)
+        return _reject(
+            RejectReason.BAD_LOT,
+            f"quantity {quantity} is not a multiple of lot size {instrument.lot_size}",
+            order,
+        )
     if quantity > instrument.max_quantity:
-        return _reject(RejectReason.QTY_LIMIT, f"quantity {quantity} exceeds the maximum {instrument.max_quantity}", order)
+        return _reject(
+            RejectReason.QTY_LIMIT,
+            f"quantity {quantity} exceeds the maximum {instrument.max_quantity}",
+            order,
+        )
     notional = instrument.to_price(reserve_ticks) * quantity
     if notional > instrument.max_notional:
         return _reject(
-            RejectReason.NOTIONAL_LIMIT, f"notional {notional} exceeds the maximum {instrument.max_notional}", order
+            RejectReason.NOTIONAL_LIMIT,
+            f"notional {notional} exceeds the maximum {instrument.max_notional}",
+            order,
         )
     return notional
 
@@ -126,7 +140,9 @@ def assess_order(
     """
     member = refdata.members.get(order.member_id)
     if member is None:
-        return _reject(RejectReason.UNKNOWN_MEMBER, f"member {order.member_id} is not a clearing member", order)
+        return _reject(
+            RejectReason.UNKNOWN_MEMBER, f"member {order.member_id} is not a clearing member", order
+        )
     if not member.is_active:
         return _reject(RejectReason.MEMBER_SUSPENDED, f"member {order.member_id} is {member.status}", order)
     if order.client_order_id in known_orders:
@@ -143,7 +159,11 @@ def assess_order(
 
     if type(order) is NewOrder:
         if order.account not in member.accounts:
-            return _reject(RejectReason.UNKNOWN_ACCOUNT, f"account {order.account} does not belong to {member.member_id}", order)
+            return _reject(
+                RejectReason.UNKNOWN_ACCOUNT,
+                f"account {order.account} does not belong to {member.member_id}",
+                order,
+            )
         price_ticks = None
         if order.type is _LIMIT:
             checked = _check_price(instrument, order.price, order)
@@ -160,7 +180,9 @@ def assess_order(
                 f"open exposure {credit.exposure} + {notional} exceeds credit limit {member.credit_limit}",
                 order,
             )
-        return Acceptance(order, order_id_for(order.member_id, order.client_order_id), price_ticks, reserve, notional)
+        return Acceptance(
+            order, order_id_for(order.member_id, order.client_order_id), price_ticks, reserve, notional
+        )
 
     target = known_orders.get(order.orig_client_order_id)
     if target is None or target.symbol != order.symbol:
@@ -170,7 +192,9 @@ def assess_order(
             order,
         )
     if type(order) is CancelOrder:
-        return Acceptance(order, target.order_id, target.price_ticks, target.reserve_ticks, Decimal(0), target)
+        return Acceptance(
+            order, target.order_id, target.price_ticks, target.reserve_ticks, Decimal(0), target
+        )
 
     # REPLACE: check the new terms like a new order; credit only for the increase (exact exposure
     # change is computed by the matching engine, which knows the filled quantity).

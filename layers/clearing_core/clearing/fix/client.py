@@ -102,7 +102,9 @@ class ProxyClient:
             raise ProxyUnavailableError(f"proxy has no FIX session: {response.reason}")
         if response.request_id is not None and response.request_id != request.get("request_id"):
             self.close()
-            raise ProxyUnavailableError(f"answer for {response.request_id}, expected {request.get('request_id')}")
+            raise ProxyUnavailableError(
+                f"answer for {response.request_id}, expected {request.get('request_id')}"
+            )
 
     def _pipelined(self, requests: list[dict]) -> list[GatewayResponse]:
         sock = self._connection()

@@ -67,8 +67,16 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progress=None, task=None,
-                   stamp: bool = True, id_prefix: str | None = None) -> DemoRun:
+def publish_orders(
+    config: RuntimeConfig,
+    n: int,
+    rate: float,
+    seed: int,
+    progress=None,
+    task=None,
+    stamp: bool = True,
+    id_prefix: str | None = None,
+) -> DemoRun:
     """Publish n simulated OMS orders; `stamp` sets sent_at to the publish time (latency), off for
     runs that must be byte-for-byte reproducible."""
     from kafka import KafkaProducer
@@ -77,8 +85,13 @@ def publish_orders(config: RuntimeConfig, n: int, rate: float, seed: int, progre
 
     run = DemoRun(orders=n)
     run.start_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
-    producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5,
-                             batch_size=256 * 1024, max_in_flight_requests_per_connection=1)
+    producer = KafkaProducer(
+        bootstrap_servers=config.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_in_flight_requests_per_connection=1,
+    )
     prefix = id_prefix if id_prefix is not None else f"D{int(time.time())}-"
     # The order flow is generated before the clock starts, as a load generator does: the OMS is
     # not part of the pipeline, and generating (~0.2 ms of CPU per order here) would take CPU
@@ -114,8 +127,11 @@ def invocations_during(before: list[dict], after: list[dict]) -> dict[str, dict[
             continue
         records = w["records_done"] - b.get("records_done", 0)
         ms = w.get("invocation_ms_total", 0.0) - b.get("invocation_ms_total", 0.0)
-        out[w["worker_id"]] = {"invocations": calls, "records_per_invocation": round(records / calls, 1),
-                               "mean_invocation_ms": round(ms / calls, 1)}
+        out[w["worker_id"]] = {
+            "invocations": calls,
+            "records_per_invocation": round(records / calls, 1),
+            "mean_invocation_ms": round(ms / calls, 1),
+        }
     return out
 
 
@@ -149,7 +165,9 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
             rejected += 1
             by_reason[item["reason"]] = by_reason.get(item["reason"], 0) + 1
     since = _utc_iso(run.started - 0.001)
-    trades = [t for t in store.scan(keys.TRADES) if t["sk"] == "CLEARED" and (t.get("executed_at") or "") >= since]
+    trades = [
+        t for t in store.scan(keys.TRADES) if t["sk"] == "CLEARED" and (t.get("executed_at") or "") >= since
+    ]
     latencies = []
     cleared_notional = Decimal(0)
     for t in trades:
@@ -170,8 +188,11 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
         "cleared_notional": str(cleared_notional),
         "throughput_orders_per_sec": round(run.orders / max(end - run.started, 1e-9), 1),
         "publish_rate_orders_per_sec": round(run.orders / max(run.published - run.started, 1e-9), 1),
-        "latency_ms": {"p50": round(_percentile(latencies, 0.50), 1), "p99": round(_percentile(latencies, 0.99), 1),
-                       "max": round(max(latencies, default=0.0), 1)},
+        "latency_ms": {
+            "p50": round(_percentile(latencies, 0.50), 1),
+            "p99": round(_percentile(latencies, 0.99), 1),
+            "max": round(max(latencies, default=0.0), 1),
+        },
         "netting_efficiency": float(netting["totals"]["cash_efficiency"]),
         "netting": netting["totals"],
         "margin_calls": len(margin["margin_calls"]),
@@ -195,8 +216,15 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
     return summary
 
 
-def run_demo(orders: int, rate: float, seed: int, config: RuntimeConfig, keep_running: bool = False,
-             quiet: bool = False, report: Path | None = None) -> dict[str, Any]:
+def run_demo(
+    orders: int,
+    rate: float,
+    seed: int,
+    config: RuntimeConfig,
+    keep_running: bool = False,
+    quiet: bool = False,
+    report: Path | None = None,
+) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -208,13 +236,21 @@ def run_demo(orders: int, rate: float, seed: int, config: RuntimeConfig, keep_ru
     status = runtime.status(with_lag=False)
     running = all(c.state in ("running", "external") for c in status.components)
     if not running:
-        with console.status("starting the local stack (broker, moto_server, exchange simulator, FIX proxy, event-source mappings) ..."):
+        with console.status(
+            "starting the local stack (broker, moto_server, exchange simulator, FIX proxy, event-source mappings) ..."
+        ):
             t0 = time.time()
             runtime.start()
         console.print(f"local stack up in {time.time() - t0:.1f} s (state in {config.state_path})")
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=quiet) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+        ) as progress:
             pub = progress.add_task("published to orders.new", total=orders)
             workers_before = read_worker_states(config)
             run = publish_orders(config, orders, rate, seed, progress, pub)
@@ -250,8 +286,10 @@ def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> Non
         deadline = time.time() + max(300.0, run.orders / 100)
         while time.time() < deadline:
             offsets = probe.offsets(spec.group_id, [ORDERS_NEW])
-            done = sum(max(0, committed - run.start_offsets.get(int(k.rsplit("-", 1)[1]), 0))
-                       for k, (_, committed) in offsets.items())
+            done = sum(
+                max(0, committed - run.start_offsets.get(int(k.rsplit("-", 1)[1]), 0))
+                for k, (_, committed) in offsets.items()
+            )
             progress.update(task, completed=min(done, run.orders))
             if done >= run.orders:
                 return
@@ -283,12 +321,17 @@ def print_summary(summary: dict[str, Any]) -> None:
         ("trades (cleared)", f"{summary['trades']:,}"),
         ("cleared notional", f"{float(summary['cleared_notional']):,.2f}"),
         ("netting efficiency (cash, 1 - net/gross)", f"{summary['netting_efficiency']:.2%}"),
-        ("settlements gross -> net", f"{summary['netting']['gross_settlements']:,} -> {summary['netting']['net_settlements']:,}"),
+        (
+            "settlements gross -> net",
+            f"{summary['netting']['gross_settlements']:,} -> {summary['netting']['net_settlements']:,}",
+        ),
         ("margin calls", str(summary["margin_calls"])),
         ("publish rate", f"{summary['publish_rate_orders_per_sec']:,.0f} orders/s"),
         ("throughput end to end", f"{summary['throughput_orders_per_sec']:,.0f} orders/s"),
-        ("latency publish -> cleared p50 / p99 / max",
-         f"{summary['latency_ms']['p50']:,.0f} / {summary['latency_ms']['p99']:,.0f} / {summary['latency_ms']['max']:,.0f} ms"),
+        (
+            "latency publish -> cleared p50 / p99 / max",
+            f"{summary['latency_ms']['p50']:,.0f} / {summary['latency_ms']['p99']:,.0f} / {summary['latency_ms']['max']:,.0f} ms",
+        ),
         ("invariants", "[green]OK[/green]" if summary["invariants_ok"] else "[red]VIOLATED[/red]"),
     ]
     for k, v in rows:
@@ -297,20 +340,36 @@ def print_summary(summary: dict[str, Any]) -> None:
     cpu = summary.get("cpu_seconds_by_component") or {}
     if cpu:
         total = sum(cpu.values()) or 1e-9
-        where = Table(title=f"where the CPU went ({summary['cpu_ms_per_order']:.2f} ms of CPU per order, "
-                            f"{summary.get('cpu_cores')} cores)")
+        where = Table(
+            title=f"where the CPU went ({summary['cpu_ms_per_order']:.2f} ms of CPU per order, "
+            f"{summary.get('cpu_cores')} cores)"
+        )
         for column in ("component", "CPU s", "share", "ms / order"):
             where.add_column(column, justify="left" if column == "component" else "right")
         for name, seconds in cpu.items():
-            where.add_row(name, f"{seconds:.2f}", f"{seconds / total:.0%}", f"{1000 * seconds / max(summary['orders'], 1):.3f}")
+            where.add_row(
+                name,
+                f"{seconds:.2f}",
+                f"{seconds / total:.0%}",
+                f"{1000 * seconds / max(summary['orders'], 1):.3f}",
+            )
         console.print(where)
     if summary.get("invocations"):
         calls = Table(title="handler invocations during the run")
-        for column in ("event-source mapping worker", "invocations", "records / invocation", "mean ms / invocation"):
+        for column in (
+            "event-source mapping worker",
+            "invocations",
+            "records / invocation",
+            "mean ms / invocation",
+        ):
             calls.add_column(column, justify="left" if column.startswith("event") else "right")
         for name, row in sorted(summary["invocations"].items()):
-            calls.add_row(name, f"{row['invocations']:,}", f"{row['records_per_invocation']:,.1f}",
-                          f"{row['mean_invocation_ms']:,.1f}")
+            calls.add_row(
+                name,
+                f"{row['invocations']:,}",
+                f"{row['records_per_invocation']:,.1f}",
+                f"{row['mean_invocation_ms']:,.1f}",
+            )
         console.print(calls)
     for v in summary.get("violations", []):
         console.print(f"[red]{v['code']}[/red] {v['message']}")

@@ -37,7 +37,9 @@ def moto_argv(host: str, port: int) -> list[str]:
         import moto.server  # noqa: F401
         import waitress  # noqa: F401
     except ImportError as exc:
-        raise RuntimeStartError("moto or waitress not found: pip install 'moto[server,dynamodb]' waitress") from exc
+        raise RuntimeStartError(
+            "moto or waitress not found: pip install 'moto[server,dynamodb]' waitress"
+        ) from exc
     return [sys.executable, "-m", "clearing.local.moto_http11", "-H", host, "-p", str(port)]
 
 

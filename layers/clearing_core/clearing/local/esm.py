@@ -341,7 +341,7 @@ class MappingWorker:
         if done:
             self._commit(tp, failed if failed is not None else done[-1].offset + 1)
             self.stats.records_done += len(done)
-        return records[len(done):]
+        return records[len(done) :]
 
     def deliver(self, tp, records: list, attempts: int) -> None:
         """Process one partition batch until it is done or gone to the on-failure destination."""
@@ -411,9 +411,8 @@ class MappingWorker:
         failed: dict[str, int] = {}
         for failure in failures:
             ident = (failure or {}).get("itemIdentifier") if isinstance(failure, dict) else None
-            if (
-                not isinstance(ident, dict)
-                or ident.get("offset") not in offsets.get(ident.get("partition"), ())
+            if not isinstance(ident, dict) or ident.get("offset") not in offsets.get(
+                ident.get("partition"), ()
             ):
                 # An identifier Lambda cannot match fails the whole batch.
                 self.stats.function_errors += 1

@@ -42,7 +42,9 @@ def charts(summary: dict[str, Any]) -> dict[str, str]:
     ax.hist(data["latencies"] or [0], bins=50, color="#4c72b0")
     ax.set_xlabel("ms from OMS publish to cleared leg")
     ax.set_ylabel("trades")
-    ax.set_title(f"End-to-end latency (p50 {summary['latency_ms']['p50']:.0f} ms, p99 {summary['latency_ms']['p99']:.0f} ms)")
+    ax.set_title(
+        f"End-to-end latency (p50 {summary['latency_ms']['p50']:.0f} ms, p99 {summary['latency_ms']['p99']:.0f} ms)"
+    )
     out["latency"] = _png(fig)
     plt.close(fig)
 
@@ -67,9 +69,18 @@ def charts(summary: dict[str, Any]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(8, 3.2))
     names = [m["member_id"] for m in margin]
     xs = range(len(names))
-    ax.bar([x - 0.27 for x in xs], [float(m["initial_margin"]) / 1e6 for m in margin], width=0.27, label="initial margin")
-    ax.bar(list(xs), [max(0.0, -float(m["variation_margin"])) / 1e6 for m in margin], width=0.27, label="VM loss")
-    ax.bar([x + 0.27 for x in xs], [float(m["collateral"]) / 1e6 for m in margin], width=0.27, label="collateral")
+    ax.bar(
+        [x - 0.27 for x in xs],
+        [float(m["initial_margin"]) / 1e6 for m in margin],
+        width=0.27,
+        label="initial margin",
+    )
+    ax.bar(
+        list(xs), [max(0.0, -float(m["variation_margin"])) / 1e6 for m in margin], width=0.27, label="VM loss"
+    )
+    ax.bar(
+        [x + 0.27 for x in xs], [float(m["collateral"]) / 1e6 for m in margin], width=0.27, label="collateral"
+    )
     ax.set_xticks(list(xs), names)
     ax.set_ylabel("million")
     ax.set_title("Margin per member")
@@ -83,8 +94,10 @@ def charts(summary: dict[str, Any]) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.2))
         ax.barh(names, [1000 * cpu[n] / max(summary["orders"], 1) for n in names], color="#dd8452")
         ax.set_xlabel("ms of CPU per order")
-        ax.set_title(f"Where the CPU went ({summary['cpu_ms_per_order']:.2f} ms per order on "
-                     f"{summary.get('cpu_cores')} cores)")
+        ax.set_title(
+            f"Where the CPU went ({summary['cpu_ms_per_order']:.2f} ms per order on "
+            f"{summary.get('cpu_cores')} cores)"
+        )
         out["cpu"] = _png(fig)
         plt.close(fig)
     return out
@@ -96,7 +109,10 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in plain.items()
     )
-    body = "".join(f'<h2>{html.escape(name)}</h2><img src="data:image/png;base64,{png}"/>' for name, png in images.items())
+    body = "".join(
+        f'<h2>{html.escape(name)}</h2><img src="data:image/png;base64,{png}"/>'
+        for name, png in images.items()
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>clearing demo</title>"

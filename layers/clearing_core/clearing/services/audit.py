@@ -38,7 +38,9 @@ def _day_of(time_text: str | None) -> str | None:
     return normalised[:10] if normalised else None
 
 
-def member_day_records(store: ItemStore, member: str, day: str) -> tuple[dict[str, list[dict]], dict[str, int]]:
+def member_day_records(
+    store: ItemStore, member: str, day: str
+) -> tuple[dict[str, list[dict]], dict[str, int]]:
     """({kind: records}, notes) for one member and one date (YYYY-MM-DD)."""
     notes = {"undated_rejections": 0}
     records: dict[str, list[dict]] = {k: [] for k in KINDS}
@@ -63,33 +65,56 @@ def member_day_records(store: ItemStore, member: str, day: str) -> tuple[dict[st
     cleared_ids = []
     for symbol in sorted(member_symbols(store, member)):
         executed = store.query(keys.TRADES, symbol, sk_prefix=day, index="gsi1")
-        cleared = {i["trade_id"]: i for i in store.query(keys.TRADES, f"CLEARED#{symbol}", sk_prefix=day, index="gsi1")}
+        cleared = {
+            i["trade_id"]: i
+            for i in store.query(keys.TRADES, f"CLEARED#{symbol}", sk_prefix=day, index="gsi1")
+        }
         for t in executed:
             if t.get("sk") != "EXECUTED" or member not in (t["buy"]["member_id"], t["sell"]["member_id"]):
                 continue
             if t.get("trade_date") != day:
                 continue
             c = cleared.get(t["trade_id"])
-            records["trades"].append({**t, "cleared": c is not None, "cleared_from": (c or {}).get("src"),
-                                      "cleared_by": (c or {}).get("written_by")})
+            records["trades"].append(
+                {
+                    **t,
+                    "cleared": c is not None,
+                    "cleared_from": (c or {}).get("src"),
+                    "cleared_by": (c or {}).get("written_by"),
+                }
+            )
             if c is not None:
                 cleared_ids.append(t["trade_id"])
                 for leg in c["legs"]:
                     if leg["member_id"] == member:
-                        records["legs"].append({**leg, "src": c.get("src"), "written_by": c.get("written_by"),
-                                                "cleared_at": c.get("cleared_at")})
+                        records["legs"].append(
+                            {
+                                **leg,
+                                "src": c.get("src"),
+                                "written_by": c.get("written_by"),
+                                "cleared_at": c.get("cleared_at"),
+                            }
+                        )
 
     for settlement_date in sorted({leg["settlement_date"] for leg in records["legs"]}):
         for o in store.query(keys.OBLIGATIONS, member, sk_prefix=settlement_date, index="gsi1"):
             if o.get("kind") != "INSTRUCTION" and o.get("member_id") == member:
                 records["obligations"].append(o)
 
-    records["margin"] = [m for m in store.query(keys.MARGIN, member, sk_prefix=f"RUN#{day}")
-                         if m.get("member_id", member) == member]
-    records["margin_calls"] = [m for m in store.query(keys.MARGIN, member, sk_prefix=day, index="gsi1")
-                               if m.get("kind") == "MARGIN_CALL"]
+    records["margin"] = [
+        m
+        for m in store.query(keys.MARGIN, member, sk_prefix=f"RUN#{day}")
+        if m.get("member_id", member) == member
+    ]
+    records["margin_calls"] = [
+        m
+        for m in store.query(keys.MARGIN, member, sk_prefix=day, index="gsi1")
+        if m.get("kind") == "MARGIN_CALL"
+    ]
     for kind in KINDS:
-        records[kind].sort(key=lambda i: (str(i.get("pk", "")), str(i.get("sk", "")), str(i.get("leg_id", ""))))
+        records[kind].sort(
+            key=lambda i: (str(i.get("pk", "")), str(i.get("sk", "")), str(i.get("leg_id", "")))
+        )
     return records, notes
 
 
@@ -128,13 +153,16 @@ def to_csv(rows: list[dict]) -> bytes:
         cells = []
         for c in columns:
             v = _plain(r.get(c))
-            cells.append(json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else ("" if v is None else v))
+            cells.append(
+                json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else ("" if v is None else v)
+            )
         writer.writerow(cells)
     return buf.getvalue().encode()
 
 
-def export_member_day(store: ItemStore, member: str, day: str, out_dir: Path,
-                      now: datetime | None = None) -> dict[str, Any]:
+def export_member_day(
+    store: ItemStore, member: str, day: str, out_dir: Path, now: datetime | None = None
+) -> dict[str, Any]:
     """Write <out_dir>/<kind>.jsonl and .csv per kind plus manifest.json; returns the manifest."""
     records, notes = member_day_records(store, member, day)
     out_dir = Path(out_dir)
@@ -145,13 +173,18 @@ def export_member_day(store: ItemStore, member: str, day: str, out_dir: Path,
             data = encode(records[kind])
             name = f"{kind}.{ext}"
             (out_dir / name).write_bytes(data)
-            files[name] = {"records": len(records[kind]), "bytes": len(data),
-                           "sha256": hashlib.sha256(data).hexdigest()}
+            files[name] = {
+                "records": len(records[kind]),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
     manifest = {
-        "member_id": member, "date": day,
+        "member_id": member,
+        "date": day,
         "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "record_counts": {k: len(v) for k, v in records.items()},
-        "notes": notes, "files": files,
+        "notes": notes,
+        "files": files,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

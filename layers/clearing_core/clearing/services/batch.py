@@ -89,7 +89,9 @@ class MskRecord:
 
     @property
     def headers(self) -> tuple[tuple[str, bytes], ...]:
-        return tuple((name, bytes(data)) for h in (self._raw.get("headers") or ()) for name, data in h.items())
+        return tuple(
+            (name, bytes(data)) for h in (self._raw.get("headers") or ()) for name, data in h.items()
+        )
 
     @property
     def position(self) -> str:
@@ -136,7 +138,9 @@ def run_partitions(
                 on_failure(records, exc)
             total.consumed += len(records)
             total.failed += len(records)
-            total.failures.append({"itemIdentifier": {"partition": f"{topic}-{partition}", "offset": records[0].offset}})
+            total.failures.append(
+                {"itemIdentifier": {"partition": f"{topic}-{partition}", "offset": records[0].offset}}
+            )
     return total
 
 
@@ -173,11 +177,21 @@ class Checkpoints:
         report.skipped += len(records) - len(fresh)
         return fresh, ck_offset, version, item or {}, found
 
-    def advance(self, stage: str, topic: str, partition: int, offset: int, version: int | None, **extra: Any) -> int:
+    def advance(
+        self, stage: str, topic: str, partition: int, offset: int, version: int | None, **extra: Any
+    ) -> int:
         pk, sk = keys.checkpoint_key(stage, topic, partition)
         new_version = (version or 0) + 1
-        item = {"pk": pk, "sk": sk, "stage": stage, "topic": topic, "partition": partition,
-                "offset": offset, "version": new_version, **extra}
+        item = {
+            "pk": pk,
+            "sk": sk,
+            "stage": stage,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "version": new_version,
+            **extra,
+        }
         self.store.put_if_version(keys.STATE, item, version)
         return new_version
 

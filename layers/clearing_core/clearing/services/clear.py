@@ -37,8 +37,14 @@ def obligation_item_key(o) -> tuple[str, str]:
 
 
 class ClearTrades:
-    def __init__(self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE,
-                 clock=time.time):
+    def __init__(
+        self,
+        store: ItemStore,
+        publisher: Publisher,
+        refdata: ReferenceDataSource,
+        writer: str = STAGE,
+        clock=time.time,
+    ):
         self.store = store
         self.publisher = publisher
         self.refdata = refdata
@@ -78,7 +84,9 @@ class ClearTrades:
                 report.rejected_by_reason["MALFORMED_TRADE"] += 1
                 continue
             mark = marks[symbol]
-            if record.offset <= int(mark.get("applied_offset", -1)) or list(src) <= list(mark.get("watermark", [-1, -1])):
+            if record.offset <= int(mark.get("applied_offset", -1)) or list(src) <= list(
+                mark.get("watermark", [-1, -1])
+            ):
                 report.skipped += 1
                 continue
             mark["applied_offset"], mark["watermark"] = record.offset, list(src)
@@ -89,13 +97,23 @@ class ClearTrades:
                 report.rejected_by_reason[result.reason_code] += 1
                 continue
             pk, sk = keys.trade_key(result.trade_id, "CLEARED")
-            cleared_items.append({
-                "pk": pk, "sk": sk, **result.to_dict(), "price": trade["price"], "quantity": trade["quantity"],
-                "executed_at": trade.get("executed_at"), "buy_member": result.buy_leg.member_id,
-                "sell_member": result.sell_leg.member_id, "src": record.position, "cleared_at": now_ms,
-                "gsi1pk": f"CLEARED#{result.symbol}", "gsi1sk": f"{trade.get('executed_at')}#{result.trade_id}",
-                "written_by": self.writer,
-            })
+            cleared_items.append(
+                {
+                    "pk": pk,
+                    "sk": sk,
+                    **result.to_dict(),
+                    "price": trade["price"],
+                    "quantity": trade["quantity"],
+                    "executed_at": trade.get("executed_at"),
+                    "buy_member": result.buy_leg.member_id,
+                    "sell_member": result.sell_leg.member_id,
+                    "src": record.position,
+                    "cleared_at": now_ms,
+                    "gsi1pk": f"CLEARED#{result.symbol}",
+                    "gsi1sk": f"{trade.get('executed_at')}#{result.trade_id}",
+                    "written_by": self.writer,
+                }
+            )
             legs_by_offset.append((record.offset, result.legs))
             report.accepted += 1
             report.counters["legs"] += 2
@@ -108,8 +126,16 @@ class ClearTrades:
         for s in symbols:
             if "applied_offset" in marks[s]:
                 pk, sk = keys.clearing_state_key(s)
-                state_items.append({"pk": pk, "sk": sk, "symbol": s, "applied_offset": marks[s]["applied_offset"],
-                                    "watermark": marks[s]["watermark"], "written_by": self.writer})
+                state_items.append(
+                    {
+                        "pk": pk,
+                        "sk": sk,
+                        "symbol": s,
+                        "applied_offset": marks[s]["applied_offset"],
+                        "watermark": marks[s]["watermark"],
+                        "written_by": self.writer,
+                    }
+                )
         self.store.put_many(keys.STATE, state_items)
         self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
         report.counters["dead_lettered"] += len(dead_letters)
@@ -126,12 +152,22 @@ class ClearTrades:
                 day = iso_dates.get(leg.settlement_date)
                 if day is None:
                     day = iso_dates[leg.settlement_date] = leg.settlement_date.isoformat()
-                keyed.append((offset, leg, keys.position_key(leg.member_id, leg.symbol, leg.account, day),
-                              keys.obligation_key(leg.member_id, leg.symbol, day)))
+                keyed.append(
+                    (
+                        offset,
+                        leg,
+                        keys.position_key(leg.member_id, leg.symbol, leg.account, day),
+                        keys.obligation_key(leg.member_id, leg.symbol, day),
+                    )
+                )
         stored_pos = self.store.get_many(keys.POSITIONS, {pk for _, _, pk, _ in keyed})
         stored_obl = self.store.get_many(keys.OBLIGATIONS, {ok for _, _, _, ok in keyed})
-        positions = {k: (novation.Position.from_dict(v), int(v["applied_offset"])) for k, v in stored_pos.items()}
-        obligations = {k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()}
+        positions = {
+            k: (novation.Position.from_dict(v), int(v["applied_offset"])) for k, v in stored_pos.items()
+        }
+        obligations = {
+            k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()
+        }
         new_pos: dict = {}
         new_obl: dict = {}
         for offset, leg, pk, ok in keyed:
@@ -143,23 +179,44 @@ class ClearTrades:
             if offset > applied:
                 current = new_obl[ok][0] if ok in new_obl else stored
                 new_obl[ok] = (netting.apply_leg(current, leg), offset)
-        self.store.put_many(keys.POSITIONS, [
-            {"pk": k[0], "sk": k[1], **p.to_dict(), "applied_offset": o, "last_src": f"{source}/{o}",
-             "written_by": self.writer}
-            for k, (p, o) in new_pos.items()
-        ])
-        self.store.put_many(keys.OBLIGATIONS, [
-            {"pk": k[0], "sk": k[1], **ob.to_dict(), "applied_offset": o, "last_src": f"{source}/{o}",
-             "gsi1pk": ob.member_id,
-             "gsi1sk": f"{ob.settlement_date.isoformat()}#{ob.symbol}", "written_by": self.writer}
-            for k, (ob, o) in new_obl.items()
-        ])
+        self.store.put_many(
+            keys.POSITIONS,
+            [
+                {
+                    "pk": k[0],
+                    "sk": k[1],
+                    **p.to_dict(),
+                    "applied_offset": o,
+                    "last_src": f"{source}/{o}",
+                    "written_by": self.writer,
+                }
+                for k, (p, o) in new_pos.items()
+            ],
+        )
+        self.store.put_many(
+            keys.OBLIGATIONS,
+            [
+                {
+                    "pk": k[0],
+                    "sk": k[1],
+                    **ob.to_dict(),
+                    "applied_offset": o,
+                    "last_src": f"{source}/{o}",
+                    "gsi1pk": ob.member_id,
+                    "gsi1sk": f"{ob.settlement_date.isoformat()}#{ob.symbol}",
+                    "written_by": self.writer,
+                }
+                for k, (ob, o) in new_obl.items()
+            ],
+        )
 
     def _dead_letter(self, record: KafkaRecord, trade, reason: str, message: str) -> OutboundMessage:
-        body = {"reason": reason, "message": message, "trade": trade,
-                "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-                "original": (record.value or b"").decode("utf-8", "replace") if trade is None else None}
+        body = {
+            "reason": reason,
+            "message": message,
+            "trade": trade,
+            "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+            "original": (record.value or b"").decode("utf-8", "replace") if trade is None else None,
+        }
         key = (trade or {}).get("symbol", "UNKNOWN").encode() if isinstance(trade, dict) else b"UNKNOWN"
         return OutboundMessage(TRADES_DEADLETTER, key, dumps(body))
-
-

@@ -213,7 +213,9 @@ PIPELINE_DEPTH = 100
 
 
 def forward_to_exchange(
-    records: Iterable[ExchangeBoundRecord], proxy: ExchangeProxy, log: Any = None,
+    records: Iterable[ExchangeBoundRecord],
+    proxy: ExchangeProxy,
+    log: Any = None,
     pipeline_depth: int = PIPELINE_DEPTH,
 ) -> GatewayOutcome:
     """Send the batch's exchange requests in order, pipelined PIPELINE_DEPTH at a time when the proxy
@@ -244,8 +246,12 @@ def forward_to_exchange(
     return outcome
 
 
-def _send(pending: list[tuple[ExchangeBoundRecord, dict[str, Any]]], proxy: ExchangeProxy,
-          outcome: GatewayOutcome, log: Any) -> None:
+def _send(
+    pending: list[tuple[ExchangeBoundRecord, dict[str, Any]]],
+    proxy: ExchangeProxy,
+    outcome: GatewayOutcome,
+    log: Any,
+) -> None:
     if not pending:
         return
     requests = [request for _, request in pending]

@@ -7,7 +7,13 @@ obligations, state, reference, margin. docs/data-model.md describes the access p
 from __future__ import annotations
 
 ORDERS, TRADES, POSITIONS, OBLIGATIONS, STATE, REFERENCE, MARGIN = (
-    "orders", "trades", "positions", "obligations", "state", "reference", "margin",
+    "orders",
+    "trades",
+    "positions",
+    "obligations",
+    "state",
+    "reference",
+    "margin",
 )
 TABLES = (ORDERS, TRADES, POSITIONS, OBLIGATIONS, STATE, REFERENCE, MARGIN)
 
@@ -55,6 +61,7 @@ def position_key(member_id: str, symbol: str, account: str, settlement_date: str
 
 def obligation_key(member_id: str, symbol: str, settlement_date: str) -> tuple[str, str]:
     return settlement_date, f"{member_id}#{symbol}"
+
 
 # Attributes that record when (wall clock) a record was processed, not what it is: excluded when
 # comparing a replay or a redelivery with the original run.

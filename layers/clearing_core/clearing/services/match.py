@@ -61,13 +61,23 @@ def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> l
     """The head item of a symbol's snapshot, preceded by its chunk items when it is too big for one."""
     blob = encode_book(state)
     pk, sk = keys.book_key(symbol)
-    head = {"pk": pk, "sk": sk, "symbol": symbol, "version": state.version, "applied_offset": state.applied_offset,
-            "watermarks": state.watermarks, "resting_orders": len(state.book), "written_by": writer}
+    head = {
+        "pk": pk,
+        "sk": sk,
+        "symbol": symbol,
+        "version": state.version,
+        "applied_offset": state.applied_offset,
+        "watermarks": state.watermarks,
+        "resting_orders": len(state.book),
+        "written_by": writer,
+    }
     if len(blob) <= CHUNK_BYTES:
         return [{**head, "book": blob, "chunks": 0}]
-    parts = [blob[i:i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
-    chunks = [{"pk": pk, "sk": f"v{state.version}#c{n}", "book": part, "expires_at": int(now) + CHUNK_TTL_SECONDS}
-              for n, part in enumerate(parts)]
+    parts = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
+    chunks = [
+        {"pk": pk, "sk": f"v{state.version}#c{n}", "book": part, "expires_at": int(now) + CHUNK_TTL_SECONDS}
+        for n, part in enumerate(parts)
+    ]
     return [*chunks, {**head, "chunks": len(parts)}]
 
 
@@ -78,11 +88,15 @@ def decode_book(item: dict, store: ItemStore | None = None) -> SymbolBook:
         found = store.get_many(keys.STATE, wanted)
         blob = b"".join(found[k]["book"] for k in wanted)
     book = OrderBook.restore(orjson.loads(zlib.decompress(blob)))
-    return SymbolBook(book, int(item["version"]), int(item["applied_offset"]), dict(item.get("watermarks", {})))
+    return SymbolBook(
+        book, int(item["version"]), int(item["applied_offset"]), dict(item.get("watermarks", {}))
+    )
 
 
 class MatchOrders:
-    def __init__(self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE):
+    def __init__(
+        self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE
+    ):
         self.store = store
         self.publisher = publisher
         self.refdata = refdata
@@ -99,7 +113,9 @@ class MatchOrders:
             raise
 
     def _load_books(self, symbols: set[str], named_versions: dict[str, int]) -> None:
-        missing = [s for s in symbols if s not in self.books or self.books[s].version != named_versions.get(s, 0)]
+        missing = [
+            s for s in symbols if s not in self.books or self.books[s].version != named_versions.get(s, 0)
+        ]
         if not missing:
             return
         found = self.store.get_many(keys.STATE, [keys.book_key(s) for s in missing])
@@ -145,8 +161,16 @@ class MatchOrders:
         trade_items = []
         for t in trades:
             pk, sk = keys.trade_key(t["trade_id"], "EXECUTED")
-            trade_items.append({"pk": pk, "sk": sk, **t, "gsi1pk": t["symbol"],
-                                "gsi1sk": f"{t['executed_at']}#{t['trade_id']}", "written_by": self.writer})
+            trade_items.append(
+                {
+                    "pk": pk,
+                    "sk": sk,
+                    **t,
+                    "gsi1pk": t["symbol"],
+                    "gsi1sk": f"{t['executed_at']}#{t['trade_id']}",
+                    "written_by": self.writer,
+                }
+            )
         self.store.put_many(keys.ORDERS, [self._state_item(order_id, st) for order_id, st in states.items()])
         self.store.put_many(keys.TRADES, trade_items)
         self.publisher.publish(outputs)
@@ -163,7 +187,9 @@ class MatchOrders:
         snapshots += heads
         named = dict(ck_item.get("books", {}))
         named.update({s: self.books[s].version for s in touched})
-        self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, books=named, written_by=self.writer)
+        self.checkpoints.advance(
+            STAGE, topic, partition, fresh[-1].offset, version, books=named, written_by=self.writer
+        )
         report.counters["trades"] += len(trades)
         report.counters["items_written"] += len(states) + len(trade_items) + len(snapshots) + 1
         return report
@@ -173,12 +199,24 @@ class MatchOrders:
         """Run one accepted order action; also returns the reserve price in force before a replace."""
         action = msg["action"]
         if action == "NEW":
-            owner = [msg["member_id"], msg["account"], msg["client_order_id"], msg["reserve_price_ticks"],
-                     msg["quantity"]]
+            owner = [
+                msg["member_id"],
+                msg["account"],
+                msg["client_order_id"],
+                msg["reserve_price_ticks"],
+                msg["quantity"],
+            ]
             return book.submit(
-                msg["order_id"], msg["side"], msg["price_ticks"], msg["quantity"], type=msg["type"],
-                tif=msg["time_in_force"], post_only=msg.get("post_only", False), member=msg["member_id"],
-                stp=msg.get("stp"), owner=owner,
+                msg["order_id"],
+                msg["side"],
+                msg["price_ticks"],
+                msg["quantity"],
+                type=msg["type"],
+                tif=msg["time_in_force"],
+                post_only=msg.get("post_only", False),
+                member=msg["member_id"],
+                stp=msg.get("stp"),
+                owner=owner,
             ), None
         if action == "CANCEL":
             return book.cancel(msg["order_id"]), None
@@ -191,9 +229,13 @@ class MatchOrders:
         if msg.get("quantity") is not None:
             owner[_QUANTITY] = msg["quantity"]
         new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
-        return book.replace(msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner), old_reserve
+        return book.replace(
+            msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner
+        ), old_reserve
 
-    def _translate(self, record, msg, events, book, tick: Decimal, old_reserve, states, trades, outputs) -> None:
+    def _translate(
+        self, record, msg, events, book, tick: Decimal, old_reserve, states, trades, outputs
+    ) -> None:
         p, o = record.partition, record.offset
         topic = record.topic
         symbol = msg["symbol"]
@@ -211,10 +253,16 @@ class MatchOrders:
                 maker_leg = {"member_id": maker[_MEMBER], "account": maker[_ACCOUNT], "order_id": maker_id}
                 buy, sell = (taker_leg, maker_leg) if taker_side == "BUY" else (maker_leg, taker_leg)
                 trade = {
-                    "trade_id": last_trade_id, "symbol": symbol, "price_ticks": price,
-                    "price": str(tick * price), "quantity": qty,
-                    "trade_date": (sent_at or "1970-01-01")[:10], "executed_at": sent_at, "aggressor": taker_side,
-                    "buy": buy, "sell": sell,
+                    "trade_id": last_trade_id,
+                    "symbol": symbol,
+                    "price_ticks": price,
+                    "price": str(tick * price),
+                    "quantity": qty,
+                    "trade_date": (sent_at or "1970-01-01")[:10],
+                    "executed_at": sent_at,
+                    "aggressor": taker_side,
+                    "buy": buy,
+                    "sell": sell,
                     "source": {"topic": topic, "partition": p, "offset": o, "seq": seq},
                 }
                 trades.append(trade)
@@ -222,8 +270,13 @@ class MatchOrders:
             elif kind == ev.PARTIALLY_FILLED or kind == ev.FILLED:
                 _, _, _, filled, remaining, last_price, last_qty = e
                 exposure = -(owner[_RESERVE] * last_qty)
-                body = {"filled_qty": filled, "remaining_qty": remaining, "last_price_ticks": last_price,
-                        "last_qty": last_qty, "trade_id": last_trade_id}
+                body = {
+                    "filled_qty": filled,
+                    "remaining_qty": remaining,
+                    "last_price_ticks": last_price,
+                    "last_qty": last_qty,
+                    "trade_id": last_trade_id,
+                }
                 self._state(states, order_id, owner, symbol, kind, filled, remaining, 0, record)
             elif kind == ev.CANCELLED:
                 _, _, _, qty, reason, filled = e
@@ -234,25 +287,56 @@ class MatchOrders:
                 _, _, _, side, price, qty = e
                 body = {"remaining_qty": qty, "price_ticks": price, "side": side}
                 r = book.order(order_id)
-                self._state(states, order_id, owner, symbol, "RESTING", r["filled"] if r else 0, qty, 0, record)
+                self._state(
+                    states, order_id, owner, symbol, "RESTING", r["filled"] if r else 0, qty, 0, record
+                )
             elif kind == ev.REPLACED:
                 _, _, _, price, qty, kept, old_price, old_qty = e
                 r = book.order(order_id)
                 filled = r["filled"] if r else 0
                 # exposure follows the open quantity at the reserve price
                 exposure = owner[_RESERVE] * qty - old_reserve * old_qty
-                body = {"price_ticks": price, "remaining_qty": qty, "priority_kept": kept, "filled_qty": filled,
-                        "client_order_id": msg["client_order_id"]}
+                body = {
+                    "price_ticks": price,
+                    "remaining_qty": qty,
+                    "priority_kept": kept,
+                    "filled_qty": filled,
+                    "client_order_id": msg["client_order_id"],
+                }
                 if r is not None:
-                    self._state(states, order_id, owner, symbol, "PARTIALLY_FILLED" if filled else "RESTING", filled,
-                                qty, 0, record)
+                    self._state(
+                        states,
+                        order_id,
+                        owner,
+                        symbol,
+                        "PARTIALLY_FILLED" if filled else "RESTING",
+                        filled,
+                        qty,
+                        0,
+                        record,
+                    )
             elif kind == ev.REJECTED:
                 _, _, _, reason = e
                 if msg["action"] == "NEW":
                     exposure = -(msg["reserve_price_ticks"] * msg["quantity"])
-                    self._state(states, order_id, [msg["member_id"], msg.get("account"), msg["client_order_id"],
-                                                   msg["reserve_price_ticks"], msg["quantity"]], symbol, "REJECTED", 0, 0,
-                                msg["quantity"], record, reason)
+                    self._state(
+                        states,
+                        order_id,
+                        [
+                            msg["member_id"],
+                            msg.get("account"),
+                            msg["client_order_id"],
+                            msg["reserve_price_ticks"],
+                            msg["quantity"],
+                        ],
+                        symbol,
+                        "REJECTED",
+                        0,
+                        0,
+                        msg["quantity"],
+                        record,
+                        reason,
+                    )
                 body = {"reason": reason, "action": msg["action"], "client_order_id": msg["client_order_id"]}
             if body is not None:
                 member = owner[_MEMBER] if owner else msg["member_id"]
@@ -267,10 +351,22 @@ class MatchOrders:
             seq += 1
 
     @staticmethod
-    def _state(states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None) -> None:
+    def _state(
+        states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None
+    ) -> None:
         """Record the order's latest state in this batch; the item is built once, for the last one."""
-        states[order_id] = (owner[_MEMBER], owner[_ACCOUNT], owner[_QUANTITY], symbol, status, filled, remaining,
-                            cancelled, record, reason)
+        states[order_id] = (
+            owner[_MEMBER],
+            owner[_ACCOUNT],
+            owner[_QUANTITY],
+            symbol,
+            status,
+            filled,
+            remaining,
+            cancelled,
+            record,
+            reason,
+        )
 
     def _state_item(self, order_id, state) -> dict:
         member, account, quantity, symbol, status, filled, remaining, cancelled, record, reason = state
@@ -281,10 +377,22 @@ class MatchOrders:
             status = "PARTIALLY_FILLED"
         pk, sk = keys.order_state_key(member, clordid)
         return {
-            "pk": pk, "sk": sk, "kind": "STATE", "order_id": order_id, "member_id": member, "account": account,
-            "client_order_id": clordid, "symbol": symbol, "status": status,
-            "filled_qty": filled, "remaining_qty": remaining,
+            "pk": pk,
+            "sk": sk,
+            "kind": "STATE",
+            "order_id": order_id,
+            "member_id": member,
+            "account": account,
+            "client_order_id": clordid,
+            "symbol": symbol,
+            "status": status,
+            "filled_qty": filled,
+            "remaining_qty": remaining,
             "cancelled_qty": cancelled,
-            "quantity": quantity, "reason": reason,
-            "last_src": record.position, "gsi1pk": symbol, "gsi1sk": order_id, "written_by": self.writer,
+            "quantity": quantity,
+            "reason": reason,
+            "last_src": record.position,
+            "gsi1pk": symbol,
+            "gsi1sk": order_id,
+            "written_by": self.writer,
         }

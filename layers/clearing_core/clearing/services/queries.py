@@ -77,16 +77,26 @@ def order_view(validation: dict | None, state: dict | None, refdata=None) -> dic
     price_ticks = v.get("price_ticks")
     return {
         "order_id": s.get("order_id") or v.get("order_id") or (f"{member}:{clordid}" if member else None),
-        "member_id": member, "client_order_id": clordid,
+        "member_id": member,
+        "client_order_id": clordid,
         "account": s.get("account") or v.get("account") or (original or {}).get("account"),
-        "symbol": symbol, "side": v.get("side") or src.get("side"), "type": v.get("type") or src.get("type"),
+        "symbol": symbol,
+        "side": v.get("side") or src.get("side"),
+        "type": v.get("type") or src.get("type"),
         "time_in_force": v.get("time_in_force") or src.get("time_in_force"),
         "price_ticks": price_ticks,
-        "price": _price(refdata, symbol, price_ticks) or (str(src["price"]) if src.get("price") is not None else None),
-        "quantity": quantity, "status": status, "reason": reason,
-        "filled_qty": filled, "remaining_qty": remaining, "cancelled_qty": int(s.get("cancelled_qty", 0)),
-        "route": v.get("route"), "received_at": v.get("sent_at") or src.get("sent_at"),
-        "decided_from": v.get("src"), "last_change_from": s.get("last_src"),
+        "price": _price(refdata, symbol, price_ticks)
+        or (str(src["price"]) if src.get("price") is not None else None),
+        "quantity": quantity,
+        "status": status,
+        "reason": reason,
+        "filled_qty": filled,
+        "remaining_qty": remaining,
+        "cancelled_qty": int(s.get("cancelled_qty", 0)),
+        "route": v.get("route"),
+        "received_at": v.get("sent_at") or src.get("sent_at"),
+        "decided_from": v.get("src"),
+        "last_change_from": s.get("last_src"),
     }
 
 
@@ -122,8 +132,13 @@ def _status_matches(view: dict, status: str | None) -> bool:
     return view["status"] == wanted
 
 
-def list_orders(store: ItemStore, member: str | None = None, symbol: str | None = None,
-                status: str | None = None, refdata=None) -> list[dict[str, Any]]:
+def list_orders(
+    store: ItemStore,
+    member: str | None = None,
+    symbol: str | None = None,
+    status: str | None = None,
+    refdata=None,
+) -> list[dict[str, Any]]:
     """Orders with their current status; by member (Query pk), by symbol (Query gsi1), or all (Scan)."""
     views = []
     if member:
@@ -160,15 +175,21 @@ def trade_view(executed: dict | None, cleared: dict | None) -> dict[str, Any]:
     buy = e.get("buy") or {"member_id": c.get("buy_member")}
     sell = e.get("sell") or {"member_id": c.get("sell_member")}
     return {
-        "trade_id": e.get("trade_id") or c.get("trade_id"), "symbol": e.get("symbol") or c.get("symbol"),
-        "price": e.get("price") or c.get("price"), "price_ticks": e.get("price_ticks"),
+        "trade_id": e.get("trade_id") or c.get("trade_id"),
+        "symbol": e.get("symbol") or c.get("symbol"),
+        "price": e.get("price") or c.get("price"),
+        "price_ticks": e.get("price_ticks"),
         "quantity": e.get("quantity", c.get("quantity")),
         "executed_at": e.get("executed_at") or c.get("executed_at"),
-        "trade_date": e.get("trade_date") or c.get("trade_date"), "settlement_date": c.get("settlement_date"),
-        "aggressor": e.get("aggressor"), "buy": buy, "sell": sell,
+        "trade_date": e.get("trade_date") or c.get("trade_date"),
+        "settlement_date": c.get("settlement_date"),
+        "aggressor": e.get("aggressor"),
+        "buy": buy,
+        "sell": sell,
         "status": "CLEARED" if c else "EXECUTED",
         "legs": c.get("legs", []),
-        "executed_from": _position(e.get("source")), "cleared_from": c.get("src"),
+        "executed_from": _position(e.get("source")),
+        "cleared_from": c.get("src"),
     }
 
 
@@ -181,8 +202,9 @@ def _position(source: dict | None) -> str | None:
 def symbol_trades(store: ItemStore, symbol: str, since: str | None = None) -> list[dict[str, Any]]:
     """Two Queries on gsi1: cleared trades (CLEARED#symbol) and executed ones (symbol), by executed_at."""
     cleared = {i["trade_id"]: i for i in store.query(keys.TRADES, f"CLEARED#{symbol}", index="gsi1")}
-    executed = {i["trade_id"]: i for i in store.query(keys.TRADES, symbol, index="gsi1")
-                if i.get("sk") == "EXECUTED"}
+    executed = {
+        i["trade_id"]: i for i in store.query(keys.TRADES, symbol, index="gsi1") if i.get("sk") == "EXECUTED"
+    }
     views = [trade_view(executed.get(t), cleared.get(t)) for t in sorted(set(cleared) | set(executed))]
     if since:
         views = [v for v in views if (v["executed_at"] or "") >= since]
@@ -198,8 +220,9 @@ def _involves(view: dict, member: str) -> bool:
     return member in ((view["buy"] or {}).get("member_id"), (view["sell"] or {}).get("member_id"))
 
 
-def list_trades(store: ItemStore, symbol: str | None = None, member: str | None = None,
-                since: str | None = None) -> list[dict[str, Any]]:
+def list_trades(
+    store: ItemStore, symbol: str | None = None, member: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
     if symbol:
         views = symbol_trades(store, symbol, since)
     elif member:
@@ -219,8 +242,15 @@ def list_trades(store: ItemStore, symbol: str | None = None, member: str | None 
 
 
 # ------------------------------------------------------------------ one order's life
-_PHASE = {"RECEIVED": 0, "ACCEPTED": 1, "REJECTED": 1, "ROUTED_TO_EXCHANGE": 1, "EVENT": 2, "CLEARED": 3,
-          "EXCHANGE_REPORT": 4}
+_PHASE = {
+    "RECEIVED": 0,
+    "ACCEPTED": 1,
+    "REJECTED": 1,
+    "ROUTED_TO_EXCHANGE": 1,
+    "EVENT": 2,
+    "CLEARED": 3,
+    "EXCHANGE_REPORT": 4,
+}
 
 
 def _iso_ms(ms: int) -> str | None:
@@ -233,9 +263,11 @@ def normalise_time(text: str | None) -> str | None:
     """ISO-8601 UTC with microseconds (also from FIX UTCTimestamp), so that times sort as strings."""
     if not text:
         return None
-    for parse in (lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
-                  lambda t: datetime.strptime(t, "%Y%m%d-%H:%M:%S.%f"),
-                  lambda t: datetime.strptime(t, "%Y%m%d-%H:%M:%S")):
+    for parse in (
+        lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
+        lambda t: datetime.strptime(t, "%Y%m%d-%H:%M:%S.%f"),
+        lambda t: datetime.strptime(t, "%Y%m%d-%H:%M:%S"),
+    ):
         try:
             moment = parse(text)
         except ValueError:
@@ -247,8 +279,13 @@ def normalise_time(text: str | None) -> str | None:
 
 
 def _step(step: str, time: str | None, position: str | None, phase: str, **details) -> dict[str, Any]:
-    return {"step": step, "time": normalise_time(time), "from": position, "_phase": _PHASE[phase],
-            **{k: v for k, v in details.items() if v is not None}}
+    return {
+        "step": step,
+        "time": normalise_time(time),
+        "from": position,
+        "_phase": _PHASE[phase],
+        **{k: v for k, v in details.items() if v is not None},
+    }
 
 
 def _read_json(record) -> dict | None:
@@ -271,7 +308,9 @@ def _first_by_id(records: Iterable, id_field: str) -> list[tuple[Any, dict]]:
     return out
 
 
-def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata=None) -> dict[str, Any] | None:
+def order_life(
+    store: ItemStore, log, member: str, client_order_id: str, refdata=None
+) -> dict[str, Any] | None:
     """Everything that happened to one order, oldest first; None when the member never sent it.
 
     `client_order_id` may be the order's first id or the id of any later cancel/replace of it. Sources:
@@ -279,8 +318,10 @@ def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata
     NEW, CANCEL, REPLACE, with its position) and of orders.events (every matching-engine event), the
     cleared trade items of its fills, and the symbol's partition of exchange.executions. `log` may be
     None (Kafka retention passed): the life is then what the tables hold."""
-    first = store.get_many(keys.ORDERS, [keys.validation_key(member, client_order_id),
-                                         keys.order_state_key(member, client_order_id)])
+    first = store.get_many(
+        keys.ORDERS,
+        [keys.validation_key(member, client_order_id), keys.order_state_key(member, client_order_id)],
+    )
     v = first.get(keys.validation_key(member, client_order_id))
     root = client_order_id
     if v and v.get("target_order_id"):  # the id of a cancel or replace: the order is its target
@@ -299,7 +340,9 @@ def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata
                 chain.add(msg.get("client_order_id"))
                 requests.append((r, msg))
     decisions = store.get_many(keys.ORDERS, [keys.validation_key(member, c) for c in chain if c])
-    state = store.get_many(keys.ORDERS, [keys.order_state_key(member, root)]).get(keys.order_state_key(member, root))
+    state = store.get_many(keys.ORDERS, [keys.order_state_key(member, root)]).get(
+        keys.order_state_key(member, root)
+    )
     root_v = decisions.get(keys.validation_key(member, root))
     if root_v is None and state is None and not requests:
         return None
@@ -308,12 +351,23 @@ def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata
     seen_decisions = set()
     positions = {r.position for r, _ in requests}
     rejections_by_position = store.get_many(
-        keys.ORDERS, [keys.rejection_key(r.topic, r.partition, r.offset) for r, _ in requests])
+        keys.ORDERS, [keys.rejection_key(r.topic, r.partition, r.offset) for r, _ in requests]
+    )
     for r, msg in requests:
-        steps.append(_step("RECEIVED", msg.get("sent_at"), r.position, "RECEIVED", action=msg.get("action"),
-                           client_order_id=msg.get("client_order_id"),
-                           orig_client_order_id=msg.get("orig_client_order_id"),
-                           side=msg.get("side"), price=msg.get("price"), quantity=msg.get("quantity")))
+        steps.append(
+            _step(
+                "RECEIVED",
+                msg.get("sent_at"),
+                r.position,
+                "RECEIVED",
+                action=msg.get("action"),
+                client_order_id=msg.get("client_order_id"),
+                orig_client_order_id=msg.get("orig_client_order_id"),
+                side=msg.get("side"),
+                price=msg.get("price"),
+                quantity=msg.get("quantity"),
+            )
+        )
         d = decisions.get(keys.validation_key(member, msg.get("client_order_id")))
         if d is None or d.get("src") != r.position:
             d = rejections_by_position.get(keys.rejection_key(r.topic, r.partition, r.offset))
@@ -328,26 +382,47 @@ def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata
     symbol = (state or {}).get("symbol") or (root_v or {}).get("symbol")
     if log is not None:
         ev_partition = log.partition_for(ORDERS_EVENTS, member.encode())
-        events = [(r, e) for r, e in _first_by_id(log.read(ORDERS_EVENTS, ev_partition), "event_id")
-                  if e.get("order_id") == order_id]
+        events = [
+            (r, e)
+            for r, e in _first_by_id(log.read(ORDERS_EVENTS, ev_partition), "event_id")
+            if e.get("order_id") == order_id
+        ]
         times = _source_times(log, [e["source"] for _, e in events])
         for r, e in events:
             src = e["source"]
-            if e.get("trade_id") and e["type"] in ("PARTIALLY_FILLED", "FILLED") and e["trade_id"] not in trade_ids:
+            if (
+                e.get("trade_id")
+                and e["type"] in ("PARTIALLY_FILLED", "FILLED")
+                and e["trade_id"] not in trade_ids
+            ):
                 trade_ids.append(e["trade_id"])
-            steps.append(_step(
-                "RESTING" if e["type"] == "ACCEPTED" else e["type"], times.get((src["partition"], src["offset"])) or _iso_ms(r.timestamp), r.position, "EVENT",
-                caused_by=f"{src['topic']}/{src['partition']}/{src['offset']}#{src.get('seq', 0)}",
-                event_id=e["event_id"], filled_qty=e.get("filled_qty"), remaining_qty=e.get("remaining_qty"),
-                cancelled_qty=e.get("cancelled_qty"), last_qty=e.get("last_qty"),
-                last_price=_price(refdata, e.get("symbol"), e.get("last_price_ticks")),
-                last_price_ticks=e.get("last_price_ticks"), trade_id=e.get("trade_id"),
-                reason=e.get("reason"), priority_kept=e.get("priority_kept"),
-                action=e.get("action"), client_order_id=e.get("client_order_id"),
-                exposure_delta=e.get("exposure_delta")))
+            steps.append(
+                _step(
+                    "RESTING" if e["type"] == "ACCEPTED" else e["type"],
+                    times.get((src["partition"], src["offset"])) or _iso_ms(r.timestamp),
+                    r.position,
+                    "EVENT",
+                    caused_by=f"{src['topic']}/{src['partition']}/{src['offset']}#{src.get('seq', 0)}",
+                    event_id=e["event_id"],
+                    filled_qty=e.get("filled_qty"),
+                    remaining_qty=e.get("remaining_qty"),
+                    cancelled_qty=e.get("cancelled_qty"),
+                    last_qty=e.get("last_qty"),
+                    last_price=_price(refdata, e.get("symbol"), e.get("last_price_ticks")),
+                    last_price_ticks=e.get("last_price_ticks"),
+                    trade_id=e.get("trade_id"),
+                    reason=e.get("reason"),
+                    priority_kept=e.get("priority_kept"),
+                    action=e.get("action"),
+                    client_order_id=e.get("client_order_id"),
+                    exposure_delta=e.get("exposure_delta"),
+                )
+            )
 
     side = (root_v or {}).get("side")
-    trades = store.get_many(keys.TRADES, [keys.trade_key(t, p) for t in trade_ids for p in ("EXECUTED", "CLEARED")])
+    trades = store.get_many(
+        keys.TRADES, [keys.trade_key(t, p) for t in trade_ids for p in ("EXECUTED", "CLEARED")]
+    )
     for t in trade_ids:
         executed, cleared = trades.get((t, "EXECUTED")), trades.get((t, "CLEARED"))
         if cleared is None:
@@ -356,11 +431,23 @@ def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata
             side = "BUY" if executed["buy"]["order_id"] == order_id else "SELL"
         for leg in cleared["legs"]:
             if leg["member_id"] == member and (side is None or leg["side"] == side):
-                steps.append(_step("CLEARED_LEG", cleared.get("executed_at"), cleared.get("src"), "CLEARED",
-                                   trade_id=t, leg_id=leg["leg_id"], side=leg["side"], quantity=leg["quantity"],
-                                   price=leg["price"], counterparty=leg["counterparty"],
-                                   settlement_date=leg["settlement_date"], cash_amount=leg["cash_amount"],
-                                   written_by=cleared.get("written_by")))
+                steps.append(
+                    _step(
+                        "CLEARED_LEG",
+                        cleared.get("executed_at"),
+                        cleared.get("src"),
+                        "CLEARED",
+                        trade_id=t,
+                        leg_id=leg["leg_id"],
+                        side=leg["side"],
+                        quantity=leg["quantity"],
+                        price=leg["price"],
+                        counterparty=leg["counterparty"],
+                        settlement_date=leg["settlement_date"],
+                        cash_amount=leg["cash_amount"],
+                        written_by=cleared.get("written_by"),
+                    )
+                )
 
     if log is not None and symbol and log.partitions(EXCHANGE_EXECUTIONS):
         cl_ord_ids = {f"{member}:{c}" for c in chain if c}
@@ -369,29 +456,64 @@ def order_life(store: ItemStore, log, member: str, client_order_id: str, refdata
             x = _read_json(r)
             if not x:
                 continue
-            if (x.get("cl_ord_id") in cl_ord_ids or x.get("orig_cl_ord_id") in cl_ord_ids
-                    or x.get("trade_report_id") in trade_ids or x.get("request_id") in cl_ord_ids | set(trade_ids)):
-                steps.append(_step("EXCHANGE_REPORT", x.get("transact_time") or x.get("sending_time"), r.position,
-                                   "EXCHANGE_REPORT", msg_type=x.get("msg_type"), exec_type=x.get("exec_type"),
-                                   ord_status=x.get("ord_status"), trd_rpt_status=x.get("trd_rpt_status"),
-                                   request_id=x.get("request_id"), text=x.get("text")))
+            if (
+                x.get("cl_ord_id") in cl_ord_ids
+                or x.get("orig_cl_ord_id") in cl_ord_ids
+                or x.get("trade_report_id") in trade_ids
+                or x.get("request_id") in cl_ord_ids | set(trade_ids)
+            ):
+                steps.append(
+                    _step(
+                        "EXCHANGE_REPORT",
+                        x.get("transact_time") or x.get("sending_time"),
+                        r.position,
+                        "EXCHANGE_REPORT",
+                        msg_type=x.get("msg_type"),
+                        exec_type=x.get("exec_type"),
+                        ord_status=x.get("ord_status"),
+                        trd_rpt_status=x.get("trd_rpt_status"),
+                        request_id=x.get("request_id"),
+                        text=x.get("text"),
+                    )
+                )
 
     order_steps = sorted(steps, key=lambda s: (s["time"] or "", s["_phase"], s["from"] or ""))
     for s in order_steps:
         del s["_phase"]
     summary = order_view(root_v, state, refdata)
     summary["order_id"] = order_id
-    return {"order": summary, "client_order_ids": sorted(c for c in chain if c), "trade_ids": trade_ids,
-            "steps": order_steps, "log_read": log is not None}
+    return {
+        "order": summary,
+        "client_order_ids": sorted(c for c in chain if c),
+        "trade_ids": trade_ids,
+        "steps": order_steps,
+        "log_read": log is not None,
+    }
 
 
 def _decision_step(d: dict, time: str | None) -> dict[str, Any]:
     if d.get("decision") == "REJECTED":
-        return _step("REJECTED", time, d.get("src"), "REJECTED", reason=d.get("reason"), message=d.get("message"),
-                     client_order_id=d.get("client_order_id"), written_by=d.get("written_by"))
+        return _step(
+            "REJECTED",
+            time,
+            d.get("src"),
+            "REJECTED",
+            reason=d.get("reason"),
+            message=d.get("message"),
+            client_order_id=d.get("client_order_id"),
+            written_by=d.get("written_by"),
+        )
     step = "ROUTED_TO_EXCHANGE" if d.get("route") == "EXCHANGE" else "ACCEPTED"
-    return _step(step, time, d.get("src"), step, action=d.get("action"), client_order_id=d.get("client_order_id"),
-                 exposure_reserved=d.get("exposure_reserved"), written_by=d.get("written_by"))
+    return _step(
+        step,
+        time,
+        d.get("src"),
+        step,
+        action=d.get("action"),
+        client_order_id=d.get("client_order_id"),
+        exposure_reserved=d.get("exposure_reserved"),
+        written_by=d.get("written_by"),
+    )
 
 
 def _source_times(log, sources: list[dict]) -> dict[tuple[int, int], str | None]:

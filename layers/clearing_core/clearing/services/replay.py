@@ -62,7 +62,9 @@ class RetainedLog(Protocol):
     def partition_for(self, topic: str, key: bytes) -> int:
         """The partition a producer puts `key` in (the default partitioner)."""
 
-    def read(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> Iterator[KafkaRecord]:
+    def read(
+        self, topic: str, partition: int, start: int = 0, end: int | None = None
+    ) -> Iterator[KafkaRecord]:
         """Records [start, end) in offset order; end None: up to the end when the call starts."""
 
 
@@ -105,11 +107,16 @@ class ReplayReport:
         return self.differences_total == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "stages": self.stages, "records_read": self.records_read,
-                "compared": self.compared, "differences_total": self.differences_total,
-                "differences": [d.to_dict() for d in self.differences],
-                "credit_decisions_as_recorded": self.credit_decisions_as_recorded,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "ok": self.ok,
+            "stages": self.stages,
+            "records_read": self.records_read,
+            "compared": self.compared,
+            "differences_total": self.differences_total,
+            "differences": [d.to_dict() for d in self.differences],
+            "credit_decisions_as_recorded": self.credit_decisions_as_recorded,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 # ------------------------------------------------------------------ what each stage owns
@@ -122,15 +129,21 @@ def _decoded_book(item: dict) -> dict:
 
 ItemFilter = Callable[[dict], bool]
 STAGE_ITEMS: dict[str, list[tuple[str, ItemFilter]]] = {
-    VALIDATE: [(keys.ORDERS, lambda i: i.get("kind") in ("VALIDATION", "REJECTION")),
-               (keys.STATE, lambda i: i["pk"].startswith("EXPOSURE#"))],
-    MATCH: [(keys.ORDERS, lambda i: i.get("kind") == "STATE"),
-            (keys.TRADES, lambda i: i["sk"] == "EXECUTED"),
-            (keys.STATE, lambda i: i["pk"].startswith("BOOK#"))],
-    CLEAR: [(keys.TRADES, lambda i: i["sk"] == "CLEARED"),
-            (keys.POSITIONS, lambda i: True),
-            (keys.OBLIGATIONS, lambda i: i.get("kind") != "INSTRUCTION"),  # settle_eod writes those
-            (keys.STATE, lambda i: i["pk"].startswith("CLEARSTATE#"))],
+    VALIDATE: [
+        (keys.ORDERS, lambda i: i.get("kind") in ("VALIDATION", "REJECTION")),
+        (keys.STATE, lambda i: i["pk"].startswith("EXPOSURE#")),
+    ],
+    MATCH: [
+        (keys.ORDERS, lambda i: i.get("kind") == "STATE"),
+        (keys.TRADES, lambda i: i["sk"] == "EXECUTED"),
+        (keys.STATE, lambda i: i["pk"].startswith("BOOK#")),
+    ],
+    CLEAR: [
+        (keys.TRADES, lambda i: i["sk"] == "CLEARED"),
+        (keys.POSITIONS, lambda i: True),
+        (keys.OBLIGATIONS, lambda i: i.get("kind") != "INSTRUCTION"),  # settle_eod writes those
+        (keys.STATE, lambda i: i["pk"].startswith("CLEARSTATE#")),
+    ],
 }
 
 
@@ -141,8 +154,11 @@ def _source_id(msg: dict) -> str:
 
 # output topics of each stage -> how a message is identified (deterministic ids)
 STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict], str]]]] = {
-    VALIDATE: [(ORDERS_ACCEPTED, _source_id), (ORDERS_EXCHANGE, _source_id),
-               (ORDERS_REJECTED, lambda m: m["rejection_id"])],
+    VALIDATE: [
+        (ORDERS_ACCEPTED, _source_id),
+        (ORDERS_EXCHANGE, _source_id),
+        (ORDERS_REJECTED, lambda m: m["rejection_id"]),
+    ],
     MATCH: [(TRADES_EXECUTED, lambda m: m["trade_id"]), (ORDERS_EVENTS, lambda m: m["event_id"])],
     CLEAR: [(TRADES_DEADLETTER, _source_id)],
 }
@@ -154,8 +170,9 @@ def comparable_item(item: dict) -> dict:
 
 
 # ------------------------------------------------------------------ the replay
-def _batches(log: RetainedLog, topic: str, start_offsets: dict[int, int], batch_size: int
-             ) -> Iterator[list[KafkaRecord]]:
+def _batches(
+    log: RetainedLog, topic: str, start_offsets: dict[int, int], batch_size: int
+) -> Iterator[list[KafkaRecord]]:
     for partition in log.partitions(topic):
         batch: list[KafkaRecord] = []
         for record in log.read(topic, partition, start_offsets.get(partition, 0)):
@@ -188,15 +205,26 @@ class ScannedTables:
 
 def seed_credit_decisions(live, target: ItemStore) -> int:
     """Copy the live CREDIT_LIMIT decisions into the target: validate_orders replays them as recorded."""
-    credit = [i for i in live.scan(keys.ORDERS)
-              if i.get("decision") == "REJECTED" and i.get("reason") == "CREDIT_LIMIT"]
+    credit = [
+        i
+        for i in live.scan(keys.ORDERS)
+        if i.get("decision") == "REJECTED" and i.get("reason") == "CREDIT_LIMIT"
+    ]
     target.put_many(keys.ORDERS, credit)
     return len(credit)
 
 
-def replay(stages: Sequence[str], log: RetainedLog, live: ItemStore, target: ItemStore,
-           refdata: ReferenceDataSource, from_offsets: dict[str, dict[int, int]] | None = None,
-           batch_size: int = 500, max_differences: int = 200, recorded_credit: bool = True) -> ReplayReport:
+def replay(
+    stages: Sequence[str],
+    log: RetainedLog,
+    live: ItemStore,
+    target: ItemStore,
+    refdata: ReferenceDataSource,
+    from_offsets: dict[str, dict[int, int]] | None = None,
+    batch_size: int = 500,
+    max_differences: int = 200,
+    recorded_credit: bool = True,
+) -> ReplayReport:
     """Rebuild `stages` into `target` from the log, then compare target with live (see module doc).
 
     from_offsets: {topic: {partition: first offset}}; the target must then already hold the state as
@@ -228,8 +256,11 @@ def replay(stages: Sequence[str], log: RetainedLog, live: ItemStore, target: Ite
     target_tables = ScannedTables(target)
     for stage in stages:
         for table, wanted in STAGE_ITEMS[stage]:
-            found = compare_items(table, [i for i in live_tables.scan(table) if wanted(i)],
-                                  [i for i in target_tables.scan(table) if wanted(i)])
+            found = compare_items(
+                table,
+                [i for i in live_tables.scan(table) if wanted(i)],
+                [i for i in target_tables.scan(table) if wanted(i)],
+            )
             report.compared[table] = report.compared.get(table, 0) + found[0]
             differences += found[1]
         for topic, id_of in STAGE_OUTPUTS[stage]:
@@ -259,11 +290,16 @@ def read_topic(log: RetainedLog, topic: str, id_of: Callable[[dict], str]) -> di
 
 
 def _field_differences(live: dict, rebuilt: dict) -> dict[str, Any]:
-    return {k: {"live": live.get(k), "rebuilt": rebuilt.get(k)}
-            for k in sorted(set(live) | set(rebuilt)) if live.get(k) != rebuilt.get(k)}
+    return {
+        k: {"live": live.get(k), "rebuilt": rebuilt.get(k)}
+        for k in sorted(set(live) | set(rebuilt))
+        if live.get(k) != rebuilt.get(k)
+    }
 
 
-def compare_items(table: str, live_items: list[dict], rebuilt_items: list[dict]) -> tuple[int, list[Difference]]:
+def compare_items(
+    table: str, live_items: list[dict], rebuilt_items: list[dict]
+) -> tuple[int, list[Difference]]:
     live = {(i["pk"], i["sk"]): comparable_item(i) for i in live_items}
     rebuilt = {(i["pk"], i["sk"]): comparable_item(i) for i in rebuilt_items}
     diffs = []
@@ -274,12 +310,15 @@ def compare_items(table: str, live_items: list[dict], rebuilt_items: list[dict])
         elif key not in live:
             diffs.append(Difference(table, name, "EXTRA_IN_REBUILD"))
         elif live[key] != rebuilt[key]:
-            diffs.append(Difference(table, name, "DIFFERENT", _printable(_field_differences(live[key], rebuilt[key]))))
+            diffs.append(
+                Difference(table, name, "DIFFERENT", _printable(_field_differences(live[key], rebuilt[key])))
+            )
     return len(set(live) | set(rebuilt)), diffs
 
 
-def compare_messages(where: str, live: dict[str, dict], rebuilt: dict[str, dict], only_rebuilt: bool = False
-                     ) -> tuple[int, list[Difference]]:
+def compare_messages(
+    where: str, live: dict[str, dict], rebuilt: dict[str, dict], only_rebuilt: bool = False
+) -> tuple[int, list[Difference]]:
     ids = set(rebuilt) if only_rebuilt else set(live) | set(rebuilt)
     diffs = []
     for i in sorted(ids):
@@ -288,7 +327,9 @@ def compare_messages(where: str, live: dict[str, dict], rebuilt: dict[str, dict]
         elif i not in live:
             diffs.append(Difference(where, i, "EXTRA_IN_REBUILD"))
         elif live[i] != rebuilt[i]:
-            diffs.append(Difference(where, i, "DIFFERENT", _printable(_field_differences(live[i], rebuilt[i]))))
+            diffs.append(
+                Difference(where, i, "DIFFERENT", _printable(_field_differences(live[i], rebuilt[i])))
+            )
     return len(ids), diffs
 
 
@@ -317,5 +358,8 @@ def stage_tables(stages: Sequence[str]) -> set[str]:
 def checkpoints_in(target: ItemStore, stages: Sequence[str]) -> list[str]:
     """Checkpoints the target already holds for these stages (a --from-beginning target must have none)."""
     stages = list(STAGES) if "all" in stages else stages
-    return sorted(i["pk"] for i in target.scan(keys.STATE)
-                  if i["pk"].startswith("CKPT#") and i["pk"].split("#")[1] in (*stages, "release_exposure"))
+    return sorted(
+        i["pk"]
+        for i in target.scan(keys.STATE)
+        if i["pk"].startswith("CKPT#") and i["pk"].split("#")[1] in (*stages, "release_exposure")
+    )

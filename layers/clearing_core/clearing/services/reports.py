@@ -32,13 +32,19 @@ def _obligation_items(store: ItemStore, settlement_date: str | None = None, memb
     return [i for i in items if i.get("kind") != "INSTRUCTION"]
 
 
-def load_obligations(store: ItemStore, settlement_date: str | None = None, member: str | None = None) -> list[NetObligation]:
+def load_obligations(
+    store: ItemStore, settlement_date: str | None = None, member: str | None = None
+) -> list[NetObligation]:
     return [NetObligation.from_dict(i) for i in _obligation_items(store, settlement_date, member)]
 
 
-def obligations_report(store: ItemStore, settlement_date: str | None = None, member: str | None = None) -> dict:
+def obligations_report(
+    store: ItemStore, settlement_date: str | None = None, member: str | None = None
+) -> dict:
     obligations = load_obligations(store, settlement_date, member)
-    report = netting.netting_report(obligations, date.fromisoformat(settlement_date) if settlement_date else None)
+    report = netting.netting_report(
+        obligations, date.fromisoformat(settlement_date) if settlement_date else None
+    )
     return report.to_dict()
 
 
@@ -70,8 +76,14 @@ def verify(store: ItemStore, max_violations: int = 200) -> VerifyResult:
     obligations = load_obligations(store)
     orders = store.scan(keys.ORDERS)
     states = [o for o in orders if o.get("kind") == "STATE"]
-    accepted_new = [o for o in orders if o.get("kind") == "VALIDATION" and o.get("decision") == "ACCEPTED"
-                    and o.get("action") == "NEW" and o.get("route", "INTERNAL") == "INTERNAL"]
+    accepted_new = [
+        o
+        for o in orders
+        if o.get("kind") == "VALIDATION"
+        and o.get("decision") == "ACCEPTED"
+        and o.get("action") == "NEW"
+        and o.get("route", "INTERNAL") == "INTERNAL"
+    ]
 
     found: list[invariants.Violation] = []
     found += invariants.check_ccp_flat(obligations)
@@ -81,54 +93,113 @@ def verify(store: ItemStore, max_violations: int = 200) -> VerifyResult:
     by_key = {o.key: o for o in obligations}
     for key in sorted(set(expected_obligations) | set(by_key)):
         if by_key.get(key) != expected_obligations.get(key):
-            found.append(invariants.Violation("OBLIGATION_MISMATCH", f"obligation {key} differs from the net of its legs"))
+            found.append(
+                invariants.Violation(
+                    "OBLIGATION_MISMATCH", f"obligation {key} differs from the net of its legs"
+                )
+            )
     found += invariants.check_order_quantities(
-        {"order_id": s["order_id"], "quantity": int(s["quantity"]), "filled_qty": int(s["filled_qty"]),
-         "resting_qty": int(s["remaining_qty"]), "cancelled_qty": int(s["cancelled_qty"])}
+        {
+            "order_id": s["order_id"],
+            "quantity": int(s["quantity"]),
+            "filled_qty": int(s["filled_qty"]),
+            "resting_qty": int(s["remaining_qty"]),
+            "cancelled_qty": int(s["cancelled_qty"]),
+        }
         for s in states
     )
     state_ids = {s["order_id"] for s in states}
     for v in accepted_new:
         if v["order_id"] not in state_ids:
-            found.append(invariants.Violation("ORDER_WITHOUT_STATE", f"accepted order {v['order_id']} never reached the book"))
+            found.append(
+                invariants.Violation(
+                    "ORDER_WITHOUT_STATE", f"accepted order {v['order_id']} never reached the book"
+                )
+            )
     cleared_ids = {t["trade_id"] for t in cleared}
     for trade_id in sorted(executed - cleared_ids):
-        found.append(invariants.Violation("TRADE_NOT_CLEARED", f"trade {trade_id} was executed but not cleared"))
+        found.append(
+            invariants.Violation("TRADE_NOT_CLEARED", f"trade {trade_id} was executed but not cleared")
+        )
     for trade_id in sorted(cleared_ids - executed):
-        found.append(invariants.Violation("CLEARED_WITHOUT_EXECUTION", f"cleared trade {trade_id} has no executed trade"))
+        found.append(
+            invariants.Violation(
+                "CLEARED_WITHOUT_EXECUTION", f"cleared trade {trade_id} has no executed trade"
+            )
+        )
 
-    result.checked = {"trades": len(executed), "cleared_trades": len(cleared), "legs": len(legs),
-                      "positions": len(positions), "obligations": len(obligations), "orders": len(states),
-                      "accepted_new_orders": len(accepted_new)}
+    result.checked = {
+        "trades": len(executed),
+        "cleared_trades": len(cleared),
+        "legs": len(legs),
+        "positions": len(positions),
+        "obligations": len(obligations),
+        "orders": len(states),
+        "accepted_new_orders": len(accepted_new),
+    }
     result.violations = [{"code": v.code, "message": v.message} for v in found[:max_violations]]
     if len(found) > max_violations:
-        result.violations.append({"code": "TRUNCATED", "message": f"{len(found) - max_violations} more violations"})
+        result.violations.append(
+            {"code": "TRUNCATED", "message": f"{len(found) - max_violations} more violations"}
+        )
     return result
 
 
-def run_margin(store: ItemStore, refdata, run_at: datetime | None = None, write: bool = True) -> dict[str, Any]:
+def run_margin(
+    store: ItemStore, refdata, run_at: datetime | None = None, write: bool = True
+) -> dict[str, Any]:
     """IM by scenario scan + VM against last settlement prices per member; margin calls stored."""
     run_at = run_at or datetime.now(UTC)
     run_id = run_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     requirements = margin.margin_requirements(load_positions(store), refdata)
     calls = [r for r in requirements if r.is_call]
     if write:
-        items = [{"pk": r.member_id, "sk": f"RUN#{run_id}", "kind": "MARGIN", "run_id": run_id, **r.to_dict(),
-                  "is_call": r.is_call} for r in requirements]
-        items += [{"pk": f"CALL#{run_id[:10]}", "sk": f"{r.member_id}#{run_id}", "kind": "MARGIN_CALL",
-                   "run_id": run_id, **r.to_dict(), "gsi1pk": r.member_id, "gsi1sk": run_id} for r in calls]
+        items = [
+            {
+                "pk": r.member_id,
+                "sk": f"RUN#{run_id}",
+                "kind": "MARGIN",
+                "run_id": run_id,
+                **r.to_dict(),
+                "is_call": r.is_call,
+            }
+            for r in requirements
+        ]
+        items += [
+            {
+                "pk": f"CALL#{run_id[:10]}",
+                "sk": f"{r.member_id}#{run_id}",
+                "kind": "MARGIN_CALL",
+                "run_id": run_id,
+                **r.to_dict(),
+                "gsi1pk": r.member_id,
+                "gsi1sk": run_id,
+            }
+            for r in calls
+        ]
         store.put_many(keys.MARGIN, items)
-    return {"run_id": run_id, "requirements": [r.to_dict() for r in requirements],
-            "margin_calls": [r.to_dict() for r in calls]}
+    return {
+        "run_id": run_id,
+        "requirements": [r.to_dict() for r in requirements],
+        "margin_calls": [r.to_dict() for r in calls],
+    }
 
 
-def settle_eod(store: ItemStore, refdata, settlement_date: str, out_dir: Path | None = None) -> dict[str, Any]:
+def settle_eod(
+    store: ItemStore, refdata, settlement_date: str, out_dir: Path | None = None
+) -> dict[str, Any]:
     """Settlement instructions per member for one date: CSV and JSON files and DynamoDB items."""
     day = date.fromisoformat(settlement_date)
     rows = netting.settlement_instructions(load_obligations(store, settlement_date), day, refdata.ccp_id)
-    items = [{"pk": f"INSTRUCTIONS#{settlement_date}", "sk": f"{r['member_id']}#{n:06d}", "kind": "INSTRUCTION",
-              **{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()}}
-             for n, r in enumerate(rows)]
+    items = [
+        {
+            "pk": f"INSTRUCTIONS#{settlement_date}",
+            "sk": f"{r['member_id']}#{n:06d}",
+            "kind": "INSTRUCTION",
+            **{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()},
+        }
+        for n, r in enumerate(rows)
+    ]
     store.put_many(keys.OBLIGATIONS, items)
     plain = [{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()} for r in rows]
     files = {}

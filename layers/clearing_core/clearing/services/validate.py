@@ -74,7 +74,9 @@ class _PartitionCache:
 class ValidateOrders:
     """Pre-trade risk for one partition of orders.new at a time."""
 
-    def __init__(self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE):
+    def __init__(
+        self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE
+    ):
         self.store = store
         self.publisher = publisher
         self.refdata = refdata
@@ -105,7 +107,11 @@ class ValidateOrders:
                 if item.get("kind") != "VALIDATION":
                     continue
                 clordid = item["sk"][2:-2]
-                known[clordid], sources[clordid], items[clordid] = _known_from_item(item), item.get("src"), item
+                known[clordid], sources[clordid], items[clordid] = (
+                    _known_from_item(item),
+                    item.get("src"),
+                    item,
+                )
             cache.known[member_id], cache.sources[member_id], cache.items[member_id] = known, sources, items
             cache.loaded.add(member_id)
         return cache
@@ -117,9 +123,15 @@ class ValidateOrders:
         # request. Reading the ledger before our claim rather than after it reads the same items: only
         # an invocation of this partition writes RESERVED, and one that claimed before us is over.
         parsed = [(r, parse_order(r.value)) for r in records]
-        ledger_keys = {keys.exposure_key(m.member_id, p) for _, m in parsed if not isinstance(m, Rejection)
-                       for p in ("RESERVED", "RELEASED")}
-        fresh, ck_offset, version, _, ledger = self.checkpoints.unapplied_with(STAGE, records, report, ledger_keys)
+        ledger_keys = {
+            keys.exposure_key(m.member_id, p)
+            for _, m in parsed
+            if not isinstance(m, Rejection)
+            for p in ("RESERVED", "RELEASED")
+        }
+        fresh, ck_offset, version, _, ledger = self.checkpoints.unapplied_with(
+            STAGE, records, report, ledger_keys
+        )
         if not fresh:
             return report
         if len(fresh) < len(records):
@@ -129,8 +141,9 @@ class ValidateOrders:
         cache = self._member_orders(partition, version, members)
         # Claim the partition before any effect: an invocation that dies after writing decisions
         # leaves the version moved on, so every warm cache built before it reloads from the store.
-        version = cache.version = self.checkpoints.advance(STAGE, topic, partition, ck_offset, version,
-                                                           claimed_by=self.writer)
+        version = cache.version = self.checkpoints.advance(
+            STAGE, topic, partition, ck_offset, version, claimed_by=self.writer
+        )
 
         credit: dict[str, CreditState] = {}
         reserved: dict[str, Decimal] = {}
@@ -185,13 +198,20 @@ class ValidateOrders:
         for member_id, offset in last_offset_of_member.items():
             pk, sk = keys.exposure_key(member_id, "RESERVED")
             prior = ledger.get((pk, sk), {}).get("applied", {})
-            exposure_items.append({
-                "pk": pk, "sk": sk, "member_id": member_id, "reserved": str(reserved[member_id]),
-                "applied": {**prior, str(partition): offset}, "written_by": self.writer,
-            })
+            exposure_items.append(
+                {
+                    "pk": pk,
+                    "sk": sk,
+                    "member_id": member_id,
+                    "reserved": str(reserved[member_id]),
+                    "applied": {**prior, str(partition): offset},
+                    "written_by": self.writer,
+                }
+            )
         self.store.put_many(keys.STATE, exposure_items)
-        cache.version = self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version,
-                                                 written_by=self.writer)
+        cache.version = self.checkpoints.advance(
+            STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer
+        )
         for member_items in cache.items.values():
             member_items.clear()  # full items serve replays right after a cold load only
         report.counters["items_written"] += len(order_items) + len(exposure_items) + 2
@@ -200,28 +220,55 @@ class ValidateOrders:
     @staticmethod
     def _replayed(item: dict, msg) -> Acceptance | Rejection:
         if item["decision"] != "ACCEPTED":
-            return Rejection(reason=RejectReason(item["reason"]), message=item["message"], member_id=msg.member_id,
-                             client_order_id=msg.client_order_id, symbol=msg.symbol)
+            return Rejection(
+                reason=RejectReason(item["reason"]),
+                message=item["message"],
+                member_id=msg.member_id,
+                client_order_id=msg.client_order_id,
+                symbol=msg.symbol,
+            )
         known = None
         if item.get("target_order_id"):
-            known = KnownOrder(item["target_order_id"], msg.symbol, item["side"], item.get("target_price_ticks"),
-                               int(item.get("target_quantity", 0)), int(item.get("target_reserve_ticks", 0)))
-        return Acceptance(msg, item["order_id"], item.get("price_ticks"), int(item["reserve_ticks"]),
-                          Decimal(item.get("exposure_reserved", "0")), known)
+            known = KnownOrder(
+                item["target_order_id"],
+                msg.symbol,
+                item["side"],
+                item.get("target_price_ticks"),
+                int(item.get("target_quantity", 0)),
+                int(item.get("target_reserve_ticks", 0)),
+            )
+        return Acceptance(
+            msg,
+            item["order_id"],
+            item.get("price_ticks"),
+            int(item["reserve_ticks"]),
+            Decimal(item.get("exposure_reserved", "0")),
+            known,
+        )
 
     @staticmethod
     def _known_after(decision: Acceptance) -> KnownOrder:
         msg = decision.order
         if type(msg) is NewOrder:
-            return KnownOrder(decision.order_id, msg.symbol, str(msg.side), decision.price_ticks, msg.quantity,
-                              decision.reserve_ticks)
+            return KnownOrder(
+                decision.order_id,
+                msg.symbol,
+                str(msg.side),
+                decision.price_ticks,
+                msg.quantity,
+                decision.reserve_ticks,
+            )
         target = decision.known
         if type(msg) is ReplaceOrder:
             qty = msg.quantity if msg.quantity is not None else target.quantity
-            return KnownOrder(target.order_id, target.symbol, target.side, decision.price_ticks, qty, decision.reserve_ticks)
+            return KnownOrder(
+                target.order_id, target.symbol, target.side, decision.price_ticks, qty, decision.reserve_ticks
+            )
         return target
 
-    def _accepted(self, record: KafkaRecord, msg, decision: Acceptance, refdata) -> tuple[dict, OutboundMessage]:
+    def _accepted(
+        self, record: KafkaRecord, msg, decision: Acceptance, refdata
+    ) -> tuple[dict, OutboundMessage]:
         """The validation record and the orders.accepted / orders.exchange message of an accepted order."""
         price_ticks = decision.price_ticks
         sent_at = _iso(msg.sent_at)
@@ -232,22 +279,55 @@ class ValidateOrders:
         topic = ORDERS_ACCEPTED
         if type(msg) is NewOrder:
             # str() of a StrEnum member is its value (several times cheaper than .value)
-            side, route, order_type, tif = str(msg.side), str(msg.route), str(msg.type), str(msg.time_in_force)
+            side, route, order_type, tif = (
+                str(msg.side),
+                str(msg.route),
+                str(msg.type),
+                str(msg.time_in_force),
+            )
             account, quantity = msg.account, msg.quantity
             body = {
-                "action": "NEW", "order_id": decision.order_id, "member_id": member_id, "client_order_id": clordid,
-                "orig_client_order_id": None, "symbol": symbol, "price_ticks": price_ticks, "price": price,
-                "reserve_price_ticks": decision.reserve_ticks, "sent_at": sent_at, "source": source,
-                "account": account, "side": side, "type": order_type, "quantity": quantity, "time_in_force": tif,
-                "post_only": msg.post_only, "stp": str(msg.stp) if msg.stp else None, "route": route,
+                "action": "NEW",
+                "order_id": decision.order_id,
+                "member_id": member_id,
+                "client_order_id": clordid,
+                "orig_client_order_id": None,
+                "symbol": symbol,
+                "price_ticks": price_ticks,
+                "price": price,
+                "reserve_price_ticks": decision.reserve_ticks,
+                "sent_at": sent_at,
+                "source": source,
+                "account": account,
+                "side": side,
+                "type": order_type,
+                "quantity": quantity,
+                "time_in_force": tif,
+                "post_only": msg.post_only,
+                "stp": str(msg.stp) if msg.stp else None,
+                "route": route,
             }
             item = {
-                "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
-                "order_id": decision.order_id, "action": "NEW", "member_id": member_id,
-                "client_order_id": clordid, "symbol": symbol, "price_ticks": price_ticks,
-                "reserve_ticks": decision.reserve_ticks, "exposure_reserved": str(decision.exposure_reserved),
-                "sent_at": sent_at, "written_by": self.writer,
-                "side": side, "quantity": quantity, "account": account, "type": order_type, "time_in_force": tif,
+                "pk": pk,
+                "sk": sk,
+                "kind": "VALIDATION",
+                "decision": "ACCEPTED",
+                "src": record.position,
+                "order_id": decision.order_id,
+                "action": "NEW",
+                "member_id": member_id,
+                "client_order_id": clordid,
+                "symbol": symbol,
+                "price_ticks": price_ticks,
+                "reserve_ticks": decision.reserve_ticks,
+                "exposure_reserved": str(decision.exposure_reserved),
+                "sent_at": sent_at,
+                "written_by": self.writer,
+                "side": side,
+                "quantity": quantity,
+                "account": account,
+                "type": order_type,
+                "time_in_force": tif,
                 "route": route,
             }
             if route == _EXCHANGE:
@@ -255,23 +335,43 @@ class ValidateOrders:
         else:
             t = decision.known
             body = {
-                "action": msg.action, "order_id": decision.order_id, "member_id": member_id,
-                "client_order_id": clordid, "orig_client_order_id": msg.orig_client_order_id, "symbol": symbol,
-                "price_ticks": price_ticks, "price": price, "reserve_price_ticks": decision.reserve_ticks,
-                "sent_at": sent_at, "source": source,
+                "action": msg.action,
+                "order_id": decision.order_id,
+                "member_id": member_id,
+                "client_order_id": clordid,
+                "orig_client_order_id": msg.orig_client_order_id,
+                "symbol": symbol,
+                "price_ticks": price_ticks,
+                "price": price,
+                "reserve_price_ticks": decision.reserve_ticks,
+                "sent_at": sent_at,
+                "source": source,
             }
             replace = type(msg) is ReplaceOrder
             if replace:
                 body["quantity"] = msg.quantity
                 body["side"] = t.side
             item = {
-                "pk": pk, "sk": sk, "kind": "VALIDATION", "decision": "ACCEPTED", "src": record.position,
-                "order_id": decision.order_id, "action": msg.action, "member_id": member_id,
-                "client_order_id": clordid, "symbol": symbol, "price_ticks": price_ticks,
-                "reserve_ticks": decision.reserve_ticks, "exposure_reserved": str(decision.exposure_reserved),
-                "sent_at": sent_at, "written_by": self.writer,
-                "side": t.side, "orig_client_order_id": msg.orig_client_order_id, "target_order_id": t.order_id,
-                "target_price_ticks": t.price_ticks, "target_quantity": t.quantity,
+                "pk": pk,
+                "sk": sk,
+                "kind": "VALIDATION",
+                "decision": "ACCEPTED",
+                "src": record.position,
+                "order_id": decision.order_id,
+                "action": msg.action,
+                "member_id": member_id,
+                "client_order_id": clordid,
+                "symbol": symbol,
+                "price_ticks": price_ticks,
+                "reserve_ticks": decision.reserve_ticks,
+                "exposure_reserved": str(decision.exposure_reserved),
+                "sent_at": sent_at,
+                "written_by": self.writer,
+                "side": t.side,
+                "orig_client_order_id": msg.orig_client_order_id,
+                "target_order_id": t.order_id,
+                "target_price_ticks": t.price_ticks,
+                "target_quantity": t.quantity,
                 "target_reserve_ticks": t.reserve_ticks,
                 "quantity": msg.quantity if replace and msg.quantity else t.quantity,
             }
@@ -292,10 +392,21 @@ class ValidateOrders:
             "original_b64": original,
         }
         pk, sk = vkey if vkey else keys.rejection_key(record.topic, record.partition, record.offset)
-        item = {"pk": pk, "sk": sk, "kind": "VALIDATION" if vkey else "REJECTION", "decision": "REJECTED",
-                "src": record.position, "rejection_id": rejection_id, "reason": reason, "message": rejection.message,
-                "member_id": member_id, "client_order_id": rejection.client_order_id, "symbol": rejection.symbol,
-                "original_b64": original, "written_by": self.writer}
+        item = {
+            "pk": pk,
+            "sk": sk,
+            "kind": "VALIDATION" if vkey else "REJECTION",
+            "decision": "REJECTED",
+            "src": record.position,
+            "rejection_id": rejection_id,
+            "reason": reason,
+            "message": rejection.message,
+            "member_id": member_id,
+            "client_order_id": rejection.client_order_id,
+            "symbol": rejection.symbol,
+            "original_b64": original,
+            "written_by": self.writer,
+        }
         if member_id:
             item["gsi1pk"] = f"REJ#{member_id}"
             item["gsi1sk"] = f"{record.topic}#{record.partition}#{record.offset:020d}"
@@ -322,7 +433,9 @@ class ValidateOrders:
             except (ValueError, KeyError, TypeError):
                 decoded.append((r, None))
         wanted = {keys.exposure_key(d[1], "RELEASED") for _, d in decoded if d is not None}
-        fresh, ck_offset, version, _, items = self.checkpoints.unapplied_with(RELEASE_STAGE, records, report, wanted)
+        fresh, ck_offset, version, _, items = self.checkpoints.unapplied_with(
+            RELEASE_STAGE, records, report, wanted
+        )
         if not fresh:
             return report
         events = []
@@ -354,10 +467,18 @@ class ValidateOrders:
         out = []
         for m in touched:
             pk, sk = keys.exposure_key(m, "RELEASED")
-            out.append({"pk": pk, "sk": sk, "member_id": m, "adjustment": str(adjustment[m]),
-                        "watermarks": marks[m], "written_by": self.writer})
+            out.append(
+                {
+                    "pk": pk,
+                    "sk": sk,
+                    "member_id": m,
+                    "adjustment": str(adjustment[m]),
+                    "watermarks": marks[m],
+                    "written_by": self.writer,
+                }
+            )
         self.store.put_many(keys.STATE, out)
-        self.checkpoints.advance(RELEASE_STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
+        self.checkpoints.advance(
+            RELEASE_STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer
+        )
         return report
-
-

@@ -8,8 +8,11 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("audit", help="export a member's day: orders, rejections, trades, legs, obligations, "
-                                     "margin calls as JSON Lines and CSV with a manifest (counts, SHA-256)")
+    p = sub.add_parser(
+        "audit",
+        help="export a member's day: orders, rejections, trades, legs, obligations, "
+        "margin calls as JSON Lines and CSV with a manifest (counts, SHA-256)",
+    )
     p.add_argument("--member", required=True)
     p.add_argument("--date", required=True, type=date.fromisoformat, help="YYYY-MM-DD (trade date)")
     p.add_argument("--out", type=Path, help="output folder (default reports/audit/<member>-<date>)")
@@ -30,6 +33,8 @@ def _audit(args) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in manifest["record_counts"].items())
     print(f"{args.member} {day}: {counts}")
     if manifest["notes"]["undated_rejections"]:
-        print(f"rejections that cannot be dated (original not JSON): {manifest['notes']['undated_rejections']}")
+        print(
+            f"rejections that cannot be dated (original not JSON): {manifest['notes']['undated_rejections']}"
+        )
     print(f"written to {out} (manifest.json holds the SHA-256 of each file)")
     return 0

@@ -8,7 +8,9 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("obligations", help="net obligations per member/symbol/date, gross vs net, netting efficiency")
+    p = sub.add_parser(
+        "obligations", help="net obligations per member/symbol/date, gross vs net, netting efficiency"
+    )
     p.add_argument("--date", help="settlement date YYYY-MM-DD")
     p.add_argument("--member", help="member id")
     p.add_argument("--json", action="store_true")
@@ -23,7 +25,9 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="compute only, write nothing")
     p.set_defaults(func=_margin)
 
-    p = sub.add_parser("settle", help="end of day: settlement instructions per member for a date (CSV, JSON, DynamoDB)")
+    p = sub.add_parser(
+        "settle", help="end of day: settlement instructions per member for a date (CSV, JSON, DynamoDB)"
+    )
     p.add_argument("--date", required=True, help="settlement date YYYY-MM-DD")
     p.add_argument("--out", default="reports/settlement", help="output folder (default reports/settlement)")
     p.add_argument("--json", action="store_true")
@@ -42,18 +46,38 @@ def _obligations(args) -> int:
     from rich.table import Table
 
     table = Table(title="Net obligations (member vs CCP)")
-    for col in ("member", "symbol", "settles", "net qty", "net cash", "fees", "gross qty", "gross cash", "legs"):
+    for col in (
+        "member",
+        "symbol",
+        "settles",
+        "net qty",
+        "net cash",
+        "fees",
+        "gross qty",
+        "gross cash",
+        "legs",
+    ):
         table.add_column(col, justify="left" if col in ("member", "symbol", "settles") else "right")
     for r in report["rows"]:
-        table.add_row(r["member_id"], r["symbol"], r["settlement_date"], f"{r['net_quantity']:,}",
-                      f"{float(r['net_cash']):,.2f}", r["fees"], f"{r['gross_quantity']:,}",
-                      f"{float(r['gross_cash']):,.2f}", str(r["leg_count"]))
+        table.add_row(
+            r["member_id"],
+            r["symbol"],
+            r["settlement_date"],
+            f"{r['net_quantity']:,}",
+            f"{float(r['net_cash']):,.2f}",
+            r["fees"],
+            f"{r['gross_quantity']:,}",
+            f"{float(r['gross_cash']):,.2f}",
+            str(r["leg_count"]),
+        )
     console = Console()
     console.print(table)
     t = report["totals"]
-    console.print(f"gross settlements {t['gross_settlements']:,} -> net {t['net_settlements']:,}; "
-                  f"netting efficiency (1 - net/gross): settlements {t['settlement_efficiency']}, "
-                  f"quantity {t['quantity_efficiency']}, cash {t['cash_efficiency']}; fees {t['fees']}")
+    console.print(
+        f"gross settlements {t['gross_settlements']:,} -> net {t['net_settlements']:,}; "
+        f"netting efficiency (1 - net/gross): settlements {t['settlement_efficiency']}, "
+        f"quantity {t['quantity_efficiency']}, cash {t['cash_efficiency']}; fees {t['fees']}"
+    )
     return 0
 
 
@@ -71,7 +95,11 @@ def _verify(args) -> int:
         console.print("checked: " + ", ".join(f"{k} {v:,}" for k, v in result.checked.items()))
         for v in result.violations:
             console.print(f"[red]{v['code']}[/red] {v['message']}")
-        console.print("[green]all invariants hold[/green]" if result.ok else f"[red]{len(result.violations)} violation(s)[/red]")
+        console.print(
+            "[green]all invariants hold[/green]"
+            if result.ok
+            else f"[red]{len(result.violations)} violation(s)[/red]"
+        )
     return 0 if result.ok else 1
 
 
@@ -88,13 +116,27 @@ def _margin(args) -> int:
     from rich.table import Table
 
     table = Table(title=f"Margin run {result['run_id']}")
-    for col in ("member", "initial margin", "variation margin", "requirement", "collateral", "shortfall", "call"):
+    for col in (
+        "member",
+        "initial margin",
+        "variation margin",
+        "requirement",
+        "collateral",
+        "shortfall",
+        "call",
+    ):
         table.add_column(col, justify="left" if col == "member" else "right")
     calls = {c["member_id"] for c in result["margin_calls"]}
     for r in result["requirements"]:
-        table.add_row(r["member_id"], f"{float(r['initial_margin']):,.2f}", f"{float(r['variation_margin']):,.2f}",
-                      f"{float(r['requirement']):,.2f}", f"{float(r['collateral']):,.2f}",
-                      f"{float(r['shortfall']):,.2f}", "[red]CALL[/red]" if r["member_id"] in calls else "")
+        table.add_row(
+            r["member_id"],
+            f"{float(r['initial_margin']):,.2f}",
+            f"{float(r['variation_margin']):,.2f}",
+            f"{float(r['requirement']):,.2f}",
+            f"{float(r['collateral']):,.2f}",
+            f"{float(r['shortfall']):,.2f}",
+            "[red]CALL[/red]" if r["member_id"] in calls else "",
+        )
     Console().print(table)
     return 0
 

@@ -48,8 +48,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--partitions", type=int, default=DEFAULTS.partitions)
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    parser.add_argument("--window", type=float, default=DEFAULTS.batching_window_s,
-                        help="MaximumBatchingWindowInSeconds (template default 0)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=DEFAULTS.batching_window_s,
+        help="MaximumBatchingWindowInSeconds (template default 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 

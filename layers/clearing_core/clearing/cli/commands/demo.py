@@ -32,11 +32,26 @@ def _demo(args) -> int:
     if args.batching_window is not None:
         overrides["batching_window_cap_s"] = args.batching_window
     config = RuntimeConfig(**overrides)
-    summary = run_demo(args.orders, args.rate, args.seed, config, keep_running=args.keep_running,
-                       quiet=args.json, report=Path(args.report) if args.report else None)
+    summary = run_demo(
+        args.orders,
+        args.rate,
+        args.seed,
+        config,
+        keep_running=args.keep_running,
+        quiet=args.json,
+        report=Path(args.report) if args.report else None,
+    )
     if args.json:
-        keys = ("orders", "accepted", "rejected", "trades", "throughput_orders_per_sec", "latency_ms",
-                "netting_efficiency", "invariants_ok")
+        keys = (
+            "orders",
+            "accepted",
+            "rejected",
+            "trades",
+            "throughput_orders_per_sec",
+            "latency_ms",
+            "netting_efficiency",
+            "invariants_ok",
+        )
         print(json.dumps({k: summary[k] for k in keys}))
     else:
         print_summary(summary)

@@ -11,8 +11,11 @@ def register(sub) -> None:
     p = sub.add_parser("orders", help="orders with their current status, filled and remaining quantity")
     p.add_argument("--member", help="member id (Query of the member's orders)")
     p.add_argument("--symbol", help="symbol")
-    p.add_argument("--status", help="RESTING, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, ACCEPTED, "
-                                    "ROUTED_TO_EXCHANGE, or OPEN (resting + partially filled + accepted)")
+    p.add_argument(
+        "--status",
+        help="RESTING, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, ACCEPTED, "
+        "ROUTED_TO_EXCHANGE, or OPEN (resting + partially filled + accepted)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_orders)
 
@@ -23,7 +26,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_trades)
 
-    p = sub.add_parser("order", help="the whole life of one order, each step with its time and Kafka position")
+    p = sub.add_parser(
+        "order", help="the whole life of one order, each step with its time and Kafka position"
+    )
     p.add_argument("client_order_id", help="the order's client order id (or that of a later cancel/replace)")
     p.add_argument("--member", required=True, help="member id")
     p.add_argument("--no-log", action="store_true", help="tables only: do not read Kafka")
@@ -68,13 +73,36 @@ def _orders(args) -> int:
     from rich.table import Table
 
     table = Table(title=f"Orders ({len(rows)})")
-    for col in ("order id", "symbol", "side", "type", "tif", "price", "qty", "status", "filled", "remaining",
-                "reason", "received at"):
+    for col in (
+        "order id",
+        "symbol",
+        "side",
+        "type",
+        "tif",
+        "price",
+        "qty",
+        "status",
+        "filled",
+        "remaining",
+        "reason",
+        "received at",
+    ):
         table.add_column(col, justify="right" if col in ("price", "qty", "filled", "remaining") else "left")
     for r in rows:
-        table.add_row(r["order_id"] or "", r["symbol"] or "", r["side"] or "", r["type"] or "",
-                      r["time_in_force"] or "", r["price"] or "", str(r["quantity"] or ""), r["status"],
-                      str(r["filled_qty"]), str(r["remaining_qty"]), r["reason"] or "", r["received_at"] or "")
+        table.add_row(
+            r["order_id"] or "",
+            r["symbol"] or "",
+            r["side"] or "",
+            r["type"] or "",
+            r["time_in_force"] or "",
+            r["price"] or "",
+            str(r["quantity"] or ""),
+            r["status"],
+            str(r["filled_qty"]),
+            str(r["remaining_qty"]),
+            r["reason"] or "",
+            r["received_at"] or "",
+        )
     Console().print(table)
     return 0
 
@@ -91,13 +119,33 @@ def _trades(args) -> int:
     from rich.table import Table
 
     table = Table(title=f"Trades ({len(rows)})")
-    for col in ("trade id", "symbol", "price", "qty", "executed at", "buyer", "seller", "status", "legs (member side qty cash)"):
+    for col in (
+        "trade id",
+        "symbol",
+        "price",
+        "qty",
+        "executed at",
+        "buyer",
+        "seller",
+        "status",
+        "legs (member side qty cash)",
+    ):
         table.add_column(col, justify="right" if col in ("price", "qty") else "left")
     for t in rows:
-        legs = "; ".join(f"{leg['member_id']} {leg['side']} {leg['quantity']} {leg['cash_amount']}" for leg in t["legs"])
-        table.add_row(t["trade_id"], t["symbol"] or "", t["price"] or "", str(t["quantity"]), t["executed_at"] or "",
-                      f"{t['buy'].get('member_id')} {t['buy'].get('order_id') or ''}",
-                      f"{t['sell'].get('member_id')} {t['sell'].get('order_id') or ''}", t["status"], legs)
+        legs = "; ".join(
+            f"{leg['member_id']} {leg['side']} {leg['quantity']} {leg['cash_amount']}" for leg in t["legs"]
+        )
+        table.add_row(
+            t["trade_id"],
+            t["symbol"] or "",
+            t["price"] or "",
+            str(t["quantity"]),
+            t["executed_at"] or "",
+            f"{t['buy'].get('member_id')} {t['buy'].get('order_id') or ''}",
+            f"{t['sell'].get('member_id')} {t['sell'].get('order_id') or ''}",
+            t["status"],
+            legs,
+        )
     Console().print(table)
     return 0
 
@@ -130,10 +178,12 @@ def _order(args) -> int:
 
     o = life["order"]
     console = Console()
-    console.print(f"[bold]{o['order_id']}[/bold] {o['side']} {o['quantity']} {o['symbol']} @ {o['price'] or 'MKT'} "
-                  f"{o['time_in_force'] or ''}: [bold]{o['status']}[/bold] filled {o['filled_qty']}, "
-                  f"remaining {o['remaining_qty']}, cancelled {o['cancelled_qty']}"
-                  + (f" ({o['reason']})" if o["reason"] else ""))
+    console.print(
+        f"[bold]{o['order_id']}[/bold] {o['side']} {o['quantity']} {o['symbol']} @ {o['price'] or 'MKT'} "
+        f"{o['time_in_force'] or ''}: [bold]{o['status']}[/bold] filled {o['filled_qty']}, "
+        f"remaining {o['remaining_qty']}, cancelled {o['cancelled_qty']}"
+        + (f" ({o['reason']})" if o["reason"] else "")
+    )
     table = Table()
     for col in ("time", "step", "from (topic/partition/offset)", "details"):
         table.add_column(col)

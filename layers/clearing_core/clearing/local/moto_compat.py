@@ -31,7 +31,7 @@ from typing import Any
 
 FAST_READS = frozenset({"Scan", "Query", "GetItem", "BatchGetItem"})
 
-TESTED = "5.2.1 - 5.2.5"  # moto releases this adapter was run against
+TESTED = "5.2.3 (Flask request) and 5.2.5 (BackendRequest)"  # run against both here
 
 
 class MotoIncompatible(RuntimeError):

@@ -37,7 +37,9 @@ def test_layer_requirements_are_the_locks_runtime_set_with_hashes():
     text = path.read_text()
     assert pins, "the layer's requirements pin nothing"
     for name, pinned in pins.items():
-        assert LOCKED.get(name) == pinned, f"{name}=={pinned} in {path.name}, uv.lock has {LOCKED.get(name)}: make lock"
+        assert LOCKED.get(name) == pinned, (
+            f"{name}=={pinned} in {path.name}, uv.lock has {LOCKED.get(name)}: make lock"
+        )
     assert text.count("--hash=sha256:") >= len(pins), "every pin carries hashes"
     project = next(p for p in LOCK["package"] if p["name"] == "clearing-pipeline")
     runtime = {d["name"] for d in project["dependencies"]}

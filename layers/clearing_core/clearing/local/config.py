@@ -66,6 +66,9 @@ class RuntimeConfig(BaseSettings):
     # 100 ms kept 3% of a core busy per idle worker, 500 ms 0.7%.
     fetch_max_wait_ms: int = 500
     restart_backoff_s: float = 0.5
+    # Fault injection (clearing chaos): invoke the function twice with every payload, as a retried or
+    # redelivered batch would be; effects must be exactly those of one delivery.
+    duplicate_delivery: bool = False
     # Exchange side: the exchange simulator and the FIX proxy, started after moto and before the mappings.
     # None (default): started when a function whose mapping runs talks to the proxy (its environment has
     # PROXY_HOST: the exchange gateway); True / False: always / never.

@@ -56,6 +56,15 @@ def _stamp(raw: bytes, now: float) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _sent_at_ms(raw: bytes, now: float) -> int:
+    """The order's sent_at in epoch milliseconds (the publish time when it has none readable)."""
+    try:
+        body = json.loads(raw)
+        return int(datetime.fromisoformat(body["sent_at"].replace("Z", "+00:00")).timestamp() * 1000)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return int(now * 1000)
+
+
 def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     from clearing.local.broker import probe_consumer, topic_partitions, true_end_offsets
 
@@ -102,7 +111,14 @@ def publish_orders(
     for i, msg in enumerate(flow):
         wait_until_due(run.started, i, rate, clock=time.time)
         now = time.time()
-        producer.send(ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now) if stamp else msg.value)
+        if stamp:
+            producer.send(
+                ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now), timestamp_ms=int(now * 1000)
+            )
+        else:  # reproducible runs: the record's timestamp is the order's own sent_at, as an OMS would set it
+            producer.send(
+                ORDERS_NEW, key=msg.key.encode(), value=msg.value, timestamp_ms=_sent_at_ms(msg.value, now)
+            )
         run.published_at.append(now)
         if progress is not None and i % 500 == 0:
             progress.update(task, completed=i)

@@ -151,6 +151,7 @@ class WorkerStats:
     invocations: int = 0
     function_errors: int = 0
     partial_failures: int = 0
+    duplicate_deliveries: int = 0  # extra deliveries of the same payload (RuntimeConfig.duplicate_delivery)
     retries: int = 0
     bisections: int = 0
     onfailure_batches: int = 0
@@ -387,6 +388,9 @@ class MappingWorker:
         started = time.monotonic()
         self.stats.invocations += 1
         try:
+            if self.config.duplicate_delivery:  # fault injection: every payload delivered twice
+                self.function.invoke(json.loads(json.dumps(event)))
+                self.stats.duplicate_deliveries += 1
             response = self.function.invoke(event)
         except Exception as exc:  # noqa: BLE001 - a function error, as Lambda sees it
             self.stats.function_errors += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from clearing.config import ScheduledJobSettings, StreamFunctionSettings, load_settings
+from clearing.config import QueryApiSettings, ScheduledJobSettings, StreamFunctionSettings, load_settings
 
 
 def _store(settings):
@@ -85,3 +85,15 @@ def s3_client():
     import boto3
 
     return boto3.client("s3", region_name=job_settings().aws_region)
+
+
+@cache
+def query_api():
+    """The member API's resolver over the tables (no Kafka log, no local health: AWS)."""
+    from clearing.adapters.refdata import CachedReferenceData
+    from clearing.api.routes import QueryApiDeps, build_api
+
+    settings = load_settings(QueryApiSettings)
+    store = _store(settings)
+    refdata = CachedReferenceData(store, ttl_seconds=settings.refdata_ttl_seconds)
+    return build_api(QueryApiDeps(store=store, refdata=refdata.current))

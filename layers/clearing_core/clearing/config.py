@@ -68,6 +68,13 @@ class ScheduledJobSettings(TableSettings):
     settlement_bucket: str | None = None
 
 
+class QueryApiSettings(TableSettings):
+    """query_api: reads only. The state table is never read by the API (no permission on it)."""
+
+    state_table: str = "unused-by-query-api"
+    refdata_ttl_seconds: float = Field(default=300.0, ge=0)
+
+
 def load_settings(model: type[BaseSettings]) -> BaseSettings:
     try:
         return model()

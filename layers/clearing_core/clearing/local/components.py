@@ -178,6 +178,7 @@ def register_component(name: str, factory_path: str) -> None:
 EXCHANGE_COMPONENTS = ("exchange-sim", "fix-proxy")
 register_component("exchange-sim", "clearing.fix.local:exchange_sim_component")
 register_component("fix-proxy", "clearing.fix.local:fix_proxy_component")
+register_component("console", "clearing.local.console:console_component")  # `clearing up` adds it
 
 
 def extra_component(name: str, config: RuntimeConfig) -> Component:

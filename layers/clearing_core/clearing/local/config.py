@@ -84,6 +84,9 @@ class RuntimeConfig(BaseSettings):
     proxy_tls: bool = False  # only with proxy_endpoint: the proxy's listener is TLS (like the NLB's)
     # Optional components: names registered in clearing.local.components.
     extra_components: list[str] = []
+    # The console (member API + web console, clearing.local.console): `clearing up` adds it to
+    # extra_components unless --no-console.
+    console_port: int = 19100
 
     # ---------------------------------------------------------------- derived
     def template_file(self) -> Path:

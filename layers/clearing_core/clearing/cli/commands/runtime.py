@@ -39,6 +39,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "proxy_health_port": "proxy_health_port",
         "exchange_endpoint": "exchange_endpoint",
         "proxy_endpoint": "proxy_endpoint",
+        "console_port": "console_port",
     }
     out = {
         field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag, None) is not None
@@ -72,6 +73,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     config = RuntimeConfig(**_overrides(args))
+    if not args.no_console and "console" not in config.extra_components:
+        config = config.model_copy(update={"extra_components": [*config.extra_components, "console"]})
     runtime = LocalRuntime(config)
     try:
         with console.status("starting the local runtime..."):
@@ -86,6 +89,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         host, port = config.proxy_address
         hint += f" PROXY_HOST={host} PROXY_PORT={port}"
     console.print(f"point clients at: {hint}")
+    if "console" in config.extra_components:
+        console.print(
+            f"console: http://{config.host}:{config.console_port}/ (token: `clearing token --operator` "
+            "or `--member MBR01`; open .../#token=TOKEN)"
+        )
     return 0
 
 
@@ -233,6 +241,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--with", dest="with_components", action="append", help="optional registered component by name"
     )
+    up.add_argument(
+        "--console-port",
+        type=int,
+        help="member API + web console port (default 19100, CLEARING_CONSOLE_PORT)",
+    )
+    up.add_argument("--no-console", action="store_true", help="do not start the console (member API, web UI)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
     up.set_defaults(func=cmd_up)
 

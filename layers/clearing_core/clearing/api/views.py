@@ -1,0 +1,210 @@
+"""The member API's read model: what each endpoint returns, over the query and report services.
+
+Every function reads by key only (Query on pk or gsi1, BatchGet), never Scan: an operator's "all
+members" view is one Query per member of the reference data (or per instrument for trades), so its
+cost grows with members and instruments, not with the size of the tables. `member` None means every
+member (the caller is an operator: clearing.api.access decides that before these run).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any
+
+from clearing.ports import ItemStore
+from clearing.services import keys, queries
+from clearing.services.reports import load_obligations
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 100
+
+
+class BadToken(ValueError):
+    """A pagination token that this listing did not issue (tampered, or from other filters)."""
+
+
+# ------------------------------------------------------------------ pagination
+def _fingerprint(filters: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def page(rows: list[dict], limit: int, next_token: str | None, filters: dict[str, Any]) -> dict[str, Any]:
+    """One page of a listing: `limit` rows from the position the token names (tokens are bound to the
+    filters that issued them). The listing is read whole per request and then cut: simple and correct
+    while a member's rows are thousands; a DynamoDB-cursor page would be the next step (docs)."""
+    start = 0
+    fp = _fingerprint(filters)
+    if next_token:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(next_token.encode() + b"=" * (-len(next_token) % 4)))
+            start, token_fp = int(raw["o"]), str(raw["f"])
+        except (ValueError, TypeError, KeyError):
+            raise BadToken("malformed next_token") from None
+        if token_fp != fp or start < 0:
+            raise BadToken("next_token belongs to another listing")
+    items = rows[start : start + limit]
+    more = start + limit < len(rows)
+    token = None
+    if more:
+        token = (
+            base64.urlsafe_b64encode(json.dumps({"o": start + limit, "f": fp}).encode()).decode().rstrip("=")
+        )
+    return {"items": items, "count": len(items), "total": len(rows), "next_token": token}
+
+
+# ------------------------------------------------------------------ orders
+def orders(
+    store: ItemStore, refdata, member: str | None, symbol: str | None, status: str | None
+) -> list[dict]:
+    if member or symbol:
+        return queries.list_orders(store, member, symbol, status, refdata)
+    rows = [r for m in sorted(refdata.members) for r in queries.list_orders(store, m, None, status, refdata)]
+    return sorted(rows, key=lambda v: (v["received_at"] or "", v["order_id"] or ""))
+
+
+def resolve_order_id(store: ItemStore, refdata, order_id: str, member: str | None) -> tuple[str, str] | None:
+    """(member, client order id) of an id people see: `MBR01:CLIENTID` (order id, also the FIX ClOrdID)
+    or a bare client order id (the caller's member, or for an operator whichever member used it: one
+    BatchGet of that id's validation key across members). None: unknown (or ambiguous for an operator)."""
+    if ":" in order_id:
+        prefix, rest = order_id.split(":", 1)
+        if prefix in refdata.members and rest:
+            return (prefix, rest) if member in (None, prefix) else None
+    candidates = [member] if member else sorted(refdata.members)
+    found = store.get_many(keys.ORDERS, [keys.validation_key(m, order_id) for m in candidates])
+    found |= store.get_many(keys.ORDERS, [keys.order_state_key(m, order_id) for m in candidates])
+    members = sorted({pk for pk, _ in found})
+    if len(members) == 1:
+        return members[0], order_id
+    if len(members) > 1:
+        raise LookupError(f"client order id {order_id} was used by {', '.join(members)}: name the member")
+    return None
+
+
+def order(store: ItemStore, refdata, log, member: str, client_order_id: str) -> dict | None:
+    return queries.order_life(store, log, member, client_order_id, refdata)
+
+
+# ------------------------------------------------------------------ trades and positions
+def trades(
+    store: ItemStore, refdata, member: str | None, symbol: str | None, since: str | None
+) -> list[dict]:
+    if member or symbol:
+        return queries.list_trades(store, symbol, member, since)
+    rows = [t for s in sorted(refdata.instruments) for t in queries.symbol_trades(store, s, since)]
+    return sorted(rows, key=lambda v: (v["executed_at"] or "", v["trade_id"]))
+
+
+def trade(store: ItemStore, trade_id: str, member: str | None) -> dict | None:
+    """One trade by id (two GetItems); None when unknown or when `member` is on neither side."""
+    found = store.get_many(keys.TRADES, [keys.trade_key(trade_id, p) for p in ("EXECUTED", "CLEARED")])
+    if not found:
+        return None
+    view = queries.trade_view(found.get((trade_id, "EXECUTED")), found.get((trade_id, "CLEARED")))
+    if member and member not in ((view["buy"] or {}).get("member_id"), (view["sell"] or {}).get("member_id")):
+        return None
+    return view
+
+
+def _members(refdata, member: str | None) -> list[str]:
+    return [member] if member else sorted(refdata.members)
+
+
+def positions(store: ItemStore, refdata, member: str | None, symbol: str | None) -> list[dict]:
+    rows = []
+    for m in _members(refdata, member):
+        for item in store.query(keys.POSITIONS, m, sk_prefix=f"{symbol}#" if symbol else ""):
+            rows.append({k: v for k, v in item.items() if k not in ("pk", "sk", "written_by")})
+    return rows
+
+
+# ------------------------------------------------------------------ obligations, margin, settlement
+def _currency(refdata, symbol: str) -> str:
+    instrument = refdata.instruments.get(symbol)
+    return instrument.currency if instrument else refdata.currency
+
+
+def obligations(store: ItemStore, refdata, member: str | None, settlement_date: str | None) -> dict[str, Any]:
+    """Net obligations member vs CCP, signed (net_cash < 0: the member pays) and as pay/receive."""
+    if member:
+        found = load_obligations(store, settlement_date, member)
+    elif settlement_date:
+        found = load_obligations(store, settlement_date)  # Query pk=date
+    else:
+        found = [o for m in sorted(refdata.members) for o in load_obligations(store, None, m)]
+    rows, per_member = [], {}
+    for o in sorted(found, key=lambda o: (o.member_id, o.settlement_date, o.symbol)):
+        currency = _currency(refdata, o.symbol)
+        rows.append(
+            {
+                **o.to_dict(),
+                "currency": currency,
+                "cash": "PAY" if o.net_cash < 0 else "RECEIVE" if o.net_cash > 0 else "NONE",
+                "cash_amount": str(abs(o.net_cash)),
+                "securities": "RECEIVE"
+                if o.net_quantity > 0
+                else "DELIVER"
+                if o.net_quantity < 0
+                else "NONE",
+                "securities_quantity": abs(o.net_quantity),
+            }
+        )
+        m = per_member.setdefault(
+            (o.member_id, currency),
+            {"member_id": o.member_id, "currency": currency, "net_cash": Decimal(0), "fees": Decimal(0)},
+        )
+        m["net_cash"] += o.net_cash
+        m["fees"] += o.fees
+    members = []
+    for m in per_member.values():
+        total = m["net_cash"] - m["fees"]
+        members.append(
+            {
+                "member_id": m["member_id"],
+                "currency": m["currency"],
+                "net_cash": str(m["net_cash"]),
+                "fees": str(m["fees"]),
+                "net_after_fees": str(total),
+                "pay": str(-total) if total < 0 else "0",
+                "receive": str(total) if total > 0 else "0",
+            }
+        )
+    return {"rows": rows, "members": members}
+
+
+def margin(store: ItemStore, refdata, member: str | None) -> dict[str, Any]:
+    """The latest margin run per member (Query margin pk=member, RUN# items) and its calls (gsi1)."""
+    latest, calls = [], []
+    for m in _members(refdata, member):
+        runs = store.query(keys.MARGIN, m, sk_prefix="RUN#")
+        if runs:
+            run = runs[-1]
+            latest.append({k: v for k, v in run.items() if k not in ("pk", "sk", "kind")})
+        for call in store.query(keys.MARGIN, m, index="gsi1"):
+            if call.get("kind") == "MARGIN_CALL":
+                calls.append(
+                    {k: v for k, v in call.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "kind")}
+                )
+    calls.sort(key=lambda c: (c.get("run_id") or "", c["member_id"]))
+    return {"requirements": latest, "margin_calls": calls}
+
+
+def settlement_instructions(
+    store: ItemStore, refdata, member: str | None, settlement_date: str | None
+) -> list[dict]:
+    """Stored EOD instructions (Query pk=INSTRUCTIONS#date, prefixed by member); without a date, the
+    dates of the scope's obligations."""
+    if settlement_date:
+        dates = [settlement_date]
+    else:
+        dates = sorted({o["settlement_date"] for o in obligations(store, refdata, member, None)["rows"]})
+    rows = []
+    for d in dates:
+        for item in store.query(
+            keys.OBLIGATIONS, f"INSTRUCTIONS#{d}", sk_prefix=f"{member}#" if member else ""
+        ):
+            rows.append({k: v for k, v in item.items() if k not in ("pk", "sk", "kind")})
+    return rows

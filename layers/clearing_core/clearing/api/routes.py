@@ -66,6 +66,14 @@ def claims_of(event: dict[str, Any]) -> dict[str, Any] | None:
 def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
 
+    def no_store(app_: APIGatewayHttpResolver, next_middleware) -> Response:
+        """Answers are per caller: never cached (CloudFront keys /api/* on Authorization with TTL 0 too)."""
+        response = next_middleware(app_)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.use(middlewares=[no_store])
+
     def caller() -> access.Principal:
         return access.principal_from_claims(claims_of(app.current_event.raw_event))
 

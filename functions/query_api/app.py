@@ -5,6 +5,7 @@ the request context and decide access with clearing.api.access, the same code th
 """
 
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from clearing import bootstrap
 from clearing.observability import logger, metrics, tracer
 
@@ -13,4 +14,6 @@ from clearing.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context, api=None):
-    return (api or bootstrap.query_api()).resolve(event, context)
+    answer = (api or bootstrap.query_api()).resolve(event, context)
+    metrics.add_metric(name=f"ApiResponses{answer['statusCode'] // 100}xx", unit=MetricUnit.Count, value=1)
+    return answer

@@ -39,6 +39,9 @@ Symbol = Annotated[str | None, Query(pattern=SYMBOL, description="instrument sym
 Day = Annotated[str | None, Query(pattern=DAY, description="settlement date YYYY-MM-DD")]
 Limit = Annotated[int, Query(ge=1, le=views.MAX_LIMIT, description="rows per page")]
 NextToken = Annotated[str | None, Query(pattern=TOKEN, description="next_token of the previous page")]
+Order = Annotated[
+    str, Query(pattern=r"^(asc|desc)$", description="asc: oldest first (default); desc: newest first")
+]
 
 
 @dataclass
@@ -100,10 +103,13 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
         status: Annotated[str | None, Query(pattern=STATUS, description="status or OPEN")] = None,
         limit: Limit = views.DEFAULT_LIMIT,
         next_token: NextToken = None,
+        order: Order = "asc",
     ) -> dict:
         scope = access.member_scope(caller(), member)
         rows = views.orders(deps.store, deps.refdata(), scope, symbol, status)
-        return views.page(rows, limit, next_token, {"r": "orders", "m": scope, "s": symbol, "st": status})
+        rows = rows[::-1] if order == "desc" else rows
+        filters = {"r": "orders", "m": scope, "s": symbol, "st": status, "o": order}
+        return views.page(rows, limit, next_token, filters)
 
     @app.get(f"{API_PREFIX}/orders/<order_id>", summary="One order's whole life", tags=["orders"])
     def get_order(
@@ -133,10 +139,14 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
         since: Annotated[str | None, Query(pattern=SINCE, description="executed at or after")] = None,
         limit: Limit = views.DEFAULT_LIMIT,
         next_token: NextToken = None,
+        order: Order = "asc",
     ) -> dict:
         scope = access.member_scope(caller(), member)
         rows = views.trades(deps.store, deps.refdata(), scope, symbol, since)
-        return views.page(rows, limit, next_token, {"r": "trades", "m": scope, "s": symbol, "t": since})
+        rows = rows[::-1] if order == "desc" else rows
+        return views.page(
+            rows, limit, next_token, {"r": "trades", "m": scope, "s": symbol, "t": since, "o": order}
+        )
 
     @app.get(f"{API_PREFIX}/trades/<trade_id>", summary="One trade", tags=["trades"])
     def get_trade(trade_id: Annotated[str, Path(pattern=ORDER_ID)]) -> dict:

@@ -125,9 +125,18 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
         log = deps.log_factory() if deps.log_factory else None
         try:
             life = views.order(deps.store, refdata, log, *found)
+        except Exception as exc:  # noqa: BLE001 - Kafka unreadable: the tables still tell most of it
+            if log is None:
+                raise
+            if hasattr(log, "reset"):
+                log.reset()
+            life = views.order(deps.store, refdata, None, *found)
+            if life is not None:
+                life["log_error"] = f"Kafka not readable: {type(exc).__name__}"
+            log = None
         finally:
-            if log is not None and hasattr(log, "close"):
-                log.close()
+            if log is not None:  # a shared reader is kept (release), a per-request one closed
+                (getattr(log, "release", None) or getattr(log, "close", None) or (lambda: None))()
         if life is None or not principal.can_read(life["order"]["member_id"]):
             raise NotFoundError(f"no order {order_id}")
         return life

@@ -176,19 +176,19 @@ def obligations(store: ItemStore, refdata, member: str | None, settlement_date: 
 
 
 def margin(store: ItemStore, refdata, member: str | None) -> dict[str, Any]:
-    """The latest margin run per member (Query margin pk=member, RUN# items) and its calls (gsi1)."""
-    latest, calls = [], []
+    """The latest margin run per member (Query margin pk=member, RUN# items) and the margin calls of
+    those runs' days (Query pk=CALL#{date}, prefixed by the member). The margin table has no member
+    index: calls are found through the runs' dates."""
+    latest = []
     for m in _members(refdata, member):
         runs = store.query(keys.MARGIN, m, sk_prefix="RUN#")
         if runs:
-            run = runs[-1]
-            latest.append({k: v for k, v in run.items() if k not in ("pk", "sk", "kind")})
-        for call in store.query(keys.MARGIN, m, index="gsi1"):
-            if call.get("kind") == "MARGIN_CALL":
-                calls.append(
-                    {k: v for k, v in call.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "kind")}
-                )
-    calls.sort(key=lambda c: (c.get("run_id") or "", c["member_id"]))
+            latest.append({k: v for k, v in runs[-1].items() if k not in ("pk", "sk", "kind")})
+    calls = []
+    for day in sorted({r["run_id"][:10] for r in latest if r.get("run_id")}):
+        for call in store.query(keys.MARGIN, f"CALL#{day}", sk_prefix=f"{member}#" if member else ""):
+            calls.append({k: v for k, v in call.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "kind")})
+    calls.sort(key=lambda c: (c.get("run_id") or "", c["member_id"]), reverse=True)
     return {"requirements": latest, "margin_calls": calls}
 
 

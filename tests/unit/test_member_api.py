@@ -154,6 +154,8 @@ def test_order_life_by_order_id_or_client_order_id_and_404_for_another_members(a
     assert "FILLED" in [s["step"] for s in by_order_id["steps"]] and by_order_id["trade_ids"]
     status, by_client_id = call(api, f"/api/v1/orders/{order['client_order_id']}", MBR01)
     assert status == 200 and by_client_id["order"]["order_id"] == order["order_id"]
+    status, encoded = call(api, f"/api/v1/orders/{order['order_id'].replace(':', '%3A')}", MBR01)
+    assert status == 200 and encoded["order"]["order_id"] == order["order_id"]  # as browsers send it
     status, by_operator = call(api, f"/api/v1/orders/{order['client_order_id']}", OPERATOR)
     assert status == 200 and by_operator["order"]["member_id"] == "MBR01"
     # another member: not found, whichever id it uses
@@ -168,6 +170,11 @@ def test_trades_are_those_the_member_is_on_and_one_trade_is_404_for_others(api):
     _, mine = call(api, "/api/v1/trades", MBR01, "limit=500")
     assert mine["total"] > 10
     assert all("MBR01" in (t["buy"]["member_id"], t["sell"]["member_id"]) for t in mine["items"])
+    # after novation a member's counterparty is the CCP: the other member is not shown
+    for t in mine["items"]:
+        assert {t["buy"]["member_id"], t["sell"]["member_id"]} <= {"MBR01", "CCP"}
+        assert t["legs"] and {leg["member_id"] for leg in t["legs"]} == {"MBR01"}
+        assert "MBR0" not in json.dumps({k: t[k] for k in ("buy", "sell")}).replace("MBR01", "")
     _, every = call(api, "/api/v1/trades", OPERATOR, "limit=500")
     assert every["total"] > mine["total"]
     other = next(t for t in every["items"] if "MBR01" not in (t["buy"]["member_id"], t["sell"]["member_id"]))
@@ -247,7 +254,7 @@ def test_injection_attempts_in_query_parameters_are_refused_before_any_read(api,
 
 
 def test_path_ids_with_key_characters_find_nothing(api):
-    for oid in ("MBR02:..%2F..", "MBR01%23O%23", "*", "MBR01:S11-MBR01-0000002%23S"):
+    for oid in ("MBR02:..%2F..", "MBR01%23O%23", "*", "MBR01:S11-MBR01-0000002%23S", "%00", "MBR01%3A%2A"):
         status, _ = call(api, f"/api/v1/orders/{oid}", MBR01)
         assert status in (404, 422), oid
 

@@ -11,9 +11,11 @@ these routes (`openapi_json()`; committed as docs/api/openapi.json, kept fresh b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -31,7 +33,10 @@ SYMBOL = r"^[A-Za-z0-9._-]{1,32}$"
 STATUS = r"^[A-Za-z_]{1,32}$"
 DAY = r"^\d{4}-\d{2}-\d{2}$"
 SINCE = r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]{1,15}Z?)?$"
-ORDER_ID = r"^[A-Za-z0-9:_.#-]{1,128}$"
+ORDER_ID = (
+    r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"  # order ids, client order ids (contract alphabet), trade ids
+)
+ORDER_ID_IN_PATH = r"^[A-Za-z0-9:_.%-]{1,384}$"  # percent-encoded as browsers send it (":" -> %3A)
 TOKEN = r"^[A-Za-z0-9_-]{1,512}$"
 
 Member = Annotated[str | None, Query(pattern=MEMBER, description="member id (operators; members: their own)")]
@@ -77,6 +82,13 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
 
     app.use(middlewares=[no_store])
 
+    def decoded_id(raw: str) -> str:
+        """A path id percent-decoded, then held to the id alphabet (anything else cannot exist)."""
+        value = unquote(raw)
+        if not re.match(ORDER_ID, value):
+            raise NotFoundError(f"no record {raw}")
+        return value
+
     def caller() -> access.Principal:
         return access.principal_from_claims(claims_of(app.current_event.raw_event))
 
@@ -113,10 +125,13 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
 
     @app.get(f"{API_PREFIX}/orders/<order_id>", summary="One order's whole life", tags=["orders"])
     def get_order(
-        order_id: Annotated[str, Path(pattern=ORDER_ID, description="MBR01:CLIENTID or the client order id")],
+        order_id: Annotated[
+            str, Path(pattern=ORDER_ID_IN_PATH, description="MBR01:CLIENTID or the client order id")
+        ],
         member: Member = None,
     ) -> dict:
         principal = caller()
+        order_id = decoded_id(order_id)
         scope = access.member_scope(principal, member)
         refdata = deps.refdata()
         found = views.resolve_order_id(deps.store, refdata, order_id, scope)
@@ -150,20 +165,24 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
         next_token: NextToken = None,
         order: Order = "asc",
     ) -> dict:
-        scope = access.member_scope(caller(), member)
+        principal = caller()
+        scope = access.member_scope(principal, member)
         rows = views.trades(deps.store, deps.refdata(), scope, symbol, since)
+        if not principal.operator:
+            rows = [views.as_seen_by_member(t, principal.member_id) for t in rows]
         rows = rows[::-1] if order == "desc" else rows
         return views.page(
             rows, limit, next_token, {"r": "trades", "m": scope, "s": symbol, "t": since, "o": order}
         )
 
     @app.get(f"{API_PREFIX}/trades/<trade_id>", summary="One trade", tags=["trades"])
-    def get_trade(trade_id: Annotated[str, Path(pattern=ORDER_ID)]) -> dict:
+    def get_trade(trade_id: Annotated[str, Path(pattern=ORDER_ID_IN_PATH)]) -> dict:
         principal = caller()
+        trade_id = decoded_id(trade_id)
         view = views.trade(deps.store, trade_id, None if principal.operator else principal.member_id)
         if view is None:
             raise NotFoundError(f"no trade {trade_id}")
-        return view
+        return view if principal.operator else views.as_seen_by_member(view, principal.member_id)
 
     @app.get(
         f"{API_PREFIX}/positions", summary="Positions per member, account, symbol, date", tags=["clearing"]

@@ -109,6 +109,17 @@ def trade(store: ItemStore, trade_id: str, member: str | None) -> dict | None:
     return view
 
 
+def as_seen_by_member(view: dict, member: str) -> dict:
+    """A trade as one member may see it: after novation its counterparty is the CCP, so the other side's
+    member, account and order id are not shown, and only the member's own cleared leg(s)."""
+    out = dict(view)
+    for side in ("buy", "sell"):
+        if (view[side] or {}).get("member_id") != member:
+            out[side] = {"member_id": "CCP"}
+    out["legs"] = [leg for leg in view.get("legs", []) if leg.get("member_id") == member]
+    return out
+
+
 def _members(refdata, member: str | None) -> list[str]:
     return [member] if member else sorted(refdata.members)
 

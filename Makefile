@@ -21,7 +21,7 @@ export CHECKOV_VENV := $(abspath $(CHECKOV_VENV))
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev demo test test-unit lint format bench validate checkov build up down status \
-        lock upgrade clean
+        lock upgrade clean openapi
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ down: ## stop what `make up` started
 
 status: ## components, addresses and consumer lag per function
 	$(BIN)/clearing status
+
+openapi: install ## regenerate docs/api/openapi.json from the member API's routes (a test checks it)
+	$(BIN)/python -c "from clearing.api.routes import openapi_json; print(openapi_json())" > docs/api/openapi.json
 
 lock: $(UV) ## re-resolve uv.lock within pyproject's ranges (keeps current pins where possible) + derived files
 	$(UV) lock --python $(PYTHON)

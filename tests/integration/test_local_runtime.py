@@ -25,12 +25,12 @@ pytestmark = [pytest.mark.integration]
 
 def test_up_creates_topics_tables_and_reference_data_and_down_stops_its_processes(tmp_path, capsys):
     state = tmp_path / "state"
-    broker_port, moto_port = free_port(), free_port()
+    broker_port, moto_port, console_port = free_port(), free_port(), free_port()
     flags = ["--state-dir", str(state)]
-    # When `clearing up` starts broker and moto (mappings off: this test is about the components)
+    # When `clearing up` starts broker, moto and the console (mappings off: this test is about the components)
     assert main(["up", *flags, "--broker-port", str(broker_port), "--moto-port", str(moto_port), "--no-esm",
-                 "--table-prefix", "rt-", "--partitions", "2"]) == 0  # fmt: skip
-    pids = {name: read_pid(state / "pids" / f"{name}.pid") for name in ("broker", "moto")}
+                 "--table-prefix", "rt-", "--partitions", "2", "--console-port", str(console_port)]) == 0  # fmt: skip
+    pids = {name: read_pid(state / "pids" / f"{name}.pid") for name in ("broker", "moto", "console")}
     try:
         assert all(pid and pid_alive(pid) for pid in pids.values())
         # Then every topic exists with the configured partitions
@@ -51,6 +51,7 @@ def test_up_creates_topics_tables_and_reference_data_and_down_stops_its_processe
         states = {c["name"]: (c["state"], c["address"]) for c in status["components"]}
         assert states["broker"] == ("running", f"127.0.0.1:{broker_port}")
         assert states["moto"] == ("running", f"127.0.0.1:{moto_port}")
+        assert states["console"] == ("running", f"127.0.0.1:{console_port}")
     finally:
         assert main(["down", *flags]) == 0
     # Then down stopped exactly the recorded pids

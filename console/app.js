@@ -101,14 +101,23 @@ async function signIn() {
 // ------------------------------------------------------------------ panels
 function renderHealth(h) {
   $("health-source").textContent = "(" + h.source + (h.sampled_at ? ", " + h.sampled_at : "") + ")";
+  // records/s per mapping between two distinct samples (the server caches a sample for 2 s: a poll
+  // that gets the same sample keeps the previous rates)
   const now = h.sampled_at_ms || Date.now();
   const prev = state.lastDone;
-  const done = {};
-  for (const m of h.mappings || []) done[m.mapping_id] = m.records_done;
-  state.lastDone = { at: now, done };
+  if (!prev || now > prev.at) {
+    const done = {}, rates = {};
+    for (const m of h.mappings || []) {
+      done[m.mapping_id] = m.records_done;
+      if (prev && prev.done[m.mapping_id] != null) {
+        rates[m.mapping_id] = (m.records_done - prev.done[m.mapping_id]) * 1000 / (now - prev.at);
+      }
+    }
+    state.lastDone = { at: now, done, rates };
+  }
   const rate = (m) => {
-    if (!prev || now <= prev.at || prev.done[m.mapping_id] == null) return "";
-    return fmtNum((m.records_done - prev.done[m.mapping_id]) * 1000 / (now - prev.at), 1);
+    const r = state.lastDone.rates[m.mapping_id];
+    return r == null ? "" : fmtNum(r, 1);
   };
   fillTable($("mappings"), [
     ["mapping", (m) => m.mapping_id],

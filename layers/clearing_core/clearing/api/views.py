@@ -109,7 +109,7 @@ def trade(store: ItemStore, trade_id: str, member: str | None) -> dict | None:
     return view
 
 
-def as_seen_by_member(view: dict, member: str) -> dict:
+def as_seen_by_member(view: dict, member: str | None) -> dict:
     """A trade as one member may see it: after novation its counterparty is the CCP, so the other side's
     member, account and order id are not shown, and only the member's own cleared leg(s)."""
     out = dict(view)
@@ -146,7 +146,8 @@ def obligations(store: ItemStore, refdata, member: str | None, settlement_date: 
         found = load_obligations(store, settlement_date)  # Query pk=date
     else:
         found = [o for m in sorted(refdata.members) for o in load_obligations(store, None, m)]
-    rows, per_member = [], {}
+    rows: list[dict[str, Any]] = []
+    per_member: dict[tuple[str, str], dict[str, Any]] = {}
     for o in sorted(found, key=lambda o: (o.member_id, o.settlement_date, o.symbol)):
         currency = _currency(refdata, o.symbol)
         rows.append(

@@ -193,7 +193,8 @@ class ConsoleServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.httpd.server_address[0]}:{self.port}"
+        host = self.httpd.server_address[0]
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{self.port}"
 
     def _send(
         self, h: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str, extra=None
@@ -316,8 +317,9 @@ class LocalHealth:
             rejects = self._tally.update()
         except Exception as exc:  # noqa: BLE001 - health shows what it can
             error = f"rejects unavailable: {exc}"
-            with contextlib.suppress(Exception):
-                self._tally.log.close()
+            if self._tally is not None:
+                with contextlib.suppress(Exception):
+                    self._tally.log.close()
             self._tally = None
         fix = next((c for c in status["components"] if c["name"] == "fix-proxy"), None)
         return {

@@ -44,7 +44,11 @@ def stack(tmp_path_factory):
         broker_port=free_port(),
         moto_port=free_port(),
         console_port=free_port(),
-        functions=STREAM_FUNCTIONS,
+        functions=[*STREAM_FUNCTIONS, "ExchangeGatewayFunction"],  # with the simulator and the FIX proxy
+        exchange_sim_port=free_port(),
+        exchange_sim_control_port=free_port(),
+        proxy_gateway_port=free_port(),
+        proxy_health_port=free_port(),
         extra_components=["console"],
         batching_window_cap_s=0.05,
     )
@@ -150,7 +154,9 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
     mappings = wait_for(lambda: column(browser, "mappings", 1), what="mappings")
     assert set(mappings) >= {"ValidateOrdersFunction.OrdersNew", "MatchOrdersFunction.OrdersAccepted"}
     assert int(column(browser, "mappings", 4)[0].replace(",", "")) >= 600  # records done
-    assert "console" in column(browser, "components", 1)
+    assert {"console", "fix-proxy", "exchange-sim"} <= set(column(browser, "components", 1))
+    fix = browser.find_element("id", "fix-session").text
+    assert fix.startswith("running") and "seq" in fix.lower(), fix  # the FIX session's state
     assert wait_for(lambda: column(browser, "rejects", 1), what="rejects")  # the run has invalid orders
     # obligations and margin of every member, the called member's shortfall
     members = column(browser, "obligation-members", 1)
@@ -172,8 +178,6 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
     )
     assert steps[0] == "RECEIVED" and "ACCEPTED" in steps and "CLEARED_LEG" in steps
     assert order_id in browser.find_element("id", "search-result").text
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "console-operator.png"))
 
     # live: more orders are processed while the page is open, and it shows them without a reload
     from clearing.local.demo import publish_orders
@@ -188,6 +192,8 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
         timeout=30,
         what="records done to grow",
     )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "console-operator.png"))  # with records/s of the new orders
 
 
 def test_a_member_sees_only_its_own_rows(stack, browser):

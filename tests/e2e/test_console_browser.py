@@ -55,7 +55,7 @@ def stack(tmp_path_factory):
     runtime = LocalRuntime(cfg, owner_pid=os.getpid())
     try:
         runtime.start()
-        publish_orders(cfg, 600, rate=0, seed=5)
+        publish_orders(cfg, 600, rate=0, seed=5, id_prefix="B1-")
         runtime.wait_until_idle(timeout=180)
         store = local_store(cfg)
         refdata = reference_data(store)
@@ -184,7 +184,7 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
 
     before = browser.find_element("id", "trades-count").text
     done_before = int(column(browser, "mappings", 4)[0].replace(",", ""))
-    publish_orders(cfg, 300, rate=0, seed=6)
+    publish_orders(cfg, 300, rate=0, seed=6, id_prefix="B2-")
     stack[1].wait_until_idle(timeout=120)
     wait_for(lambda: browser.find_element("id", "trades-count").text != before, timeout=30, what="new trades")
     wait_for(

@@ -281,7 +281,16 @@ async function search(id) {
   } catch (e) {
     if (e.status !== 404 && e.status !== 422) { $("search-result").replaceChildren(el("p", { class: "bad" }, e.message)); return; }
     try {
-      renderTrade(await api("/trades/" + enc));
+      // a cleared leg's id is its trade's id plus -B / -S
+      const leg = /^(T-.+)-[BS]$/.exec(id);
+      let trade;
+      try {
+        trade = await api("/trades/" + enc);
+      } catch (e3) {
+        if (!leg || e3.status !== 404) throw e3;
+        trade = await api("/trades/" + encodeURIComponent(leg[1]));
+      }
+      renderTrade(trade);
     } catch (e2) {
       $("search-result").replaceChildren(el("p", { class: "bad", "data-notfound": "true" }, "nothing found for " + id +
         (e2.status === 404 || e2.status === 422 ? "" : " (" + e2.message + ")")));

@@ -178,6 +178,26 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
     )
     assert steps[0] == "RECEIVED" and "ACCEPTED" in steps and "CLEARED_LEG" in steps
     assert order_id in browser.find_element("id", "search-result").text
+    # a leg id from that life (as `clearing order` shows it) finds its trade
+    leg_id = next(
+        part.split("=", 1)[1]
+        for part in browser.find_element("id", "search-result").text.replace(",", " ").split()
+        if part.startswith("leg_id=")
+    )
+    box = browser.find_element("id", "search-input")
+    box.clear()
+    box.send_keys(leg_id)
+    browser.find_element("css selector", "#search-form button").click()
+    wait_for(
+        lambda: (
+            leg_id in browser.find_element("id", "search-result").text
+            and "counterparty" in browser.find_element("id", "search-result").text
+        ),
+        what=f"the trade of leg {leg_id}",
+    )
+    link = browser.find_element("css selector", "#search-result p a")
+    link.click()  # back to the order
+    wait_for(lambda: "RECEIVED" in browser.find_element("id", "search-result").text, what="the order again")
 
     # live: more orders are processed while the page is open, and it shows them without a reload
     from clearing.local.demo import publish_orders

@@ -185,7 +185,7 @@ function renderMargin(m) {
 }
 
 function renderTrades(page) {
-  $("trades-count").textContent = "(latest " + page.count + " of " + page.total + ")";
+  $("trades-count").textContent = "(latest " + page.count + (page.total == null ? "" : " of " + page.total) + ")";
   fillTable($("trades"), [
     ["executed at", (t) => t.executed_at],
     ["trade id", (t) => idLink(t.trade_id)],

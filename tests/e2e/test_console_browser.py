@@ -202,11 +202,11 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
     # live: more orders are processed while the page is open, and it shows them without a reload
     from clearing.local.demo import publish_orders
 
-    before = browser.find_element("id", "trades-count").text
+    newest_before = column(browser, "trades", 2)[0]
     done_before = int(column(browser, "mappings", 4)[0].replace(",", ""))
     publish_orders(cfg, 300, rate=0, seed=6, id_prefix="B2-")
     stack[1].wait_until_idle(timeout=120)
-    wait_for(lambda: browser.find_element("id", "trades-count").text != before, timeout=30, what="new trades")
+    wait_for(lambda: column(browser, "trades", 2)[0] != newest_before, timeout=30, what="new trades on top")
     wait_for(
         lambda: int(column(browser, "mappings", 4)[0].replace(",", "")) >= done_before + 300,
         timeout=30,

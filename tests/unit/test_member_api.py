@@ -373,3 +373,64 @@ def test_the_sample_events_are_what_the_authorizer_hands_the_lambda(api):
     assert answer["statusCode"] == 200 and {o["member_id"] for o in body["items"]} == {"MBR01"}
     answer = handler(load_event("query_api_operator_health.json"), FakeContext(), api=api)
     assert answer["statusCode"] == 200
+
+
+@pytest.mark.parametrize("claims", [OPERATOR, MBR01, {"sub": "u-5", "custom:member_id": "MBR05"}])
+def test_newest_first_trades_read_only_the_newest_items_and_equal_the_whole_listing(run, api, claims):
+    # Given the whole listing, newest first (read whole) for comparison
+    from clearing.services.queries import list_trades
+
+    member = claims.get("custom:member_id")
+    expected = [t["trade_id"] for t in reversed(list_trades(run.store, member=member))]
+    if member is None:
+        expected = [
+            t["trade_id"]
+            for t in sorted(
+                (
+                    t
+                    for s in sorted(run.refdata.current().instruments)
+                    for t in list_trades(run.store, symbol=s)
+                ),
+                key=lambda t: (t["executed_at"] or "", t["trade_id"]),
+                reverse=True,
+            )
+        ]
+    # When the blotter's path pages through newest first, with a store that counts what Query returns
+    counting = CountingStore(run.store)
+    deps = QueryApiDeps(store=NoScanStore(counting), refdata=run.refdata.current)
+    blotter = build_api(deps)
+    seen, token = [], None
+    _, first = call(blotter, "/api/v1/trades", claims, "order=desc&limit=20")
+    returned_for_first_page = counting.items
+    while True:
+        _, page = call(
+            blotter,
+            "/api/v1/trades",
+            claims,
+            "order=desc&limit=20" + (f"&next_token={token}" if token else ""),
+        )
+        seen += [t["trade_id"] for t in page["items"]]
+        token = page["next_token"]
+        if not token:
+            break
+    # Then the pages are the whole listing in reverse, and the first page read a fraction of the table
+    assert seen == expected and first["items"][0]["trade_id"] == expected[0]
+    symbols = len(run.refdata.current().instruments)
+    if member is None:  # exactly the newest 20 executed and 20 cleared items per symbol
+        assert returned_for_first_page <= 2 * 20 * symbols < len(run.store.tables["trades"])
+    else:  # windows of 2 x 20 per symbol, grown only where the member's 20 newest could hide
+        assert returned_for_first_page < 0.6 * len(run.store.tables["trades"]) + 50
+
+
+class CountingStore:
+    def __init__(self, store):
+        self.store = store
+        self.items = 0
+
+    def query(self, *args, **kwargs):
+        rows = self.store.query(*args, **kwargs)
+        self.items += len(rows)
+        return rows
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)

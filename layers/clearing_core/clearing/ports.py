@@ -66,8 +66,18 @@ class ItemStore(Protocol):
 
         Raises StaleCheckpoint when the condition fails."""
 
-    def query(self, table: str, pk: str, sk_prefix: str = "", index: str | None = None) -> list[Item]:
-        """All items of one partition key (optionally in the gsi1 index), sorted by sort key."""
+    def query(
+        self,
+        table: str,
+        pk: str,
+        sk_prefix: str = "",
+        index: str | None = None,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[Item]:
+        """Items of one partition key (optionally in the gsi1 index), sorted by sort key (descending
+        with newest_first); at most `limit` of them (the first ones in that order) when given."""
 
     def scan(self, table: str) -> list[Item]:
         """Every item of a table: reports, verify and replay only, never a per-order path."""

@@ -196,7 +196,16 @@ class DynamoItemStore:
             raise StaleCheckpoint(f"{item['pk']}: expected version {expected_version}") from exc
         self.writes += 1
 
-    def query(self, table: str, pk: str, sk_prefix: str = "", index: str | None = None) -> list[Item]:
+    def query(
+        self,
+        table: str,
+        pk: str,
+        sk_prefix: str = "",
+        index: str | None = None,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[Item]:
         pk_attr, sk_attr = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
         kwargs: dict[str, Any] = {
             "TableName": self._name(table),
@@ -208,18 +217,24 @@ class DynamoItemStore:
             kwargs["IndexName"] = index
         else:
             kwargs["ConsistentRead"] = True
-        return self._paginate(self.client.query, kwargs)
+        if newest_first:
+            kwargs["ScanIndexForward"] = False
+        if limit is not None:
+            kwargs["Limit"] = limit
+        return self._paginate(self.client.query, kwargs, limit)
 
     def scan(self, table: str) -> list[Item]:
         return self._paginate(self.client.scan, {"TableName": self._name(table), "ConsistentRead": True})
 
-    def _paginate(self, fn, kwargs) -> list[Item]:
+    def _paginate(self, fn, kwargs, limit: int | None = None) -> list[Item]:
         out: list[Item] = []
         while True:
             resp = self._call(fn, **kwargs)
             out.extend(from_item(raw) for raw in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
                 return out
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
             kwargs = {**kwargs, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
 
 

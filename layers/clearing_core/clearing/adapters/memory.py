@@ -59,14 +59,24 @@ class InMemoryItemStore:
         t[(item["pk"], item["sk"])] = _copy(item)
         self.writes += 1
 
-    def query(self, table: str, pk: str, sk_prefix: str = "", index: str | None = None) -> list[Item]:
+    def query(
+        self,
+        table: str,
+        pk: str,
+        sk_prefix: str = "",
+        index: str | None = None,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[Item]:
         pk_attr, sk_attr = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
         rows = [
             _copy(i)
             for i in self._table(table).values()
             if i.get(pk_attr) == pk and str(i.get(sk_attr, "")).startswith(sk_prefix)
         ]
-        return sorted(rows, key=lambda i: str(i.get(sk_attr, "")))
+        rows.sort(key=lambda i: str(i.get(sk_attr, "")), reverse=newest_first)
+        return rows if limit is None else rows[:limit]
 
     def scan(self, table: str) -> list[Item]:
         return [_copy(i) for i in self._table(table).values()]

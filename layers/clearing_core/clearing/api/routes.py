@@ -121,7 +121,9 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
         rows = views.orders(deps.store, deps.refdata(), scope, symbol, status)
         rows = rows[::-1] if order == "desc" else rows
         filters = {"r": "orders", "m": scope, "s": symbol, "st": status, "o": order}
-        return views.page(rows, limit, next_token, filters)
+        result = views.page(rows, limit, next_token, filters)
+        del result["_start"]
+        return result
 
     @app.get(f"{API_PREFIX}/orders/<order_id>", summary="One order's whole life", tags=["orders"])
     def get_order(
@@ -167,13 +169,20 @@ def build_api(deps: QueryApiDeps) -> APIGatewayHttpResolver:
     ) -> dict:
         principal = caller()
         scope = access.member_scope(principal, member)
-        rows = views.trades(deps.store, deps.refdata(), scope, symbol, since)
-        if not principal.operator:
-            rows = [views.as_seen_by_member(t, principal.member_id) for t in rows]
-        rows = rows[::-1] if order == "desc" else rows
-        return views.page(
-            rows, limit, next_token, {"r": "trades", "m": scope, "s": symbol, "t": since, "o": order}
-        )
+        filters = {"r": "trades", "m": scope, "s": symbol, "t": since, "o": order}
+        if order == "desc" and not since:
+            # newest first: only the newest items of each symbol are read (the blotter polls this)
+            start = views.start_of(next_token, filters)
+            rows, more = views.newest_trades(deps.store, deps.refdata(), scope, symbol, start + limit)
+            rows = rows if principal.operator else [views.as_seen_by_member(t, scope) for t in rows]
+            result = views.page(rows, limit, next_token, filters, more=more, total=None)
+        else:
+            rows = views.trades(deps.store, deps.refdata(), scope, symbol, since)
+            rows = rows if principal.operator else [views.as_seen_by_member(t, scope) for t in rows]
+            rows = rows[::-1] if order == "desc" else rows
+            result = views.page(rows, limit, next_token, filters)
+        del result["_start"]
+        return result
 
     @app.get(f"{API_PREFIX}/trades/<trade_id>", summary="One trade", tags=["trades"])
     def get_trade(trade_id: Annotated[str, Path(pattern=ORDER_ID_IN_PATH)]) -> dict:

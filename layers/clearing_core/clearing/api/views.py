@@ -31,10 +31,22 @@ def _fingerprint(filters: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def page(rows: list[dict], limit: int, next_token: str | None, filters: dict[str, Any]) -> dict[str, Any]:
+def start_of(next_token: str | None, filters: dict[str, Any]) -> int:
+    """The row a page starts at (0 without a token); BadToken for a token of another listing."""
+    return page([], 1, next_token, filters)["_start"]
+
+
+def page(
+    rows: list[dict],
+    limit: int,
+    next_token: str | None,
+    filters: dict[str, Any],
+    more: bool | None = None,
+    total: int | None = -1,
+) -> dict[str, Any]:
     """One page of a listing: `limit` rows from the position the token names (tokens are bound to the
-    filters that issued them). The listing is read whole per request and then cut: simple and correct
-    while a member's rows are thousands; a DynamoDB-cursor page would be the next step (docs)."""
+    filters that issued them). Listings are read whole per request and then cut, except the newest-first
+    trades (newest_trades reads only the newest items: then `more` and `total`=None are given)."""
     start = 0
     fp = _fingerprint(filters)
     if next_token:
@@ -46,13 +58,19 @@ def page(rows: list[dict], limit: int, next_token: str | None, filters: dict[str
         if token_fp != fp or start < 0:
             raise BadToken("next_token belongs to another listing")
     items = rows[start : start + limit]
-    more = start + limit < len(rows)
+    more = start + limit < len(rows) if more is None else more
     token = None
     if more:
         token = (
             base64.urlsafe_b64encode(json.dumps({"o": start + limit, "f": fp}).encode()).decode().rstrip("=")
         )
-    return {"items": items, "count": len(items), "total": len(rows), "next_token": token}
+    return {
+        "items": items,
+        "count": len(items),
+        "total": len(rows) if total == -1 else total,  # None: not counted (a bounded read)
+        "next_token": token,
+        "_start": start,
+    }
 
 
 # ------------------------------------------------------------------ orders
@@ -96,6 +114,59 @@ def trades(
         return queries.list_trades(store, symbol, member, since)
     rows = [t for s in sorted(refdata.instruments) for t in queries.symbol_trades(store, s, since)]
     return sorted(rows, key=lambda v: (v["executed_at"] or "", v["trade_id"]))
+
+
+def _sort_key(v: dict) -> tuple[str, str]:
+    return (v["executed_at"] or "", v["trade_id"] or "")
+
+
+def _newest_symbol_trades(store: ItemStore, symbol: str, count: int) -> tuple[list[dict], bool]:
+    """The `count` newest trades of a symbol, newest first (two Queries on gsi1, descending, limited)
+    and whether older ones may exist. Every cleared trade has its EXECUTED item under the same sort
+    key (executed_at#trade_id), so the newest `count` executed items are the newest trades and their
+    cleared items are within the newest `count` cleared ones."""
+    executed = store.query(keys.TRADES, symbol, index="gsi1", newest_first=True, limit=count)
+    cleared = store.query(keys.TRADES, f"CLEARED#{symbol}", index="gsi1", newest_first=True, limit=count)
+    by_id_e = {i["trade_id"]: i for i in executed if i.get("sk") == "EXECUTED"}
+    by_id_c = {i["trade_id"]: i for i in cleared}
+    views = [queries.trade_view(by_id_e.get(t), by_id_c.get(t)) for t in set(by_id_e) | set(by_id_c)]
+    views.sort(key=_sort_key, reverse=True)
+    return views[:count], len(executed) >= count or len(cleared) >= count
+
+
+def newest_trades(
+    store: ItemStore, refdata, member: str | None, symbol: str | None, count: int
+) -> tuple[list[dict], bool]:
+    """The `count` newest trades (newest first) in scope, reading only the newest items of each symbol
+    (the blotter's path: a poll every few seconds must not read the whole trades table).
+
+    For a member, each symbol's window starts at 2 x count and grows x4 only while it could still hide
+    one of the member's `count` newest trades: the symbol has older items and the oldest trade read is
+    newer than the member's count-th newest trade found so far. Returns (trades, older ones may exist)."""
+    if member:
+        symbols = [symbol] if symbol else sorted(queries.member_symbols(store, member))
+    else:
+        symbols = [symbol] if symbol else sorted(refdata.instruments)
+    window = dict.fromkeys(symbols, 2 * count if member else count)
+    found: dict[str, tuple[list[dict], bool, tuple[str, str] | None]] = {}
+    pending = list(symbols)
+    while pending:
+        for s in pending:
+            views, maybe_more = _newest_symbol_trades(store, s, window[s])
+            oldest = _sort_key(views[-1]) if views else None
+            found[s] = ([v for v in views if not member or queries._involves(v, member)], maybe_more, oldest)
+        rows = sorted((v for mine, _, _ in found.values() for v in mine), key=_sort_key, reverse=True)
+        cutoff = _sort_key(rows[count - 1]) if len(rows) >= count else None
+        pending = [
+            s
+            for s, (_, maybe_more, oldest) in found.items()
+            if member and maybe_more and (cutoff is None or (oldest is not None and oldest > cutoff))
+        ]
+        for s in pending:
+            window[s] *= 4
+    rows = sorted((v for mine, _, _ in found.values() for v in mine), key=_sort_key, reverse=True)
+    more = any(maybe_more for _, maybe_more, _ in found.values()) or len(rows) > count
+    return rows[:count], more
 
 
 def trade(store: ItemStore, trade_id: str, member: str | None) -> dict | None:

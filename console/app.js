@@ -148,6 +148,7 @@ function renderHealth(h) {
 }
 
 function renderObligations(o) {
+  offerMembers(o.members.map((m) => m.member_id));
   fillTable($("obligation-members"), [
     ["member", (m) => m.member_id],
     ["ccy", (m) => m.currency],
@@ -165,7 +166,21 @@ function renderObligations(o) {
   ], o.rows, "none");
 }
 
+// Operators pick a member for the orders panel: orders have no time index, so "every member" reads
+// every member's orders on each poll (offered, not the default).
+function offerMembers(ids) {
+  const select = $("orders-member");
+  if (!state.me || !state.me.operator) { select.hidden = true; return; }
+  select.hidden = false;
+  const have = new Set(Array.from(select.options).map((o) => o.value));
+  for (const id of Array.from(new Set(ids)).sort()) {
+    if (!have.has(id)) select.append(el("option", { value: id }, id));
+  }
+  if (select.value === "*" && !state.pickedMember && select.options.length > 1) select.value = select.options[1].value;
+}
+
 function renderMargin(m) {
+  offerMembers(m.requirements.map((r) => r.member_id));
   fillTable($("margin"), [
     ["member", (r) => r.member_id],
     ["initial", (r) => fmtNum(r.initial_margin, 2), "num"],
@@ -218,12 +233,16 @@ async function refresh() {
   state.inFlight = true;
   try {
     const status = $("orders-status").value;
+    const ordersFor = state.me.operator ? $("orders-member").value : null;
+    const ordersQuery = "/orders?order=desc&limit=50" + (status ? "&status=" + encodeURIComponent(status) : "") +
+      (ordersFor && ordersFor !== "*" ? "&member=" + encodeURIComponent(ordersFor) : "");
     const jobs = [
       api("/obligations").then(renderObligations),
       api("/margin").then(renderMargin),
       api("/trades?order=desc&limit=50").then(renderTrades),
-      api("/orders?order=desc&limit=50" + (status ? "&status=" + encodeURIComponent(status) : "")).then(renderOrders),
     ];
+    // an operator's orders wait for a member to be offered (margin / obligations) or "all" to be picked
+    if (!state.me.operator || ordersFor !== "*" || state.pickedMember) jobs.push(api(ordersQuery).then(renderOrders));
     if (state.me.operator) jobs.push(api("/health").then(renderHealth));
     const results = await Promise.allSettled(jobs);
     const failed = results.filter((r) => r.status === "rejected");
@@ -329,6 +348,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search-input").value); });
   $("interval").addEventListener("change", schedule);
   $("orders-status").addEventListener("change", refresh);
+  $("orders-member").addEventListener("change", () => { state.pickedMember = true; refresh(); });
   window.addEventListener("hashchange", start);
   start();
 });

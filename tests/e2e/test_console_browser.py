@@ -212,6 +212,10 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
         timeout=30,
         what="records done to grow",
     )
+    # the orders panel: one member at a time for operators (a member is picked for them)
+    wait_for(lambda: column(browser, "orders", 2), what="orders of the first member")
+    picked = browser.find_element("id", "orders-member").get_attribute("value")
+    assert picked != "*" and all(o.startswith(picked + ":") for o in column(browser, "orders", 2))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "console-operator.png"))  # with records/s of the new orders
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from functools import cache
 
-from clearing.config import ScheduledJobSettings, StreamFunctionSettings, load_settings
+from clearing.config import (
+    ConfigurationError,
+    ExchangeGatewaySettings,
+    ScheduledJobSettings,
+    StreamFunctionSettings,
+    load_settings,
+)
 
 
 def _store(settings):
@@ -85,3 +91,49 @@ def s3_client():
     import boto3
 
     return boto3.client("s3", region_name=job_settings().aws_region)
+
+
+@cache
+def job_refdata():
+    """Reference data for the scheduled jobs: read fresh on every run (ttl 0)."""
+    from clearing.adapters.refdata import CachedReferenceData
+
+    return CachedReferenceData(job_store(), ttl_seconds=0)
+
+
+def settlement_sink(out_dir=None):
+    """Where settle_eod writes its files: `out_dir` (tests), S3 when SETTLEMENT_BUCKET is set (AWS),
+    else SETTLEMENT_OUTPUT_DIR or a temporary folder (local runs)."""
+    import tempfile
+    from pathlib import Path
+
+    from clearing.adapters.files import DirectorySink, S3Sink
+
+    settings = job_settings()
+    if out_dir is not None:
+        return DirectorySink(Path(out_dir))
+    if settings.settlement_bucket:
+        return S3Sink(s3_client(), settings.settlement_bucket, prefix="settlement/")
+    return DirectorySink(Path(settings.settlement_output_dir or tempfile.mkdtemp(prefix="settlement-")))
+
+
+@cache
+def exchange_proxy():
+    """The FIX proxy client (the NLB's TLS listener in AWS), built at the first invocation."""
+    from clearing.fix.client import ProxyClient
+
+    settings = load_settings(ExchangeGatewaySettings)
+    try:
+        return ProxyClient(
+            settings.proxy_host,
+            settings.proxy_port,
+            connect_timeout=settings.proxy_connect_timeout,
+            response_timeout=settings.proxy_response_timeout,
+            tls=settings.proxy_tls,
+            ca_file=settings.proxy_tls_ca_file or None,
+            server_name=settings.proxy_tls_server_name or None,
+        )
+    except OSError as exc:  # ssl.SSLError is one: an unreadable or invalid CA file
+        raise ConfigurationError(
+            f"ExchangeGatewaySettings: PROXY_TLS_CA_FILE {settings.proxy_tls_ca_file!r}: {exc}"
+        ) from exc

@@ -68,6 +68,20 @@ class ScheduledJobSettings(TableSettings):
     settlement_bucket: str | None = None
 
 
+class ExchangeGatewaySettings(BaseSettings):
+    """exchange_gateway: where the FIX proxy listens (the NLB in AWS) and how long to wait for it."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    proxy_host: str = Field(min_length=1)
+    proxy_port: int = Field(gt=0, lt=65536)
+    proxy_connect_timeout: float = Field(2.0, gt=0, le=30)
+    proxy_response_timeout: float = Field(5.0, gt=0, le=60)
+    proxy_tls: bool = False  # the NLB listener is TLS in AWS; the local proxy is plain TCP
+    proxy_tls_ca_file: str | None = None  # CA bundle for a private CA; default: the system trust store
+    proxy_tls_server_name: str | None = None  # name the certificate must carry; default: PROXY_HOST
+
+
 def load_settings(model: type[BaseSettings]) -> BaseSettings:
     try:
         return model()

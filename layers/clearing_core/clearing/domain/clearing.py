@@ -3,7 +3,7 @@
 A matched trade (the `trades.executed` wire dict) is novated into two cleared legs with the CCP
 in the middle: the buyer BUYs from the CCP and the seller SELLs to the CCP. Each leg carries its
 notional, the member's fee, the settlement date and the signed cash. Positions per
-(member, account, symbol, settlement date) are folded from legs with `apply_leg`.
+(member, account, symbol, settlement date) are folded from legs with `position_after_leg`.
 
 Conventions (see docs/clearing.md):
 - money is Decimal, quantized to cents with ROUND_HALF_EVEN; quantities are ints;
@@ -415,7 +415,7 @@ class Position:
         )
 
 
-def apply_leg(position: Position | None, leg: ClearedLeg) -> Position:
+def position_after_leg(position: Position | None, leg: ClearedLeg) -> Position:
     """The position after one more leg (a new position when `position` is None)."""
     if position is None:
         position = Position(leg.member_id, leg.account, leg.symbol, leg.settlement_date)
@@ -438,5 +438,5 @@ def positions_from_legs(legs: Iterable[ClearedLeg]) -> dict[PositionKey, Positio
     positions: dict[PositionKey, Position] = {}
     for leg in legs:
         key = position_key(leg)
-        positions[key] = apply_leg(positions.get(key), leg)
+        positions[key] = position_after_leg(positions.get(key), leg)
     return positions

@@ -28,14 +28,6 @@ from clearing.topics import TRADES_DEADLETTER
 STAGE = "clear_trades"
 
 
-def position_item_key(p) -> tuple[str, str]:
-    return keys.position_key(p.member_id, p.symbol, p.account, p.settlement_date.isoformat())
-
-
-def obligation_item_key(o) -> tuple[str, str]:
-    return keys.obligation_key(o.member_id, o.symbol, o.settlement_date.isoformat())
-
-
 class ClearTrades:
     def __init__(
         self,
@@ -174,11 +166,11 @@ class ClearTrades:
             stored, applied = positions.get(pk, (None, -1))
             if offset > applied:  # not yet in the stored item (single writer: this partition)
                 current = new_pos[pk][0] if pk in new_pos else stored
-                new_pos[pk] = (novation.apply_leg(current, leg), offset)
+                new_pos[pk] = (novation.position_after_leg(current, leg), offset)
             stored, applied = obligations.get(ok, (None, -1))
             if offset > applied:
                 current = new_obl[ok][0] if ok in new_obl else stored
-                new_obl[ok] = (netting.apply_leg(current, leg), offset)
+                new_obl[ok] = (netting.obligation_after_leg(current, leg), offset)
         self.store.put_many(
             keys.POSITIONS,
             [

@@ -12,13 +12,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from clearing.domain import invariants, margin, netting
 from clearing.domain.clearing import ClearedLeg, Position
 from clearing.domain.netting import NetObligation
-from clearing.ports import ItemStore
+from clearing.ports import ItemStore, SettlementFileSink
 from clearing.services import keys
 
 
@@ -186,9 +185,10 @@ def run_margin(
 
 
 def settle_eod(
-    store: ItemStore, refdata, settlement_date: str, out_dir: Path | None = None
+    store: ItemStore, refdata, settlement_date: str, sink: SettlementFileSink | None = None
 ) -> dict[str, Any]:
-    """Settlement instructions per member for one date: CSV and JSON files and DynamoDB items."""
+    """Settlement instructions per member for one date: DynamoDB items, and CSV and JSON files
+    through the sink (a folder locally, S3 in AWS) when one is given."""
     day = date.fromisoformat(settlement_date)
     rows = netting.settlement_instructions(load_obligations(store, settlement_date), day, refdata.ccp_id)
     items = [
@@ -203,14 +203,11 @@ def settle_eod(
     store.put_many(keys.OBLIGATIONS, items)
     plain = [{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()} for r in rows]
     files = {}
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        json_path = out_dir / f"settlement-{settlement_date}.json"
-        json_path.write_text(json.dumps(plain, indent=2))
-        csv_path = out_dir / f"settlement-{settlement_date}.csv"
-        csv_path.write_text(instructions_csv(plain))
-        files = {"json": str(json_path), "csv": str(csv_path)}
+    if sink is not None:
+        files = {
+            "json": sink.write(f"settlement-{settlement_date}.json", json.dumps(plain, indent=2).encode()),
+            "csv": sink.write(f"settlement-{settlement_date}.csv", instructions_csv(plain).encode()),
+        }
     return {"settlement_date": settlement_date, "instructions": len(rows), "files": files, "rows": plain}
 
 

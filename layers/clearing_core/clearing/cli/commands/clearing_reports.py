@@ -147,7 +147,9 @@ def _settle(args) -> int:
 
     date.fromisoformat(args.date)
     store = data_store()
-    result = settle_eod(store, reference_data(store), args.date, Path(args.out))
+    from clearing.adapters.files import DirectorySink
+
+    result = settle_eod(store, reference_data(store), args.date, DirectorySink(Path(args.out)))
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -194,8 +195,11 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
     invariants = verify(store)
     netting = obligations_report(store)
     margin = run_margin(store, refdata)
+    trade_dates = Counter(t["legs"][0].get("trade_date") for t in trades if t.get("legs"))
     summary = {
         "orders": run.orders,
+        "business_date": trade_dates.most_common(1)[0][0] if trade_dates else _utc_iso(run.started)[:10],
+        "currency": getattr(refdata, "currency", "USD"),
         "accepted": accepted,
         "rejected": rejected,
         "unaccounted": run.orders - accepted - rejected,
@@ -278,6 +282,7 @@ def run_demo(
         run.invocations = invocations_during(workers_before, read_worker_states(config))
         store = _store(config)
         summary = summarise(store, reference_data(store), run)
+        summary["parameters"] = {"orders": orders, "rate": rate, "seed": seed}
         if report is not None:
             from clearing.local.report import write_report
 
@@ -378,7 +383,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             "records / invocation",
             "mean ms / invocation",
         ):
-            calls.add_column(column, justify="left" if column.startswith("event") else "right")
+            calls.add_column(
+                column, justify="left" if column.startswith("event") else "right", overflow="fold"
+            )
         for name, row in sorted(summary["invocations"].items()):
             calls.add_row(
                 name,

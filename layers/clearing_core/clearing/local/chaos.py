@@ -50,9 +50,11 @@ FAULT_KINDS = (
 # Tables compared item by item (STATE holds checkpoints and versions, which count invocations;
 # REFERENCE is seeded data).
 COMPARED_TABLES = (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS)
-# Where in trades.executed a trade was first read: after a crash match_orders re-produces trades
-# (same ids, new offsets), so these transport positions legitimately differ from a clean run's.
+# Where in an intermediate topic a record was read: after a crash a stage re-produces its outputs
+# (same ids, new offsets), so these transport positions legitimately differ from a clean run's. In the
+# orders table `src` is the orders.new position (the input itself) and is compared.
 TRANSPORT_POSITIONS = {"src", "applied_offset", "last_src"}
+ORDERS_TRANSPORT_POSITIONS = {"applied_offset", "last_src"}
 
 
 @dataclass
@@ -265,7 +267,7 @@ def _state(config: RuntimeConfig) -> dict[str, dict]:
             (i["pk"], i["sk"]): {
                 k: v
                 for k, v in keys.comparable(i).items()
-                if table == keys.ORDERS or k not in TRANSPORT_POSITIONS
+                if k not in (ORDERS_TRANSPORT_POSITIONS if table == keys.ORDERS else TRANSPORT_POSITIONS)
             }
             for i in store.scan(table)
         }

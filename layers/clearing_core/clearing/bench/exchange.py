@@ -59,10 +59,10 @@ async def bench_exchange(reports: int, store_dir: Path, depth: int = PIPELINE_DE
             published_before = proxy.published
             started = time.perf_counter()
             if mode == "sequential":
-                answers = await asyncio.to_thread(lambda b=batch: [client.submit(r) for r in b])
+                answers = await asyncio.to_thread(lambda b=batch: [client.submit(r) for r in b])  # type: ignore[misc]
             else:
                 answers = await asyncio.to_thread(
-                    lambda b=batch: [
+                    lambda b=batch: [  # type: ignore[misc]
                         a for i in range(0, len(b), depth) for a in client.submit_many(b[i : i + depth])
                     ]
                 )

@@ -29,7 +29,7 @@ def explain(exc: BaseException) -> str | None:
     """One line for an error a user can cause (missing file, a stack that is not running, bad
     configuration); None for a bug, which keeps its traceback. Wrapped causes are looked at too
     (adapters raise InfrastructureError from botocore's and kafka-python's errors)."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         line = _explain_one(seen)
         if line is not None:

@@ -20,6 +20,7 @@ it must end in a loud error (`clearing status` / `clearing verify`), which the t
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -194,7 +195,7 @@ class ThrottlingProxy:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def _should_throttle(self) -> bool:
         with self._lock:
@@ -432,7 +433,7 @@ class FaultInjector:
     def run(self, mappings: list[str], gap_s: float) -> None:
         steps: list[Callable[[], None]] = []
         for m in mappings:
-            steps.append(lambda m=m: self.kill_worker(m))
+            steps.append(functools.partial(self.kill_worker, m))
         steps.append(
             lambda: self.pause(
                 "broker-pause", _pid_of(self.config, "broker"), lambda: _answers_kafka(self.config)

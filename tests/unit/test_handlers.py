@@ -101,3 +101,80 @@ def test_a_down_broker_reports_the_partition_for_retry_and_a_retry_completes_it(
     assert response == {"batchItemFailures": [{"itemIdentifier": {"partition": "orders.new-0", "offset": 0}}]}
     assert handler(event, FakeContext(), service=service) == {"batchItemFailures": []}
     assert len(pub.on("orders.accepted")) == 5
+
+
+def _order(cid: str, member: str = "MBR01", **extra) -> dict:
+    return {
+        "action": "NEW",
+        "client_order_id": cid,
+        "member_id": member,
+        "account": f"{member}-HOUSE",
+        "symbol": "ACME",
+        "side": "BUY",
+        "type": "LIMIT",
+        "price": "125.40",
+        "quantity": 100,
+        "time_in_force": "GTC",
+        "sent_at": "2026-11-24T14:30:00.000Z",
+        **extra,
+    }
+
+
+def test_an_oversized_order_between_two_valid_ones_is_rejected_with_bounded_records():
+    import hashlib
+
+    from tests.unit.msk import msk_event, msk_record
+
+    # Given a ~320 KB order published between two valid orders, in one batch
+    big = json.dumps(_order("BIG", note="x" * 320_000)).encode()
+    event = msk_event(
+        [
+            msk_record("orders.new", 0, 10, _order("A1"), key="MBR01"),
+            msk_record("orders.new", 0, 11, big, key="MBR01"),
+            msk_record("orders.new", 0, 12, _order("A2"), key="MBR01"),
+        ]
+    )
+    store, pub, ref = services()  # the in-memory store refuses items over DynamoDB's 400 KB
+    # When validate_orders handles the batch
+    response = load_handler("validate_orders")(event, FakeContext(), service=ValidateOrders(store, pub, ref))
+    # Then nothing fails: the two valid orders are accepted and the big one rejected MALFORMED
+    assert response == {"batchItemFailures": []}
+    assert [json.loads(m.value)["client_order_id"] for m in pub.on("orders.accepted")] == ["A1", "A2"]
+    [message] = pub.on("orders.rejected")
+    rejection = json.loads(message.value)
+    assert rejection["reason"] == "MALFORMED" and str(len(big)) in rejection["message"]
+    # with bounded records: a prefix, the length and SHA-256, and the offset holding the full bytes
+    assert rejection["source"] == {"topic": "orders.new", "partition": 0, "offset": 11}
+    assert rejection["original_length"] == len(big)
+    assert rejection["original_sha256"] == hashlib.sha256(big).hexdigest()
+    prefix = base64.b64decode(rejection["original_b64"])
+    assert big.startswith(prefix) and 0 < len(prefix) <= 4096 and rejection["original_truncated"]
+    assert len(message.value) < 16 * 1024
+    [item] = [i for i in store.scan("orders") if i.get("decision") == "REJECTED"]
+    assert item["original_length"] == len(big) and item["src"] == "orders.new/0/11"
+    assert len(json.dumps(item, default=str)) < 16 * 1024
+    # and the member is named when it can be read, so that the rejection goes to its partition
+    assert message.key == b"MBR01"
+
+
+def test_text_derived_from_input_is_bounded_in_rejections():
+    from tests.unit.msk import msk_event, msk_record
+
+    # Given messages under the size limit whose error texts would echo huge input
+    unknown_key = json.dumps({**_order("K1"), "k" * 12_000: 1}).encode()
+    long_ids = json.dumps(_order("C" * 5000, member="M" * 5000)).encode()
+    event = msk_event(
+        [
+            msk_record("orders.new", 0, 0, unknown_key, key="MBR01"),
+            msk_record("orders.new", 0, 1, long_ids, key="MBR01"),
+        ]
+    )
+    store, pub, ref = services()
+    response = load_handler("validate_orders")(event, FakeContext(), service=ValidateOrders(store, pub, ref))
+    assert response == {"batchItemFailures": []}
+    rejections = [json.loads(m.value) for m in pub.on("orders.rejected")]
+    assert [r["reason"] for r in rejections] == ["MALFORMED", "MALFORMED"]
+    for r in rejections:
+        assert len(r["message"]) <= 1024
+        assert all(len(r[f] or "") <= 64 for f in ("member_id", "client_order_id", "symbol"))
+        assert len(base64.b64decode(r["original_b64"])) <= 4096

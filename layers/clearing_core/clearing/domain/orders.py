@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+from clearing.domain.bounded import MAX_ID, clip
+
 MAX_MESSAGE_BYTES = 16 * 1024  # an order is a few hundred bytes; anything far larger is not an order
 MAX_QUANTITY = 1_000_000_000
 MAX_PRICE = Decimal("1000000000")
@@ -163,18 +165,19 @@ class Rejection(BaseModel):
 def _describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors(include_url=False)[:5]:
-        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "message"
-        parts.append(f"{loc}: {e['msg']}")
+        # a location names the input's keys (an unknown key can be any size): clipped like the text
+        loc = ".".join(clip(str(p), MAX_ID) for p in e["loc"] if not isinstance(p, int)) or "message"
+        parts.append(f"{loc}: {clip(e['msg'], 200)}")
     more = error.error_count() - 5
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    return clip("; ".join(parts) + (f"; and {more} more" if more > 0 else ""))
 
 
 def _best_effort_identity(raw: bytes) -> dict[str, str | None]:
     """Read member/order ids out of an invalid message, for routing the rejection (key: member id)."""
-    import json
+    import orjson
 
     try:
-        obj = json.loads(raw)
+        obj = orjson.loads(raw)  # also bounds nesting (1024 levels): never a RecursionError
     except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     if not isinstance(obj, dict):
@@ -182,7 +185,7 @@ def _best_effort_identity(raw: bytes) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for field in ("member_id", "client_order_id", "symbol"):
         value = obj.get(field)
-        if isinstance(value, str) and 0 < len(value) <= 64:
+        if isinstance(value, str) and 0 < len(value) <= MAX_ID:
             out[field] = value
     return out
 
@@ -198,6 +201,7 @@ def parse_order(
         return Rejection(
             reason=RejectReason.MALFORMED,
             message=f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}",
+            **_best_effort_identity(raw),
         )
     try:
         raw.decode("utf-8")
@@ -213,7 +217,7 @@ def parse_order(
         ValueError,
         RecursionError,
     ) as exc:  # defensive: pydantic wraps JSON errors, but never let one escape
-        return Rejection(reason=RejectReason.MALFORMED, message=f"unreadable message: {exc}")
+        return Rejection(reason=RejectReason.MALFORMED, message=clip(f"unreadable message: {exc}"))
 
 
 def order_message_json_schema() -> dict:

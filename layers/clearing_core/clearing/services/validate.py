@@ -14,12 +14,12 @@ Exactly-once effects without transactions:
 
 from __future__ import annotations
 
-from binascii import b2a_base64
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
 
+from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.orders import (
     NewOrder,
     Rejection,
@@ -378,18 +378,28 @@ class ValidateOrders:
         return item, OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
-        original = b2a_base64(record.value or b"", newline=False).decode()
+        # bounded whatever the input (a DynamoDB item holds 400 KB): a prefix of the original, its length
+        # and SHA-256; the source position holds the full bytes
+        original = payload_fields(record.value)
         reason = str(rejection.reason)  # a StrEnum's str() is its value
-        member_id, rejection_id = rejection.member_id, f"R-{record.topic}-{record.partition}-{record.offset}"
+        member_id, rejection_id = (
+            clip(rejection.member_id, MAX_ID),
+            f"R-{record.topic}-{record.partition}-{record.offset}",
+        )
+        message, clordid, symbol = (
+            clip(rejection.message),
+            clip(rejection.client_order_id, MAX_ID),
+            clip(rejection.symbol, MAX_ID),
+        )
         body = {
             "rejection_id": rejection_id,
             "reason": reason,
-            "message": rejection.message,
+            "message": message,
             "member_id": member_id,
-            "client_order_id": rejection.client_order_id,
-            "symbol": rejection.symbol,
+            "client_order_id": clordid,
+            "symbol": symbol,
             "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-            "original_b64": original,
+            **original,
         }
         pk, sk = vkey if vkey else keys.rejection_key(record.topic, record.partition, record.offset)
         item = {
@@ -400,11 +410,11 @@ class ValidateOrders:
             "src": record.position,
             "rejection_id": rejection_id,
             "reason": reason,
-            "message": rejection.message,
+            "message": message,
             "member_id": member_id,
-            "client_order_id": rejection.client_order_id,
-            "symbol": rejection.symbol,
-            "original_b64": original,
+            "client_order_id": clordid,
+            "symbol": symbol,
+            **original,
             "written_by": self.writer,
         }
         if member_id:

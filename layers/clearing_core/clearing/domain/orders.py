@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -190,6 +191,54 @@ def _best_effort_identity(raw: bytes) -> dict[str, str | None]:
     return out
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _duplicate_key(raw: bytes) -> str | None:
+    """The first key that occurs twice in one object of `raw` (a message that validated), or None.
+
+    JSON parsers keep the last of duplicate keys, so `"side": "BUY", ..., "side": "SELL"` would be a
+    SELL. The exact check (the json module with object_pairs_hook: ~4 us an order here, more than
+    pydantic's validation of it) runs only when a cheap count (orjson, ~1.4 us) cannot rule them out. The count: the message validated, so it is one
+    object of known keys (no ':' in them) and scalar values. Without any escape in the bytes, every
+    ':' in the bytes is either the separator of one member or a character of a string, so
+    count(':') == members read + ':'s in the string values read holds exactly when no member was
+    dropped (a dropped duplicate leaves its separator, and whatever its value held, uncounted)."""
+    if b"\\" not in raw:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if type(obj) is dict:
+            expected = len(obj)
+            for value in obj.values():
+                if type(value) is str and ":" in value:
+                    expected += value.count(":")
+            if raw.count(b":") == expected:
+                return None
+    import json
+
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        return exc.key
+    except (ValueError, RecursionError):
+        return None  # pydantic read it; a parser limit here is no evidence of a duplicate
+    return None
+
+
 def parse_order(
     raw: bytes | bytearray | memoryview | None,
 ) -> NewOrder | CancelOrder | ReplaceOrder | Rejection:
@@ -210,7 +259,7 @@ def parse_order(
             reason=RejectReason.MALFORMED, message=f"not UTF-8: {exc.reason} at byte {exc.start}"
         )
     try:
-        return _ORDER_MESSAGE.validate_json(raw)
+        order = _ORDER_MESSAGE.validate_json(raw)
     except ValidationError as exc:
         return Rejection(reason=RejectReason.MALFORMED, message=_describe(exc), **_best_effort_identity(raw))
     except (
@@ -218,6 +267,16 @@ def parse_order(
         RecursionError,
     ) as exc:  # defensive: pydantic wraps JSON errors, but never let one escape
         return Rejection(reason=RejectReason.MALFORMED, message=clip(f"unreadable message: {exc}"))
+    duplicate = _duplicate_key(raw)
+    if duplicate is not None:
+        return Rejection(
+            reason=RejectReason.MALFORMED,
+            message=f"duplicate key '{clip(duplicate, MAX_ID)}' (a key may occur once per object)",
+            member_id=order.member_id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+        )
+    return order
 
 
 def order_message_json_schema() -> dict:

@@ -10,7 +10,8 @@ What is compared, per stage (items through keys.comparable(): processing-time fi
   items, the exposure ledger (EXPOSURE#*); outputs orders.accepted / orders.exchange (by source
   position) and orders.rejected (by rejection_id);
 - match_orders (orders.accepted): order states, executed trades, book snapshots (decoded; their
-  `version` counts invocations, not content); outputs trades.executed (trade_id), orders.events (event_id);
+  `version` counts invocations, not content); outputs trades.executed (trade_id), orders.events
+  (event_id), orders.deadletter (by source position);
 - clear_trades (trades.executed): cleared trades with their legs, positions, obligations, clearing
   state (CLEARSTATE#*); outputs trades.deadletter (by source position).
 Checkpoints are not compared (their versions count batches).
@@ -40,6 +41,7 @@ from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, ReferenceDat
 from clearing.services import keys
 from clearing.topics import (
     ORDERS_ACCEPTED,
+    ORDERS_DEADLETTER,
     ORDERS_EVENTS,
     ORDERS_EXCHANGE,
     ORDERS_NEW,
@@ -159,7 +161,11 @@ STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict], str]]]] = {
         (ORDERS_EXCHANGE, _source_id),
         (ORDERS_REJECTED, lambda m: m["rejection_id"]),
     ],
-    MATCH: [(TRADES_EXECUTED, lambda m: m["trade_id"]), (ORDERS_EVENTS, lambda m: m["event_id"])],
+    MATCH: [
+        (TRADES_EXECUTED, lambda m: m["trade_id"]),
+        (ORDERS_EVENTS, lambda m: m["event_id"]),
+        (ORDERS_DEADLETTER, _source_id),
+    ],
     CLEAR: [(TRADES_DEADLETTER, _source_id)],
 }
 

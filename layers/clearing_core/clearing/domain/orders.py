@@ -7,7 +7,8 @@ raises out of `parse_order` for bad data.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -88,6 +89,7 @@ class RejectReason(StrEnum):
     CREDIT_LIMIT = "CREDIT_LIMIT"
     DUPLICATE_CLORDID = "DUPLICATE_CLORDID"
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    STALE_OR_FUTURE_SENT_AT = "STALE_OR_FUTURE_SENT_AT"
 
 
 class _Message(BaseModel):
@@ -277,6 +279,72 @@ def parse_order(
             symbol=order.symbol,
         )
     return order
+
+
+# ------------------------------------------------------------------ sent_at plausibility
+# Absolute bounds, whatever the record's timestamp: every date in them has a trade date and a
+# settlement date downstream (T+n business days never leaves the calendar), and nothing outside them
+# is a plausible order time. They also apply to records that carry no timestamp.
+SENT_AT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+SENT_AT_END = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SentAtWindow:
+    """How far sent_at may lie before (`max_age`) or after (`max_lead`) its Kafka record's timestamp."""
+
+    max_age: timedelta
+    max_lead: timedelta
+
+
+def _duration(ms: int) -> str:
+    seconds = abs(ms) / 1000
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def check_sent_at(order, record_timestamp_ms: int | None, window: SentAtWindow) -> Rejection | None:
+    """STALE_OR_FUTURE_SENT_AT when the order's sent_at is implausible, else None.
+
+    Compared with the Kafka record's timestamp (CreateTime set by the OMS's producer, or
+    LogAppendTime set by the broker): part of the input, so a redelivery or a replay decides the same,
+    which a comparison with the clock would not. A record without a timestamp (-1, or 0/absent in
+    hand-made events) is checked against the absolute bounds only. Integer milliseconds throughout: a
+    record timestamp far outside datetime's range is just far away."""
+    sent_at = order.sent_at
+    if sent_at is None:  # CANCEL / REPLACE may omit it
+        return None
+    problem = None
+    if not SENT_AT_EARLIEST <= sent_at < SENT_AT_END:
+        problem = (
+            f"sent_at {sent_at.isoformat()} is outside {SENT_AT_EARLIEST.date()} .. "
+            f"{(SENT_AT_END - timedelta(days=1)).date()}"
+        )
+    elif record_timestamp_ms is not None and record_timestamp_ms > 0:
+        lead = (sent_at - _EPOCH) // _MS - record_timestamp_ms  # > 0: sent_at after the record
+        if lead < -(window.max_age // _MS) or lead > window.max_lead // _MS:
+            where = "after" if lead > 0 else "before"
+            limit = window.max_lead if lead > 0 else window.max_age
+            problem = (
+                f"sent_at {sent_at.isoformat()} is {_duration(lead)} {where} the record's timestamp "
+                f"({record_timestamp_ms} ms since the epoch); at most {_duration(limit // _MS)} allowed"
+            )
+    if problem is None:
+        return None
+    return Rejection(
+        reason=RejectReason.STALE_OR_FUTURE_SENT_AT,
+        message=problem,
+        member_id=order.member_id,
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+    )
 
 
 def order_message_json_schema() -> dict:

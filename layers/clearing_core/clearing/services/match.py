@@ -96,7 +96,9 @@ def decode_book(item: dict, store: ItemStore | None = None) -> SymbolBook:
 
 # ------------------------------------------------------------------ reading orders.accepted
 MAX_RECORD_BYTES = 16 * 1024  # validate_orders writes ~500 bytes an order
-MAX_NUMBER = 10**15  # ticks, shares: far above any contract limit, far below DynamoDB's 38 digits
+MAX_NUMBER = (
+    10**18
+)  # ticks, shares: above anything validate accepts (price < 1e9 on a tick >= 1e-8, quantity <= 1e9), far below DynamoDB's 38 digits
 MALFORMED_ACCEPTED_ORDER = "MALFORMED_ACCEPTED_ORDER"
 UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
 _ACTIONS = frozenset(("NEW", "CANCEL", "REPLACE"))

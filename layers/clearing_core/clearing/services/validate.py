@@ -26,6 +26,8 @@ from clearing.domain.orders import (
     RejectReason,
     ReplaceOrder,
     Route,
+    SentAtWindow,
+    check_sent_at,
     parse_order,
 )
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
@@ -36,7 +38,8 @@ from clearing.topics import ORDERS_ACCEPTED, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
 _EXCHANGE = str(Route.EXCHANGE)
-_DUPLICATE_CLORDID = RejectReason.DUPLICATE_CLORDID
+# rejections that do not use up the client order id (the OMS may send the order again under it)
+_NOT_USING_UP_ID = frozenset((RejectReason.DUPLICATE_CLORDID, RejectReason.STALE_OR_FUTURE_SENT_AT))
 RELEASE_STAGE = "release_exposure"
 
 
@@ -75,7 +78,12 @@ class ValidateOrders:
     """Pre-trade risk for one partition of orders.new at a time."""
 
     def __init__(
-        self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE
+        self,
+        store: ItemStore,
+        publisher: Publisher,
+        refdata: ReferenceDataSource,
+        writer: str = STAGE,
+        sent_at_window: SentAtWindow | None = None,
     ):
         self.store = store
         self.publisher = publisher
@@ -83,6 +91,11 @@ class ValidateOrders:
         self.writer = writer
         self.checkpoints = Checkpoints(store)
         self._cache: dict[int, _PartitionCache] = {}
+        if sent_at_window is None:  # the function's setting (SENT_AT_MAX_*): replays decide like live
+            from clearing.config import SentAtSettings, load_settings
+
+            sent_at_window = load_settings(SentAtSettings).window()
+        self.sent_at_window = sent_at_window
 
     # ------------------------------------------------------------------ orders.new
     def validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
@@ -155,6 +168,7 @@ class ValidateOrders:
             applied[m] = int(res.get("applied", {}).get(str(partition), -1))
             credit[m] = CreditState(exposure=reserved[m] + Decimal(rel.get("adjustment", "0")))
         known = cache.known
+        window = self.sent_at_window
 
         order_items: list[dict] = []
         outputs: list[OutboundMessage] = []
@@ -172,9 +186,11 @@ class ValidateOrders:
                     previous = self.store.get_many(keys.ORDERS, [vkey])[vkey]
                 decision = self._replayed(previous, msg)
             else:
-                decision = assess_order(msg, refdata, credit[member_id], known[member_id])
+                decision = check_sent_at(msg, record.timestamp, window) or assess_order(
+                    msg, refdata, credit[member_id], known[member_id]
+                )
             if isinstance(decision, Rejection):
-                used_up = decision.reason is not _DUPLICATE_CLORDID
+                used_up = decision.reason not in _NOT_USING_UP_ID
                 vkey = keys.validation_key(member_id, msg.client_order_id) if used_up else None
                 self._reject(record, decision, vkey, order_items, outputs, report)
                 if used_up:

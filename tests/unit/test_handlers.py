@@ -322,3 +322,48 @@ def test_clear_trades_dead_letters_garbage_and_hostile_trades_and_goes_on_with_t
         for i, (m, b) in enumerate(zip(dead, bad, strict=True))
     ]
     assert {b["reason"] for b in bodies} == {"MALFORMED_TRADE"}
+
+
+def test_the_exposure_release_dead_letters_order_events_it_cannot_read_and_goes_on():
+    from tests.unit.msk import msk_event, msk_record
+
+    def event(offset: int, delta: str | None, **changes) -> dict:
+        return {
+            "event_id": f"E-0-{offset}-0",
+            "type": "CANCELLED",
+            "order_id": "MBR01:B1",
+            "member_id": "MBR01",
+            "symbol": "ACME",
+            "exposure_delta": delta,
+            "source": {"topic": "orders.accepted", "partition": 0, "offset": offset, "seq": 0},
+            **changes,
+        }
+
+    # Given orders.events holding, between two good events, what a rogue producer could write
+    bad = [
+        b"\x00garbage",
+        json.dumps(event(2, "-1.00", member_id=["MBR01"])).encode(),  # unhashable member
+        json.dumps(event(3, "-1.00", source="somewhere")).encode(),
+        json.dumps(event(4, "-1.00", source={"partition": "x", "offset": 4})).encode(),
+        json.dumps(event(5, "lots")).encode(),  # not a decimal
+        json.dumps(event(6, "1e999999")).encode(),  # a decimal no exposure can be
+        json.dumps(event(7, "-1.00", pad="x" * 320_000)).encode(),
+    ]
+    records = [msk_record("orders.events", 0, 0, event(1, "-100.00"), key="MBR01")]
+    records += [msk_record("orders.events", 0, 1 + i, b, key="MBR01") for i, b in enumerate(bad)]
+    records.append(msk_record("orders.events", 0, 1 + len(bad), event(8, "-25.50"), key="MBR01"))
+    store, pub, ref = services()
+    response = load_handler("validate_orders")(
+        msk_event(records), FakeContext(), service=ValidateOrders(store, pub, ref)
+    )
+    # Then the batch succeeds, the good events are applied, and every bad one is dead-lettered
+    assert response == {"batchItemFailures": []}
+    released = store.get_many("state", [("EXPOSURE#MBR01", "RELEASED")])[("EXPOSURE#MBR01", "RELEASED")]
+    assert released["adjustment"] == "-125.50"
+    dead = pub.on("orders.deadletter")
+    assert len(dead) == len(bad)
+    bodies = [
+        _dead_letter_checks(m, b, 1 + i, "orders.events")
+        for i, (m, b) in enumerate(zip(dead, bad, strict=True))
+    ]
+    assert {b["reason"] for b in bodies} == {"MALFORMED_EVENT"}

@@ -33,7 +33,7 @@ TOPICS: dict[str, Topic] = {
         Topic(
             ORDERS_DEADLETTER,
             "symbol",
-            "orders.accepted records match_orders cannot read (not JSON, missing or bad fields, oversized)",
+            "orders.accepted / orders.events records match_orders / the exposure release cannot read",
         ),
         Topic(TRADES_EXECUTED, "symbol", "trades from the matching engine"),
         Topic(

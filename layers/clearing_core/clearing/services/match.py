@@ -25,10 +25,10 @@ import orjson
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
-from clearing.domain.bounded import MAX_ID, clip, payload_fields
+from clearing.domain.bounded import MAX_ID
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
-from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
+from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
 from clearing.topics import ORDERS_DEADLETTER, ORDERS_EVENTS, TRADES_EXECUTED
 
 STAGE = "match_orders"
@@ -187,24 +187,7 @@ def read_accepted_order(value: bytes | None, instruments) -> tuple[dict | None, 
 
 
 def dead_letter(record: KafkaRecord, reason: str, problem: str) -> OutboundMessage:
-    """A bounded orders.deadletter message: reason, a prefix of the record, its length and SHA-256, and
-    the position that holds the full bytes. Its id derives from that position (a redelivery re-produces
-    the same message: deduplicate on `deadletter_id`)."""
-    symbol = None
-    try:
-        symbol = loads(record.value).get("symbol")
-    except (ValueError, TypeError, AttributeError):
-        pass
-    symbol = clip(symbol, MAX_ID) if type(symbol) is str and symbol else None
-    body = {
-        "deadletter_id": f"D-{record.topic}-{record.partition}-{record.offset}",
-        "reason": reason,
-        "message": clip(problem),
-        "symbol": symbol,
-        "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-        **payload_fields(record.value),
-    }
-    return OutboundMessage(ORDERS_DEADLETTER, (symbol or "UNKNOWN").encode(), dumps(body))
+    return bounded_dead_letter(ORDERS_DEADLETTER, record, reason, problem)
 
 
 class MatchOrders:

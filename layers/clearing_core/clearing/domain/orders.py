@@ -7,7 +7,7 @@ raises out of `parse_order` for bad data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -186,10 +186,10 @@ def _best_effort_identity(raw: bytes) -> dict[str, str | None]:
     if not isinstance(obj, dict):
         return {}
     out: dict[str, str | None] = {}
-    for field in ("member_id", "client_order_id", "symbol"):
-        value = obj.get(field)
+    for name in ("member_id", "client_order_id", "symbol"):
+        value = obj.get(name)
         if isinstance(value, str) and 0 < len(value) <= MAX_ID:
-            out[field] = value
+            out[name] = value
     return out
 
 
@@ -297,6 +297,13 @@ class SentAtWindow:
 
     max_age: timedelta
     max_lead: timedelta
+    # the same in integer milliseconds, computed once (the check runs for every order)
+    max_age_ms: int = field(init=False, repr=False, compare=False)
+    max_lead_ms: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_age_ms", self.max_age // _MS)
+        object.__setattr__(self, "max_lead_ms", self.max_lead // _MS)
 
 
 def _duration(ms: int) -> str:
@@ -329,7 +336,7 @@ def check_sent_at(order, record_timestamp_ms: int | None, window: SentAtWindow) 
         )
     elif record_timestamp_ms is not None and record_timestamp_ms > 0:
         lead = (sent_at - _EPOCH) // _MS - record_timestamp_ms  # > 0: sent_at after the record
-        if lead < -(window.max_age // _MS) or lead > window.max_lead // _MS:
+        if lead < -window.max_age_ms or lead > window.max_lead_ms:
             where = "after" if lead > 0 else "before"
             limit = window.max_lead if lead > 0 else window.max_age
             problem = (

@@ -28,8 +28,16 @@ def _order(member: str, cid: str, symbol: str, side: str, price: str, qty: int, 
     return {
         "action": "NEW", "client_order_id": cid, "member_id": member, "account": f"{member}-HOUSE",
         "symbol": symbol, "side": side, "type": "LIMIT", "price": price, "quantity": qty,
-        "time_in_force": "GTC", "route": route, "sent_at": "2026-11-24T14:30:00.000Z",
+        "time_in_force": "GTC", "route": route, "sent_at": _now(),
     }  # fmt: skip
+
+
+def _now() -> str:
+    """sent_at as the OMS stamps it: validate_orders checks it against the record's timestamp
+    (CreateTime, the producer's clock), within 24 h back and 5 min ahead."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 15.0) -> list[dict]:

@@ -381,6 +381,10 @@ def test_function_roles_name_their_cluster_topics_groups_and_tables(translated):
     clear_text = str(roles["ClearTradesFunctionRole"]["Properties"]["Policies"])
     match_text = str(roles["MatchOrdersFunctionRole"]["Properties"]["Policies"])
     assert "PositionsTable" in clear_text and "PositionsTable" not in match_text
+    # Each stage may produce to its dead-letter topic (validate_orders: unreadable orders.events).
+    validate_text = str(roles["ValidateOrdersFunctionRole"]["Properties"]["Policies"])
+    assert "topic/${C}/orders.deadletter" in match_text and "topic/${C}/trades.deadletter" in clear_text
+    assert "topic/${C}/orders.deadletter" in validate_text
 
 
 def test_kafka_mappings_after_transform_carry_retries_pollers_and_destinations(translated):

@@ -58,7 +58,11 @@ def validate_orders_service():
     from clearing.services.validate import ValidateOrders
 
     return ValidateOrders(
-        shared_store(), shared_publisher(), shared_refdata(), writer=_writer("validate_orders")
+        shared_store(),
+        shared_publisher(),
+        shared_refdata(),
+        writer=_writer("validate_orders"),
+        sent_at_window=stream_settings().window(),
     )
 
 

@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
+from clearing.domain.bounded import MAX_ID
 from clearing.domain.refdata import Instrument, ReferenceData
 
 CENT = Decimal("0.01")
@@ -228,8 +229,13 @@ def _parse_terms(trade: Any) -> _TradeTerms | str:
     trade_id, symbol, quantity = trade.get("trade_id"), trade.get("symbol"), trade.get("quantity")
     if not (isinstance(trade_id, str) and trade_id):
         return "trade_id missing"
+    if len(trade_id) > MAX_ID:  # it keys the cleared trade (DynamoDB keys are bounded)
+        return f"trade_id longer than {MAX_ID} characters"
     if not (isinstance(symbol, str) and symbol):
         return "symbol missing"
+    executed_at = trade.get("executed_at")
+    if executed_at is not None and not (isinstance(executed_at, str) and len(executed_at) <= MAX_ID):
+        return f"executed_at must be a string of at most {MAX_ID} characters"
     if not _is_int(quantity) or quantity <= 0:
         return f"quantity must be a positive integer, got {quantity!r}"
     price_ticks = trade.get("price_ticks")

@@ -5,9 +5,11 @@ Exactly-once effects without transactions (see docs/architecture.md):
   (`applied_offset`) and, per orders.new partition, the highest source offset it has seen
   (`watermarks`). A record at or below `applied_offset` is already in the book; a record whose
   source offset is at or below the watermark is a duplicate validate_orders re-produced after a crash;
-- matching is a pure function of (snapshot, ordered input), and every id derives from the input
-  position (`T-{partition}-{offset}-{seq}`), so a redelivered record rewrites identical items and
-  re-produces identical messages (consumers deduplicate by id);
+- matching is a pure function of (snapshot, ordered input), and every trade id derives from the
+  order's position in orders.new (`T-{partition}-{offset}-{seq}`, the `source` validate_orders
+  stamps), so a redelivered record rewrites identical items and re-produces identical messages
+  (consumers deduplicate by id), and a crash of validate_orders that re-produces orders.accepted
+  at new offsets leaves the trade ids of a clean run;
 - write order: order states and trades -> produce trades and events -> book snapshots ->
   checkpoint (conditional on the version read at the start: fences a stale invocation).
 Warm invocations keep books in memory and reload a symbol only when the checkpoint names a
@@ -342,6 +344,8 @@ class MatchOrders:
         p, o = record.partition, record.offset
         topic = record.topic
         symbol = msg["symbol"]
+        src = msg["source"]
+        trade_base = f"T-{src['partition']}-{src['offset']}-"
         seq = 0
         last_trade_id = None
         sent_at = msg.get("sent_at")
@@ -351,7 +355,7 @@ class MatchOrders:
             body = None
             if kind == ev.TRADE:
                 _, taker_id, taker, maker_id, maker, price, qty, taker_side, _, _ = e
-                last_trade_id = f"T-{p}-{o}-{seq}"
+                last_trade_id = f"{trade_base}{seq}"
                 taker_leg = {"member_id": taker[_MEMBER], "account": taker[_ACCOUNT], "order_id": taker_id}
                 maker_leg = {"member_id": maker[_MEMBER], "account": maker[_ACCOUNT], "order_id": maker_id}
                 buy, sell = (taker_leg, maker_leg) if taker_side == "BUY" else (maker_leg, taker_leg)

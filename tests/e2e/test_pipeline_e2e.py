@@ -12,6 +12,7 @@ import signal
 import time
 
 import pytest
+from clearing.local.chaos import comparable_state
 from clearing.local.config import RuntimeConfig
 from clearing.local.processes import free_port
 from clearing.services import keys
@@ -57,28 +58,6 @@ def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
     assert calls["invocations"] > 0 and calls["records_per_invocation"] > 1
 
 
-# Where in trades.executed a trade was first read: after a crash match_orders re-produces trades
-# (same ids, new offsets), so these transport positions legitimately differ from a clean run's.
-TRANSPORT_POSITIONS = {"src", "applied_offset", "last_src"}
-
-
-def _state(cfg: RuntimeConfig) -> dict:
-    from clearing.local.demo import _store
-
-    store = _store(cfg)
-    out = {}
-    for table in (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS):
-        out[table] = {
-            (i["pk"], i["sk"]): {
-                k: v
-                for k, v in keys.comparable(i).items()
-                if table == keys.ORDERS or k not in TRANSPORT_POSITIONS
-            }
-            for i in store.scan(table)
-        }
-    return out
-
-
 def _live_worker_pid(cfg: RuntimeConfig, mapping: str, killed: list[int], timeout: float = 60.0) -> int:
     """The pid of the mapping's worker once it runs, not one already killed (a restarted worker
     writes its state file only after its start-up imports)."""
@@ -115,7 +94,7 @@ def _run(cfg: RuntimeConfig, kill: bool) -> tuple[dict, int]:
         runtime.wait_until_idle(timeout=300)
         restarts = sum(m.restarts for m in runtime.status().mappings)
         assert restarts >= len(killed)
-        return _state(cfg), restarts
+        return comparable_state(cfg), restarts
     finally:
         runtime.stop()
 

@@ -258,7 +258,8 @@ def _publish_bad(config: RuntimeConfig, records: list[tuple[bytes, bytes]]) -> N
         producer.close(10)
 
 
-def _state(config: RuntimeConfig) -> dict[str, dict]:
+def comparable_state(config: RuntimeConfig) -> dict[str, dict]:
+    """Every compared table as {(pk, sk): item without processing-time fields and transport positions}."""
     from clearing.local.demo import _store
 
     store = _store(config)
@@ -504,7 +505,7 @@ def _one_run(
                 log("waiting for every mapping to finish ...")
                 runtime.wait_until_idle(timeout=max(300.0, orders / 20))
                 proxy.enabled = False
-                state = _state(cfg)
+                state = comparable_state(cfg)
                 acks = _exchange_ids(cfg)
                 facts["throttled"] = proxy.throttled
                 facts["calls"] = proxy.calls

@@ -40,10 +40,10 @@ def broker_binary() -> str:
     return str(path)
 
 
-def broker_argv(host: str, port: int) -> list[str]:
+def broker_argv(host: str, port: int, binary: str | None = None) -> list[str]:
     url = f"tcp://{host}:{port}"
     return [
-        broker_binary(),
+        binary or broker_binary(),
         "broker",
         "--listener-url",
         url,

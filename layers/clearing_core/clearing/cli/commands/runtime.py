@@ -67,20 +67,26 @@ def saved_config(args: argparse.Namespace) -> RuntimeConfig:
 def cmd_up(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from clearing.local.processes import RuntimeStartError
+    from clearing.local.processes import RuntimeStartError, RuntimeStateError, one_line
     from clearing.local.runtime import LocalRuntime
 
     console = Console(stderr=True)
-    config = RuntimeConfig(**_overrides(args))
-    runtime = LocalRuntime(config)
     try:
+        config = RuntimeConfig(**_overrides(args))
+        runtime = LocalRuntime(config)
         with console.status("starting the local runtime..."):
             runtime.start(ready_timeout=args.timeout)
-    except (RuntimeStartError, FileNotFoundError) as exc:
-        console.print(f"[red]clearing up failed:[/red] {exc}")
+    except (RuntimeStartError, RuntimeStateError, FileNotFoundError) as exc:
+        console.print(f"[red]clearing up failed:[/red] {one_line(exc, 1000)}", soft_wrap=True, markup=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        console.print(
+            f"[red]clearing up failed:[/red] {one_line(f'{type(exc).__name__}: {exc}', 1000)}", soft_wrap=True
+        )
         return 1
     console.print(f"[green]up[/green] - state in {config.state_path}")
-    _print_status(runtime.status(), as_json=False)
+    status = runtime.status()
+    _print_status(status, as_json=False)
     hint = f"KAFKA_BOOTSTRAP_SERVERS={config.bootstrap_servers} DYNAMODB_ENDPOINT_URL={config.dynamodb_url}"
     if runtime.config.start_exchange:
         host, port = config.proxy_address
@@ -98,20 +104,23 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not (config.state_path / "runtime.json").is_file():
         Console(stderr=True).print(f"nothing recorded in {config.state_path}: nothing to stop")
         return 0
-    runtime = LocalRuntime(config)
-    runtime.stop()
-    (config.state_path / "runtime.json").unlink(missing_ok=True)
-    Console(stderr=True).print("[green]down[/green]: stopped what `up` started")
+    LocalRuntime(config).down()
+    Console(stderr=True).print(
+        "[green]down[/green]: stopped what `up` started; the run's state (identity, mapping state, "
+        "on-failure records, simulated FIX session) is wiped with the in-memory broker and store"
+    )
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 when everything runs and nothing is lost; 3 otherwise (a component down, a mapping failed,
+    the broker or store reset, lag unknown or impossible)."""
     from clearing.local.runtime import LocalRuntime
 
     config = saved_config(args)
     status = LocalRuntime(config).status()
     _print_status(status, as_json=args.json)
-    return 0 if all(c.state in ("running", "external") for c in status.components) else 3
+    return 0 if status.ok else 3
 
 
 def _print_status(status, as_json: bool) -> None:
@@ -136,6 +145,7 @@ def _print_status(status, as_json: bool) -> None:
         mappings = Table(title="event-source mappings")
         for column in (
             "mapping",
+            "state",
             "group",
             "topics",
             "lag",
@@ -146,14 +156,23 @@ def _print_status(status, as_json: bool) -> None:
             "restarts",
         ):
             mappings.add_column(
-                column, justify="right" if column not in ("mapping", "group", "topics") else "left"
+                column, justify="right" if column not in ("mapping", "state", "group", "topics") else "left"
             )
+        states = {"running": "green", "failed": "red", "unknown": "yellow", "stopped": "red"}
         for m in status.mappings:
+            colour = states.get(m.state, "white")
+            lag = "?" if m.lag is None else f"[red]{m.lag}[/red]" if m.lag < 0 else str(m.lag)
+            onfailure = f"[red]{m.onfailure_records}[/red]" if m.onfailure_records else "0"
             mappings.add_row(
-                m.mapping_id, m.group_id, ",".join(m.topics), str(m.lag), str(m.records_done), str(m.invocations),
-                str(m.function_errors), str(m.onfailure_records), str(m.restarts),
+                m.mapping_id, f"[{colour}]{m.state}[/{colour}]", m.group_id, ",".join(m.topics), lag,
+                str(m.records_done), str(m.invocations), str(m.function_errors), onfailure, str(m.restarts),
             )  # fmt: skip
         console.print(mappings)
+        files = sorted({m.onfailure_file for m in status.mappings if m.onfailure_file})
+        if files:
+            console.print(f"on-failure records: {', '.join(files)}")
+    for problem in status.problems:
+        console.print(f"[red]PROBLEM[/red] {problem}", soft_wrap=True)
     if status.error:
         console.print(f"[yellow]{status.error}[/yellow]")
 

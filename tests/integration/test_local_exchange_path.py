@@ -164,7 +164,8 @@ def test_real_endpoints_replace_the_local_exchange_side(monkeypatch):
     assert sim.health().state == "external"
     proxy = next(c for c in runtime.components if c.name == "fix-proxy")
     assert (proxy.env["EXCHANGE_HOST"], proxy.env["EXCHANGE_PORT"]) == ("fix-uat.example", "9880")
-    assert proxy.env["FIX_STORE_DIR"].endswith("/fix/fix-proxy")
+    # one FIX store per exchange endpoint: another exchange never sees this session's sequence numbers
+    assert proxy.env["FIX_STORE_DIR"].endswith("/fix/fix-proxy/fix-uat.example_9880")
     # A running TLS proxy: nothing of the exchange side starts, the gateway speaks TLS to it
     monkeypatch.setenv("PROXY_TLS_CA_FILE", "/etc/pki/private-ca.pem")
     config = RuntimeConfig(

@@ -100,7 +100,10 @@ class ProcessComponent:
             argv = self.argv_factory()
         except RuntimeStartError as exc:
             raise RuntimeStartError(f"{self.name}: {exc}") from exc
-        proc = spawn(argv, self.log_path, self.pid_path, env=env)
+        try:
+            proc = spawn(argv, self.log_path, self.pid_path, env=env)
+        except RuntimeStartError as exc:
+            raise RuntimeStartError(f"{self.name}: {exc}") from exc
         try:
             if self.probe_port or self.port:
                 wait_for_port(

@@ -22,7 +22,14 @@ import boto3
 from botocore.config import Config
 
 from clearing import template_model
-from clearing.local.processes import RuntimeStartError, ensure_port_free, spawn, wait_for_port
+from clearing.local.processes import (
+    RuntimeStartError,
+    ensure_port_free,
+    spawn,
+    stop_started,
+    wait_for_port,
+    with_log_cause,
+)
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 INSTRUMENT_PK = "INSTRUMENT"
@@ -50,7 +57,13 @@ def start_moto(
     """Start moto_server on host:port and wait until it answers."""
     ensure_port_free(host, port, "moto")
     proc = spawn(moto_argv(host, port), log_path, pid_path, detached=detached)
-    wait_for_port(host, port, timeout=30, proc=proc)
+    try:
+        wait_for_port(host, port, timeout=30, proc=proc)
+    except BaseException as exc:
+        stop_started(proc)  # never leave it behind
+        if isinstance(exc, RuntimeStartError):
+            raise RuntimeStartError(with_log_cause(f"moto: {exc}", log_path)) from exc
+        raise
     return proc
 
 

@@ -171,6 +171,18 @@ def stop_pid(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
+def stop_started(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Stop a process this one started (SIGTERM, then SIGKILL) and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def read_pid(pid_path: Path) -> int | None:
     try:
         return int(pid_path.read_text().strip())

@@ -401,7 +401,7 @@ class LocalRuntime:
                     state, reason = "failed", failed[0]
                 elif not supervisor_up:
                     state, reason = "stopped", ""
-                elif lag is None:
+                elif lag is None and (with_lag or broker_reset or not broker_up):
                     state = "unknown"
                     reason = "broker was reset" if broker_reset else "broker not answering: lag unknown"
                 else:
@@ -504,6 +504,9 @@ class LocalRuntime:
                 if not busy:
                     rounds = rounds + 1 if snapshot == previous else 1
                     if rounds >= settle_rounds:
+                        self._raise_if_down(
+                            "mappings idle, but"
+                        )  # idle over a dead or reset store is no success
                         return time.monotonic() - started
                 else:
                     rounds = 0

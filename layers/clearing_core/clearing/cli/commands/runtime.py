@@ -181,7 +181,16 @@ def _print_status(status, as_json: bool) -> None:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from clearing.local.invoke import LocalFunction, find_function, function_environment, patched_environ
+    """Run one handler in-process, isolated from the running stack (see clearing.local.invoke
+    .isolated_adapters): stdout gets the handler's response, stderr what it wrote and published."""
+    from clearing.local.invoke import (
+        LocalFunction,
+        find_function,
+        function_environment,
+        isolated_adapters,
+        patched_environ,
+    )
+    from clearing.local.processes import one_line
 
     config = saved_config(args)
     try:
@@ -189,16 +198,41 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
-    event = json.loads(text)
+    except FileNotFoundError as exc:
+        print(f"clearing invoke: {one_line(exc)}", file=sys.stderr)
+        return 2
+    if "PROXY_HOST" in fn.environment and not args.send_to_exchange:
+        print(
+            f"clearing invoke: {fn.logical_id} sends FIX messages through the FIX proxy to the exchange "
+            "session of the running stack (its ids would collide with live ones); pass --send-to-exchange "
+            "to do it anyway",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        with patched_environ(function_environment(config, fn)):
+        text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+        event = json.loads(text)
+    except (OSError, ValueError) as exc:
+        print(f"clearing invoke: cannot read the event {args.event}: {one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        with patched_environ(function_environment(config, fn)), isolated_adapters() as effects:
             response = LocalFunction(config, fn, apply_environment=False).invoke(event)
     except Exception as exc:  # noqa: BLE001 - shown like Lambda's error response
         traceback.print_exc()
         print(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}))
         return 1
     print(json.dumps(response, indent=2, default=str))
+    print(
+        "isolated: in-memory store (bundled reference data) and publisher; the running stack's tables, "
+        "checkpoints and topics were neither read nor changed",
+        file=sys.stderr,
+    )
+    for line in effects.summary_lines():
+        print(line, file=sys.stderr)
+    if args.effects:
+        Path(args.effects).write_text(json.dumps(effects.to_dict(), indent=2, default=str))
+        print(f"effects: {args.effects}", file=sys.stderr)
     return 0
 
 
@@ -264,11 +298,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
-    invoke = subparsers.add_parser("invoke", help="run a function's handler in-process with an event file")
+    invoke = subparsers.add_parser(
+        "invoke",
+        help="run a function's handler in-process with an event file, isolated from the running stack "
+        "(in-memory store and publisher)",
+    )
     _common(invoke)
     invoke.add_argument(
         "function", help="logical id (ValidateOrdersFunction) or folder name (validate_orders)"
     )
     invoke.add_argument("-e", "--event", required=True, help="event JSON file (events/*.json), '-' for stdin")
     invoke.add_argument("--template", type=Path, help="template.yaml (default: found from the cwd)")
+    invoke.add_argument("--effects", help="write the items written and records published (JSON) to this file")
+    invoke.add_argument(
+        "--send-to-exchange",
+        action="store_true",
+        help="let the exchange gateway talk to the FIX proxy (it is never isolated)",
+    )
     invoke.set_defaults(func=cmd_invoke)

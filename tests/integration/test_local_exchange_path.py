@@ -195,3 +195,19 @@ def test_a_taken_proxy_health_port_is_named_before_anything_starts(tmp_path):
         ):
             fix_proxy_component(config).start()
     assert not (tmp_path / "pids" / "fix-proxy.pid").exists()
+
+
+def test_the_proxy_keeps_one_fix_store_per_exchange_endpoint(tmp_path):
+    from clearing.fix.local import fix_proxy_component, simulated_session_dirs
+
+    # The same SenderCompID/TargetCompID against two exchanges: two stores, never one session's numbers
+    # against the other (the proxy logged on with 34=23 where the new exchange expected 1)
+    simulator = RuntimeConfig(state_dir=tmp_path, exchange_sim_port=19878, exchange_endpoint=None)
+    real = RuntimeConfig(state_dir=tmp_path, exchange_endpoint="fix.example:9880")
+    sim_store = fix_proxy_component(simulator).env["FIX_STORE_DIR"]
+    real_store = fix_proxy_component(real).env["FIX_STORE_DIR"]
+    assert sim_store == str(tmp_path.resolve() / "fix" / "fix-proxy" / "127.0.0.1_19878")
+    assert real_store == str(tmp_path.resolve() / "fix" / "fix-proxy" / "fix.example_9880")
+    # and what `down` / a cold `up` wipes is the simulated session only, never a real exchange's
+    wiped = {str(p) for p in simulated_session_dirs(real)}
+    assert sim_store in wiped and real_store not in wiped

@@ -163,3 +163,20 @@ def test_invoke_of_the_exchange_gateway_needs_consent(tmp_path, capsys):
                  "--state-dir", str(tmp_path / "state")])  # fmt: skip
     assert code == 2
     assert "--send-to-exchange" in capsys.readouterr().err
+
+
+def test_handlers_get_bounded_dynamodb_timeouts_locally(tmp_path, monkeypatch):
+    from clearing.adapters.dynamodb import dynamodb_client
+
+    env = LocalRuntime(RuntimeConfig(state_dir=tmp_path)).env_for_function("ValidateOrdersFunction")
+    assert (env["DYNAMODB_CONNECT_TIMEOUT"], env["DYNAMODB_READ_TIMEOUT"], env["DYNAMODB_MAX_ATTEMPTS"]) == (
+        "2",
+        "20",
+        "2",
+    )
+    for key in ("DYNAMODB_CONNECT_TIMEOUT", "DYNAMODB_READ_TIMEOUT", "DYNAMODB_MAX_ATTEMPTS"):
+        monkeypatch.setenv(key, env[key])
+    config = dynamodb_client(
+        "http://127.0.0.1:1", aws_access_key_id="x", aws_secret_access_key="x"
+    ).meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (2, 20, 2)

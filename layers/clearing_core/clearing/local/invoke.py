@@ -25,6 +25,11 @@ from clearing import template_model
 from clearing.local.config import RuntimeConfig
 
 ACCOUNT_ID = "123456789012"
+LOCAL_DYNAMODB_BOUNDS = {
+    "DYNAMODB_CONNECT_TIMEOUT": "2",
+    "DYNAMODB_READ_TIMEOUT": "20",
+    "DYNAMODB_MAX_ATTEMPTS": "2",
+}
 LOCAL_ENV_DEFAULTS = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "ClearingPipeline",
@@ -138,6 +143,8 @@ def function_environment(config: RuntimeConfig, fn: template_model.LambdaFunctio
     )
     if config.local_dynamodb:
         env["AWS_SESSION_TOKEN"] = "testing"
+        # moto answers in milliseconds or is down: fail a call in seconds (clearing.adapters.dynamodb)
+        env.update(LOCAL_DYNAMODB_BOUNDS)
     if "PROXY_HOST" in env:
         env.update(proxy_environment(config))
     return env

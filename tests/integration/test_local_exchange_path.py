@@ -88,7 +88,8 @@ def test_the_gateway_reaches_the_simulator_through_the_local_proxy(runtime):
     health = {c.name: c for c in runtime.status(with_lag=False).components}
     assert health["exchange-sim"].state == "running" and "logged on" in health["exchange-sim"].detail
     assert health["fix-proxy"].state == "running" and "LOGGED_ON" in health["fix-proxy"].detail
-    assert (config.state_path / "fix" / "fix-proxy" / "CLEARHOUSE-EXCHANGE" / "seqnums").is_file()
+    endpoint = f"127.0.0.1_{config.exchange_sim_port}"  # one store per exchange endpoint
+    assert (config.state_path / "fix" / "fix-proxy" / endpoint / "CLEARHOUSE-EXCHANGE" / "seqnums").is_file()
 
     # When crossing ACME orders (two trades, whatever order they reach the book in) and one order
     # routed to the exchange go through the pipeline

@@ -101,7 +101,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     from clearing.local.runtime import LocalRuntime
 
     config = saved_config(args)
-    if not (config.state_path / "runtime.json").is_file():
+    recorded = [config.state_path / n for n in ("runtime.json", "identity.json")]
+    if not any(path.is_file() for path in recorded) and not list((config.state_path / "pids").glob("*.pid")):
         Console(stderr=True).print(f"nothing recorded in {config.state_path}: nothing to stop")
         return 0
     LocalRuntime(config).down()

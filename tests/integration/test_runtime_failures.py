@@ -250,3 +250,40 @@ def test_a_dead_then_restarted_moto_is_named_and_stops_the_mapping(tmp_path):
     finally:
         runtime.down()
     assert_nothing_left(state)
+
+
+def test_without_a_marker_a_position_beyond_the_new_logs_end_still_fails_the_mapping(tmp_path):
+    from clearing.local.broker import create_topics
+    from clearing.local.components import broker_component
+
+    runtime, results = _echo_runtime(tmp_path)
+    state = runtime.config.state_path
+    runtime.start()
+    try:
+        _send(runtime, [{"n": n} for n in range(5)])
+        runtime.wait_until_idle(30)
+        # Given a worker that knows no run identity (it started after identity.json went away)
+        (state / "identity.json").unlink()
+        (worker,) = read_worker_states(runtime.config)
+        os.kill(worker["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = read_worker_states(runtime.config)
+            if states and states[0]["pid"] != worker["pid"] and states[0]["committed"]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("worker not restarted")
+        # When the broker restarts empty and 3 records arrive (offsets 0-2, below the mapping's 5)
+        os.kill(read_pid(state / "pids" / "broker.pid"), signal.SIGKILL)
+        time.sleep(1)
+        broker_component(runtime.config).start()
+        create_topics(runtime.config.bootstrap_servers, {"esm.test": 1})
+        _send(runtime, [{"n": n} for n in range(100, 103)])
+        # Then the mapping notices its position is beyond the log (or that the log went back) and stops
+        reason = _wait_failed(runtime)
+        assert "esm.test-0" in reason and "log" in reason, reason
+        assert sorted(_results(results)) == [0, 1, 2, 3, 4]
+    finally:
+        runtime.down()
+    assert_nothing_left(state)

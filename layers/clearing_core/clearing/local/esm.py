@@ -172,6 +172,19 @@ class MappingFailed(Exception):
 WORLD_CHECK_INTERVAL_S = 5.0  # broker marker, store sentinel and log ends checked this often
 
 
+class _ConnectionTrouble(logging.Handler):
+    """Notes any warning of kafka-python (a dropped or refused connection, a metadata error): the next
+    invocation is preceded by a world check, so a broker restarted in between is seen before a batch
+    of its new log is processed, not up to WORLD_CHECK_INTERVAL_S later."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: ARG002
+        self.seen = True
+
+
 @dataclass
 class Outcome:
     ok: bool
@@ -216,6 +229,8 @@ class MappingWorker:
         from clearing.local.identity import read_identity
 
         self.identity = read_identity(config)  # None: no run recorded (tests' own brokers): no marker check
+        self._trouble = _ConnectionTrouble()
+        logging.getLogger("kafka").addHandler(self._trouble)
         self._marker_reader = None
         self._dynamodb = None
         self._next_world_check = 0.0
@@ -510,6 +525,9 @@ class MappingWorker:
     def invoke(self, records: list) -> Outcome:
         from clearing.local.invoke import kafka_event
 
+        if self._trouble.seen:  # the broker connection had trouble since the last check: is it the same one?
+            self._trouble.seen = False
+            self.check_world(force=True)
         event = kafka_event(records, self.mapping.event_source_arn, self.config.bootstrap_servers)
         self.stats.in_flight = True
         self.write_state(force=True)

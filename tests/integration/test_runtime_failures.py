@@ -287,3 +287,21 @@ def test_without_a_marker_a_position_beyond_the_new_logs_end_still_fails_the_map
     finally:
         runtime.down()
     assert_nothing_left(state)
+
+
+def test_demo_that_cannot_start_says_why_in_one_line(tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("CLEARING_BROKER_PORT", str(free_port()))
+        monkeypatch.setenv("CLEARING_MOTO_PORT", str(port))
+        capsys.readouterr()
+        state = tmp_path / "state"
+        assert main(["demo", "--orders", "10", "--state-dir", str(state), "--report", ""]) == 1
+        message = one_error_line(capsys.readouterr().err)
+        assert message.startswith("clearing demo failed: port 127.0.0.1:"), message
+        assert f"127.0.0.1:{port} for moto is already in use" in message and "--moto-port" in message
+        assert_nothing_left(state)

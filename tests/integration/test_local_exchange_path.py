@@ -212,3 +212,43 @@ def test_the_proxy_keeps_one_fix_store_per_exchange_endpoint(tmp_path):
     # and what `down` / a cold `up` wipes is the simulated session only, never a real exchange's
     wiped = {str(p) for p in simulated_session_dirs(real)}
     assert sim_store in wiped and real_store not in wiped
+
+
+def test_the_proxy_logs_on_to_another_exchange_with_a_fresh_session(tmp_path, kafka_broker):
+    from clearing.fix.local import exchange_sim_component, fix_proxy_component
+
+    def ports() -> dict:
+        return {"exchange_sim_port": free_port(), "exchange_sim_control_port": free_port()}
+
+    common = {"kafka_bootstrap_servers": kafka_broker, "dynamodb_endpoint_url": None, "proxy_endpoint": None,
+              "proxy_gateway_port": free_port(), "proxy_health_port": free_port(), "fix_logon_timeout": 15}  # fmt: skip
+    state = tmp_path / "state"
+    first = RuntimeConfig(state_dir=state, exchange_endpoint=None, **ports(), **common)
+    other = RuntimeConfig(state_dir=tmp_path / "other", exchange_endpoint=None, **ports(), **common)
+    started = []
+    try:
+        # Given the proxy had a session with the local simulator (its inbound sequence number moved on)
+        for component in (exchange_sim_component(first), fix_proxy_component(first)):
+            started.append(component)
+            component.start()
+        started.pop().stop()
+        # When it is pointed at another exchange (a fresh acceptor that starts at MsgSeqNum 1)
+        sim = exchange_sim_component(other)
+        started.append(sim)
+        sim.start()
+        moved = first.model_copy(update={"exchange_endpoint": f"127.0.0.1:{other.exchange_sim_port}"})
+        proxy = fix_proxy_component(moved)
+        started.append(proxy)
+        # Then it logs on at once with a fresh session: with the simulator's store it expected 34=3, got
+        # 34=1 and logged out "MsgSeqNum too low" (a real exchange then loops on it; the simulator, whose
+        # own numbers move on with each logon, let a later attempt through)
+        before = proxy.log_path.stat().st_size
+        proxy.start()
+        with proxy.log_path.open() as log:
+            log.seek(before)
+            text = log.read()
+        assert "MsgSeqNum too low" not in text
+        assert "logged on (next out 2, next in 2)" in text
+    finally:
+        for component in reversed(started):
+            component.stop()

@@ -240,6 +240,8 @@ def test_a_dead_then_restarted_moto_is_named_and_stops_the_mapping(tmp_path):
         with pytest.raises(RuntimeStateError, match=r"moto is stopped \(log: .*moto.log\)"):
             runtime.wait_until_idle(60)
         assert time.monotonic() - started < 20
+        status = runtime.status()
+        assert not status.ok and any(p.startswith("moto: its process is gone") for p in status.problems)
         # and when an empty moto comes back on its port, the mapping stops: its checkpoints are gone
         moto_component(runtime.config).start()
         reason = _wait_failed(runtime)

@@ -370,13 +370,18 @@ class LocalRuntime:
         result = RuntimeStatus([c.health() for c in self.components])
         identity = read_identity(self.config)
         result.run_id = (identity or {}).get("run_id")
+        broker_reset = False
         broker = next((c for c in result.components if c.name == "broker"), None)
         broker_up = broker is not None and broker.state in ("running", "external")
         if check_identity and identity and any(c.state in ("running", "external") for c in result.components):
-            result.problems += [
-                f"{p} -> `clearing down` wipes the run" for p in reset_problems(self.config, identity)
-            ]
-        broker_reset = any(p.startswith("broker") for p in result.problems)
+            stopped = {c.name for c in result.components if c.state == "stopped"}
+            for problem in reset_problems(self.config, identity):
+                text = str(problem)
+                if not problem.lost and problem.component in stopped:  # a local in-memory process: gone
+                    text = f"{problem.component}: its process is gone, and with it the run's state it kept in memory"
+                    broker_reset = broker_reset or problem.component == "broker"
+                broker_reset = broker_reset or (problem.lost and problem.component == "broker")
+                result.problems.append(f"{text} -> `clearing down` wipes the run")
         supervisor = read_supervisor_state(self.config) or {"workers": {}}
         supervisor_up = any(c.name == "esm-supervisor" and c.state == "running" for c in result.components)
         states = read_worker_states(self.config)
@@ -403,7 +408,9 @@ class LocalRuntime:
                     state, reason = "stopped", ""
                 elif lag is None and (with_lag or broker_reset or not broker_up):
                     state = "unknown"
-                    reason = "broker was reset" if broker_reset else "broker not answering: lag unknown"
+                    reason = (
+                        "broker lost the run's state" if broker_reset else "broker not answering: lag unknown"
+                    )
                 else:
                     state, reason = "running", ""
                 negative = {k: v for k, v in (lag or {}).items() if v < 0}

@@ -402,10 +402,13 @@ class LocalRuntime:
                     if wid.startswith(spec.mapping_id + ".w")
                 )
                 failed = [s["failed"] for s in mine if s.get("failed")]
+                blocked = [s["blocked"] for s in mine if s.get("blocked")]
                 if failed:
                     state, reason = "failed", failed[0]
                 elif not supervisor_up:
                     state, reason = "stopped", ""
+                elif blocked:  # retrying a batch until the component answers again
+                    state, reason = "blocked", f"waiting for {blocked[0]}"
                 elif lag is None and (with_lag or broker_reset or not broker_up):
                     state = "unknown"
                     reason = (
@@ -419,7 +422,7 @@ class LocalRuntime:
                         f"committed offsets beyond the log's end {negative}: the broker lost records"
                     )
                     state = "failed"
-                if state in ("failed", "unknown") and self.config.start_esm:
+                if state in ("failed", "unknown", "blocked") and self.config.start_esm:
                     result.problems.append(f"mapping {spec.mapping_id} {state}: {reason}")
                 batches, records, path = onfailure.get(spec.mapping_id, (0, 0, ""))
                 result.mappings.append(

@@ -159,7 +159,13 @@ def _print_status(status, as_json: bool) -> None:
             mappings.add_column(
                 column, justify="right" if column not in ("mapping", "state", "group", "topics") else "left"
             )
-        states = {"running": "green", "failed": "red", "unknown": "yellow", "stopped": "red"}
+        states = {
+            "running": "green",
+            "failed": "red",
+            "unknown": "yellow",
+            "blocked": "yellow",
+            "stopped": "red",
+        }
         for m in status.mappings:
             colour = states.get(m.state, "white")
             lag = "?" if m.lag is None else f"[red]{m.lag}[/red]" if m.lag < 0 else str(m.lag)

@@ -212,6 +212,10 @@ def test_a_restarted_broker_stops_the_mapping_loudly_and_up_refuses_the_lost_sta
         assert [p.component for p in reset_problems(runtime.config)] == ["broker"]
         capsys.readouterr()
         assert main(["status", "--state-dir", str(state)]) == 3
+        # publishing into the new, empty broker is refused too
+        capsys.readouterr()
+        assert main(["publish", "--state-dir", str(state), "-n", "3"]) == 1
+        assert "not publishing: broker: was reset" in one_error_line(capsys.readouterr().err)
         # and `up` refuses to carry on with the lost state, naming `clearing down`
         with pytest.raises(RuntimeStateError, match=r"broker: was reset.*clearing down"):
             LocalRuntime(runtime.config).start()

@@ -117,7 +117,7 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
         {},
         tmp_path / "sim.log",
     )
-    wait_for_port(control_port)
+    proxy = None
     proxy_env = {
         "EXCHANGE_HOST": "127.0.0.1",
         "EXCHANGE_PORT": str(sim_port),
@@ -131,8 +131,9 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
         "RECONNECT_MAX_BACKOFF": "0.5",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
     }
-    proxy = spawn(["proxy"], proxy_env, tmp_path / "proxy.log")
-    try:
+    try:  # a simulator or proxy that fails to come up is stopped too
+        wait_for_port(control_port)
+        proxy = spawn(["proxy"], proxy_env, tmp_path / "proxy.log")
         wait_healthy(health_port)
         monkeypatch.setenv("PROXY_HOST", "127.0.0.1")
         monkeypatch.setenv("PROXY_PORT", str(gateway_port))
@@ -152,7 +153,7 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
             default().close()
         default.cache_clear()
         for process in (proxy, sim):
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(10)

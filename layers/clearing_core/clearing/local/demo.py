@@ -291,7 +291,7 @@ def run_demo(
         return summary
     finally:
         if not running and not keep_running:
-            runtime.stop()
+            runtime.down()  # the in-memory broker and store are gone: so is the run's state
 
 
 def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> None:
@@ -305,8 +305,16 @@ def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> Non
     probe = LagProbe(config)
     try:
         deadline = time.time() + max(300.0, run.orders / 100)
+        next_check = time.time() + 5.0
         while time.time() < deadline:
-            offsets = probe.offsets(spec.group_id, [ORDERS_NEW])
+            if time.time() >= next_check:  # a dead or reset component: say which, do not wait it out
+                runtime._raise_if_down("orders not validated")
+                next_check = time.time() + 5.0
+            try:
+                offsets = probe.offsets(spec.group_id, [ORDERS_NEW])
+            except Exception:
+                runtime._raise_if_down("orders not validated")
+                raise
             done = sum(
                 max(0, committed - run.start_offsets.get(int(k.rsplit("-", 1)[1]), 0))
                 for k, (_, committed) in offsets.items()

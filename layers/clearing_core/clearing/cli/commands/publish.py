@@ -23,6 +23,26 @@ def _bootstrap(args: argparse.Namespace) -> str:
     return config.bootstrap_servers
 
 
+def _lost_broker(args: argparse.Namespace) -> str | None:
+    """One line when the local runtime's broker lost its run (restarted empty): records published
+    into it would go to a log the mappings no longer follow."""
+    if args.bootstrap_servers:
+        return None
+    from clearing.local.config import RuntimeConfig
+    from clearing.local.identity import broker_problem, read_identity
+
+    config = RuntimeConfig(**({"state_dir": args.state_dir} if args.state_dir else {}))
+    saved = config.state_path / "runtime.json"
+    if not saved.is_file() or config.kafka_bootstrap_servers:
+        return None
+    config = RuntimeConfig.model_validate_json(saved.read_text())
+    identity = read_identity(config)
+    problem = broker_problem(config, identity) if identity else None
+    if problem is None or not problem.lost:
+        return None  # an unreachable broker is reported by the producer below
+    return f"{problem}; `clearing down` then `clearing up` starts a new run"
+
+
 def _messages(args: argparse.Namespace):
     from clearing.local.oms import OrderMix, generate_orders, orders_from_lines
 
@@ -81,6 +101,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from clearing.local.oms import wait_until_due
 
     bootstrap = _bootstrap(args)
+    lost = _lost_broker(args)
+    if lost:
+        console.print(f"[red]not publishing:[/red] {lost}", soft_wrap=True)
+        return 1
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, retries=5)
     except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable and friends

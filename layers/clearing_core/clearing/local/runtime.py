@@ -102,6 +102,9 @@ def exchange_needed(config: RuntimeConfig) -> bool:
 
 BUSY_PROBE_INTERVAL_S = 0.5
 HEALTH_CHECK_INTERVAL_S = 5.0  # wait_until_idle: components and reset markers checked this often
+# A component that runs but is not ready (the FIX proxy re-logging on after the exchange dropped it) is
+# down only when it stays so this long: the mappings retry meanwhile.
+DEGRADED_GRACE_S = 30.0
 
 
 class LagProbe:
@@ -154,6 +157,7 @@ class LocalRuntime:
             if n not in comps.EXCHANGE_COMPONENTS
         ]
         self.table_names: dict[str, str] = {}
+        self._degraded_since: dict[str, float] = {}  # component -> when down_components first saw it degraded
 
     def exchange_component_names(self) -> list[str]:
         """exchange-sim then fix-proxy: both, the proxy alone (real exchange), or neither."""
@@ -457,10 +461,19 @@ class LocalRuntime:
 
     def down_components(self) -> list[str]:
         """What stops the pipeline: components that should run and do not (with their log), lost
-        state, failed mappings. [] when nothing is wrong."""
+        state, failed mappings. [] when nothing is wrong. A component that runs but is degraded (not
+        ready) counts once it has been so for DEGRADED_GRACE_S (seen across calls)."""
         lines = []
+        degraded_since = self._degraded_since
+        now = time.monotonic()
         for component in self.components:
             health = component.health()
+            if health.state == "degraded":
+                first = degraded_since.setdefault(component.name, now)
+                if now - first < DEGRADED_GRACE_S:
+                    continue
+            else:
+                degraded_since.pop(component.name, None)
             if health.state not in ("running", "external"):
                 log_path = getattr(component, "log_path", None)
                 lines.append(

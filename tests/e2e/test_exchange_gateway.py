@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from clearing.services import exchange_gateway as service
+from clearing import bootstrap
+from clearing.ports import ExchangeUnavailable
 from clearing.topics import EXCHANGE_EXECUTIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -139,7 +140,7 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
         monkeypatch.setenv("PROXY_PORT", str(gateway_port))
         monkeypatch.setenv("PROXY_CONNECT_TIMEOUT", "1")
         monkeypatch.setenv("PROXY_RESPONSE_TIMEOUT", "3")
-        service.default_exchange_proxy.cache_clear()
+        bootstrap.exchange_proxy.cache_clear()
         yield {
             "proxy": proxy,
             "sim": sim,
@@ -148,7 +149,7 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
             "logs": tmp_path,
         }
     finally:
-        default = service.default_exchange_proxy
+        default = bootstrap.exchange_proxy
         if default.cache_info().currsize:
             default().close()
         default.cache_clear()
@@ -276,5 +277,5 @@ def test_proxy_down_fails_the_invocation(exchange_side):
     exchange_side["proxy"].send_signal(signal.SIGTERM)
     exchange_side["proxy"].wait(10)
 
-    with pytest.raises(service.ProxyUnavailableError):
+    with pytest.raises(ExchangeUnavailable):
         handler(event("exchange_gateway_trades.json"), LambdaContext())

@@ -325,6 +325,8 @@ def test_code_and_tests_create_tables_only_from_template_definitions():
                 CREATE_TABLE.search(text)
                 and "create_table_kwargs" not in text
                 and path.name != "template_model.py"
+                # the local runtime's run-identity sentinel: a local-only table, never deployed
+                and path.relative_to(ROOT).as_posix() != "layers/clearing_core/clearing/local/identity.py"
             ):
                 offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"create_table without template_model.create_table_kwargs in: {offenders}"

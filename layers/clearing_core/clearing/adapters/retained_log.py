@@ -39,6 +39,9 @@ class InMemoryRetainedLog:
             for p in range(self.log.partitions)
         }
 
+    def close(self) -> None:
+        pass
+
     def _timestamp(self, topic: str, partition: int, offset: int) -> int:
         ts = self.timestamp_ms
         return int(ts(topic, partition, offset) if callable(ts) else ts)

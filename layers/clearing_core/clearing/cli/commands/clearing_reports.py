@@ -141,7 +141,7 @@ def _verify(args) -> int:
     return 0 if result.ok else 1
 
 
-def print_verify(result, console=None, violations_shown: int = 30) -> None:
+def print_verify(result, console=None, per_code: int = 5) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -153,7 +153,7 @@ def print_verify(result, console=None, violations_shown: int = 30) -> None:
         else "clearing verify: store only (the Kafka log was not read; lost records cannot be seen)"
     )
     table = Table(title=title)
-    for col in ("check", "expected", "found", "missing", "pending", "status", "detail"):
+    for col in ("check", "expected", "found", "missing", "pending", "status"):
         table.add_column(
             col, justify="right" if col in ("expected", "found", "missing", "pending") else "left"
         )
@@ -165,13 +165,19 @@ def print_verify(result, console=None, violations_shown: int = 30) -> None:
             f"{c['missing']:,}",
             f"{c['pending']:,}" if c["pending"] else "",
             f"[{colour.get(c['status'], 'white')}]{c['status']}[/]",
-            c["detail"],
         )
     console.print(table)
-    for v in result.violations[:violations_shown]:
-        console.print(f"[red]{v['code']}[/red] {v['message']}")
-    if len(result.violations) > violations_shown:
-        console.print(f"... {len(result.violations) - violations_shown} more (--json lists them)")
+    for c in result.checks:
+        if c["detail"]:
+            console.print(f"[bold]{c['check']}[/bold]: {c['detail']}")
+    by_code: dict[str, list[str]] = {}
+    for v in result.violations:
+        by_code.setdefault(v["code"], []).append(v["message"])
+    for code, messages in by_code.items():
+        for message in messages[:per_code]:
+            console.print(f"[red]{code}[/red] {message}")
+        if len(messages) > per_code:
+            console.print(f"[red]{code}[/red] ... {len(messages) - per_code} more (--json lists them)")
     console.print("checked: " + ", ".join(f"{k} {v:,}" for k, v in result.checked.items()))
     if result.ok:
         pending = sum(c["pending"] for c in result.checks)

@@ -46,6 +46,13 @@ def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
     assert summary["rejected"] > 0 and "MALFORMED" in summary["rejected_by_reason"]
     assert summary["trades"] > 300
     assert summary["invariants_ok"], summary["violations"]
+    # verify reconciled the retained log with the store (not the store against itself only)
+    checks = {c["check"]: c for c in summary["verify_checks"]}
+    offsets = checks["orders.new offsets with exactly one decision"]
+    assert offsets["expected"] == offsets["found"] == 3000 and offsets["status"] == "OK"
+    trades = checks["trades on trades.executed cleared (2 legs) or dead-lettered"]
+    assert trades["expected"] == trades["found"] >= summary["trades"]
+    assert checks["exchange answers (trade reports, routed orders)"]["status"] == "SKIPPED"  # no gateway here
     assert 0 < summary["netting_efficiency"] < 1
     assert summary["latency_ms"]["p50"] > 0 and summary["throughput_orders_per_sec"] > 0
     # throughput, latency, netting, margin and where the CPU went

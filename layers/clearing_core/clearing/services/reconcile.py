@@ -141,7 +141,7 @@ def _same(stored: Any, sent: Any) -> bool:
     return sent == stored or sent.startswith(stored)
 
 
-def _status(missing: int, expected: int = 0) -> str:
+def _status(missing: int) -> str:
     return FAIL if missing else OK
 
 
@@ -607,6 +607,9 @@ def _exchange(log, bounds, trade_requests: dict[str, int], now_ms: int, max_age_
     if rejected:
         out.checks[-1].detail = "; ".join(
             x
-            for x in (out.checks[-1].detail, f"{rejected} answers on exchange.executions are rejections")
+            for x in (
+                out.checks[-1].detail,
+                f"{rejected} answers on exchange.executions (reports and orders) are rejections",
+            )
             if x
         )

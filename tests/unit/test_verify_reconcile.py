@@ -319,3 +319,14 @@ def test_cli_verify_prints_a_table_and_json_with_the_same_figures(clean, monkeyp
     assert "EMPTY_STORE" in {v["code"] for v in json.loads(capsys.readouterr().out)["violations"]}
     assert main(["verify", "--store-only", "--json"]) == 0  # the store against itself sees nothing wrong
     assert json.loads(capsys.readouterr().out)["reconciled_with_log"] is False
+
+
+def test_a_trade_not_cleared_yet_fails_and_says_it_is_above_the_checkpoint(fresh):
+    part = next(rows for rows in fresh.log.topics[TRADES_EXECUTED].values() if rows)
+    trade = orjson.loads(part[-1][1])
+    late = {**trade, "trade_id": "T-LATE-0", "source": {**trade["source"], "seq": 99}}
+    fresh.log.append(TRADES_EXECUTED, trade["symbol"].encode(), orjson.dumps(late))
+    result = verify(fresh.store, log_of(fresh), now_ms=NOW_MS)
+    r = row(result, "trades on trades.executed")
+    assert r["status"] == "FAIL" and "T-LATE-0" in r["detail"]
+    assert "1 of them above clear_trades' checkpoint (not processed yet)" in r["detail"]

@@ -122,6 +122,30 @@ def _read(log, topic: str, bounds: dict[int, tuple[int, int]]) -> Iterator[Kafka
             yield from log.read(topic, partition, begin, end)
 
 
+class _OnceLog:
+    """The RetainedLog, asking each topic's partitions once per verify: the Kafka adapter waits up to
+    5 s for a topic it does not know, and a reset broker may have none of them."""
+
+    def __init__(self, log):
+        self.log = log
+        self._partitions: dict[str, list[int]] = {}
+
+    def partitions(self, topic: str) -> list[int]:
+        if topic not in self._partitions:
+            self._partitions[topic] = self.log.partitions(topic)
+        return self._partitions[topic]
+
+    def bounds(self, topic: str) -> dict[int, tuple[int, int]]:
+        return _bounds(self.log, topic) if self.partitions(topic) else {}
+
+    def read(self, topic: str, partition: int, start: int = 0, end: int | None = None):
+        return self.log.read(topic, partition, start, end)
+
+
+def once_per_topic(log) -> _OnceLog:
+    return log if isinstance(log, _OnceLog) else _OnceLog(log)
+
+
 def _bounds(log, topic: str) -> dict[int, tuple[int, int]]:
     bounds = getattr(log, "bounds", None)
     if bounds is not None:
@@ -157,12 +181,15 @@ def reconcile(
     *,
     orders: list[dict] | None = None,
     trades: list[dict] | None = None,
+    checkpoints: dict[tuple[str, str, int], int] | None = None,
     now_ms: int | None = None,
     pending_max_age_s: float = DEFAULT_PENDING_MAX_AGE_S,
     exchange: bool = True,
 ) -> Reconciliation:
     """Reconcile the retained log (a RetainedLog with `bounds`) with the store; see the module doc."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    log = once_per_topic(log)
+    checkpoints = read_checkpoints(store, log) if checkpoints is None else checkpoints
     orders = store.scan(keys.ORDERS) if orders is None else orders
     trades = store.scan(keys.TRADES) if trades is None else trades
     out = Reconciliation()
@@ -177,10 +204,10 @@ def reconcile(
     )
     bounds = out.log_bounds = {t: _bounds(log, t) for t in topics}
 
-    _decisions(store, log, orders, bounds, out)
+    _decisions(log, orders, bounds, checkpoints, out)
     _published(log, orders, bounds, out)
     _order_states(orders, out)
-    trade_requests = _trades(log, trades, bounds, out)
+    trade_requests = _trades(log, trades, bounds, checkpoints, out)
     if exchange:
         _exchange(log, bounds, trade_requests, now_ms, pending_max_age_s, out)
     else:
@@ -193,7 +220,21 @@ def reconcile(
 # ---------------------------------------------------------------- orders.new -> decisions
 
 
-def _decisions(store: ItemStore, log, orders: list[dict], bounds, out: Reconciliation) -> None:
+def read_checkpoints(store: ItemStore, log) -> dict[tuple[str, str, int], int]:
+    """(stage, topic, partition) -> checkpointed offset, in one BatchGetItem.
+
+    Read before the tables are scanned: a checkpoint is written after its decisions, so an offset at
+    or below a checkpoint read first has its decision in the scan; one without is lost, not in flight."""
+    log = once_per_topic(log)
+    ck_keys = []
+    for stage, topic in CHECKPOINTED:
+        n = max(len(log.partitions(topic)), len(log.partitions(ORDERS_NEW)), MIN_PARTITIONS_PROBED)
+        ck_keys += [keys.checkpoint_key(stage, topic, p) for p in range(n)]
+    found = store.get_many(keys.STATE, ck_keys)
+    return {(c["stage"], c["topic"], int(c["partition"])): int(c["offset"]) for c in found.values()}
+
+
+def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation) -> None:
     new_bounds = bounds[ORDERS_NEW]
     decisions: dict[tuple[int, int], list[dict]] = defaultdict(list)
     other_src = 0
@@ -208,14 +249,6 @@ def _decisions(store: ItemStore, log, orders: list[dict], bounds, out: Reconcili
             )
             continue
         decisions[(src[1], src[2])].append(item)
-
-    # the checkpoints of every stage, one BatchGetItem
-    ck_keys = []
-    for stage, topic in CHECKPOINTED:
-        n = max(len(bounds[topic]), len(new_bounds), MIN_PARTITIONS_PROBED)
-        ck_keys += [keys.checkpoint_key(stage, topic, p) for p in range(n)]
-    checkpoints = store.get_many(keys.STATE, ck_keys)
-    ck_of = {(c["stage"], c["topic"], int(c["partition"])): int(c["offset"]) for c in checkpoints.values()}
 
     # log -> store: every retained offset has exactly one decision, and it is this record's
     retained = 0
@@ -437,12 +470,17 @@ def _order_states(orders: list[dict], out: Reconciliation) -> None:
 # ---------------------------------------------------------------- trades.executed -> legs / dead letters
 
 
-def _trades(log, trades: list[dict], bounds, out: Reconciliation) -> dict[str, int]:
+def _trades(log, trades: list[dict], bounds, ck_of, out: Reconciliation) -> dict[str, int]:
     """Returns trade_id -> timestamp (ms) of its first trades.executed record (the trade reports)."""
     on_log: dict[str, int] = {}
     malformed: list[str] = []
+    unprocessed: set[str] = set()  # above clear_trades' checkpoint: in flight rather than lost
     for r in _read(log, TRADES_EXECUTED, bounds[TRADES_EXECUTED]):
         body = _loads(r.value)
+        if r.offset > ck_of.get(("clear_trades", TRADES_EXECUTED, r.partition), -1):
+            unprocessed.add(r.position)
+            if isinstance(body, dict) and isinstance(body.get("trade_id"), str):
+                unprocessed.add(body["trade_id"])
         trade_id = body.get("trade_id") if isinstance(body, dict) else None
         if not isinstance(trade_id, str):
             malformed.append(r.position)
@@ -503,6 +541,10 @@ def _trades(log, trades: list[dict], bounds, out: Reconciliation) -> dict[str, i
                 for x in (
                     f"{cleared} cleared, {dead} dead-lettered",
                     f"missing: {_examples(missing)}" if missing else "",
+                    f"{len([m for m in missing if m in unprocessed])} of them above clear_trades' checkpoint "
+                    "(not processed yet)"
+                    if any(m in unprocessed for m in missing)
+                    else "",
                 )
                 if x
             ),

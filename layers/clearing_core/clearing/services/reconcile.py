@@ -59,6 +59,7 @@ CHECKPOINTED = (
 MIN_PARTITIONS_PROBED = 16
 
 DEFAULT_PENDING_MAX_AGE_S = 300.0
+PER_CODE = 50  # violation messages kept per code (the rows carry the full counts)
 
 
 @dataclass
@@ -94,8 +95,18 @@ class Reconciliation:
     dead_lettered: set[str] = field(default_factory=set)  # trade ids (the store checks exempt them)
     log_bounds: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
 
+    _per_code: dict[str, int] = field(default_factory=dict)
+
     def add(self, code: str, message: str) -> None:
-        self.violations.append((code, message))
+        """Up to PER_CODE messages per code are kept; `finish()` says how many more there were."""
+        n = self._per_code[code] = self._per_code.get(code, 0) + 1
+        if n <= PER_CODE:
+            self.violations.append((code, message))
+
+    def finish(self) -> None:
+        for code, n in self._per_code.items():
+            if n > PER_CODE:
+                self.violations.append((code, f"... and {n - PER_CODE} more {code}"))
 
 
 def _loads(value: bytes | None) -> Any:
@@ -214,6 +225,7 @@ def reconcile(
         out.checks.append(
             Check("exchange answers (trade reports, routed orders)", 0, 0, 0, SKIPPED, "--no-exchange")
         )
+    out.finish()
     return out
 
 
@@ -284,17 +296,17 @@ def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation) -> N
             f"no decision: {_examples(undecided)}"
             + (f"; {lagging} above validate_orders' checkpoint (not processed yet)" if lagging else "")
         )
-        for position in undecided[:50]:
+        for position in undecided:
             out.add("OFFSET_WITHOUT_DECISION", f"{position} has no decision")
     if multiple:
         detail.append(f"several decisions: {_examples(multiple)}")
-        for position in multiple[:50]:
+        for position in multiple:
             out.add(
                 "OFFSET_WITH_SEVERAL_DECISIONS", f"{position} has {len(decisions[_pos(position)])} decisions"
             )
     if mismatched:
         detail.append(f"decision of another record: {_examples(mismatched)}")
-        for position in mismatched[:50]:
+        for position in mismatched:
             out.add(
                 "DECISION_OF_ANOTHER_RECORD",
                 f"{position}: the stored decision names another member or client order id "
@@ -323,8 +335,8 @@ def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation) -> N
         elif (p, o) not in seen:
             beyond.append(f"{ORDERS_NEW}/{p}/{o}")  # inside the range but not a record: not ours
     total_decisions = sum(len(v) for v in decisions.values()) + other_src
-    beyond.sort()
-    for position in beyond[:50]:
+    beyond.sort(key=_pos)
+    for position in beyond:
         out.add(
             "DECISION_BEYOND_LOG", f"decision for {position}, which the log does not hold (broker reset?)"
         )
@@ -421,8 +433,8 @@ def _published(log, orders: list[dict], bounds, out: Reconciliation) -> None:
             src = body.get("source") if isinstance(body, dict) else None
             if isinstance(src, dict):
                 sources.add(f"{src.get('topic')}/{src.get('partition')}/{src.get('offset')}")
-    unpublished = sorted(i["src"] for i in accepted if i.get("src") not in sources)
-    for position in unpublished[:50]:
+    unpublished = sorted((i["src"] for i in accepted if i.get("src") not in sources), key=_pos)
+    for position in unpublished:
         out.add(
             "ACCEPTED_NOT_PUBLISHED",
             f"the order accepted from {position} is on neither orders.accepted nor orders.exchange",
@@ -453,7 +465,7 @@ def _order_states(orders: list[dict], out: Reconciliation) -> None:
         and o.get("route", "INTERNAL") == "INTERNAL"
     ]
     without = sorted(o["order_id"] for o in accepted_new if o["order_id"] not in state_ids)
-    for order_id in without[:50]:
+    for order_id in without:
         out.add("ORDER_WITHOUT_STATE", f"accepted order {order_id} never reached the book")
     out.checks.append(
         Check(
@@ -561,7 +573,7 @@ def _trades(log, trades: list[dict], bounds, ck_of, out: Reconciliation) -> dict
         )
     else:
         absent = sorted(t for t in executed if t not in on_log)
-        for trade_id in absent[:50]:
+        for trade_id in absent:
             out.add("TRADE_NOT_ON_LOG", f"executed trade {trade_id} is not on trades.executed")
         out.checks.append(
             Check(
@@ -613,16 +625,16 @@ def _exchange(log, bounds, trade_requests: dict[str, int], now_ms: int, max_age_
         old = [i for i, ts in pending.items() if ts > 0 and (now_ms - ts) / 1000 > max_age_s]
         unknown_age = [i for i, ts in pending.items() if ts <= 0]
         failing = len(old) + len(unknown_age) + len(extra)
-        for request_id in sorted(old)[:50]:
+        for request_id in sorted(old):
             out.add(
                 "EXCHANGE_NO_ANSWER", f"{request_id}: no exchange answer after more than {max_age_s:.0f} s"
             )
-        for request_id in sorted(unknown_age)[:50]:
+        for request_id in sorted(unknown_age):
             out.add(
                 "EXCHANGE_NO_ANSWER",
                 f"{request_id}: no exchange answer (record has no timestamp: age unknown)",
             )
-        for position in extra[:50]:
+        for position in extra:
             out.add(
                 "EXCHANGE_UNROUTABLE", f"{position} on orders.exchange is not an order the gateway can send"
             )

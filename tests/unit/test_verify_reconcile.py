@@ -330,3 +330,31 @@ def test_a_trade_not_cleared_yet_fails_and_says_it_is_above_the_checkpoint(fresh
     r = row(result, "trades on trades.executed")
     assert r["status"] == "FAIL" and "T-LATE-0" in r["detail"]
     assert "1 of them above clear_trades' checkpoint (not processed yet)" in r["detail"]
+
+
+def test_a_rejection_never_overwrites_the_decision_of_another_offset():
+    """Found by verify: member checks run before the duplicate check, so a second order with the same
+    client order id from an unknown (or suspended) member used to overwrite the first one's decision
+    (orders.new/…/first had none left). Now the second is stored under its position."""
+    p = InMemoryPipeline()
+    body = next(
+        orjson.loads(m.value)
+        for m in generate_orders(50, seed=1)
+        if m.value.startswith(b"{") and orjson.loads(m.value).get("action") == "NEW"
+    )
+    for member in ("NOSUCH", body["member_id"]):
+        twice = {**body, "member_id": member, "client_order_id": "SAME-1"}
+        if member != "NOSUCH":
+            twice["symbol"] = "NOSUCHSYM"  # a used-up rejection of a known member, then a duplicate
+        for _ in range(2):
+            p.log.append(ORDERS_NEW, member.encode(), orjson.dumps(twice))
+    p.drain(batch_size=1, redeliver=True)
+    result = verify(p.store, log_of(p), now_ms=NOW_MS, exchange=False)
+    assert result.ok, result.violations
+    stored = sorted(
+        (i["src"], i["reason"])
+        for i in p.store.scan(keys.ORDERS)
+        if i.get("kind") in ("VALIDATION", "REJECTION")
+    )
+    assert [reason for _, reason in stored].count("UNKNOWN_MEMBER") == 2
+    assert len({src for src, _ in stored}) == 4

@@ -358,3 +358,35 @@ def test_a_rejection_never_overwrites_the_decision_of_another_offset():
     )
     assert [reason for _, reason in stored].count("UNKNOWN_MEMBER") == 2
     assert len({src for src, _ in stored}) == 4
+
+
+def test_offsets_of_a_batch_the_mapping_gave_up_on_fail_and_say_so(fresh):
+    """The local ESM publishes a batch whose retries are exhausted to esm.onfailure and moves on (as
+    Lambda does to its on-failure destination): the offsets have no decision, verify fails and says why."""
+    orders = fresh.store.tables[keys.ORDERS]
+    lost = sorted(
+        (
+            k
+            for k, i in orders.items()
+            if i.get("src", "").startswith(f"{ORDERS_NEW}/0/") and i.get("kind") != "STATE"
+        ),
+        key=lambda k: int(orders[k]["src"].rsplit("/", 1)[1]),
+    )[:3]
+    positions = [orders[k]["src"] for k in lost]
+    for k in lost:
+        del orders[k]
+    first, last = (int(p.rsplit("/", 1)[1]) for p in (positions[0], positions[-1]))
+    info = {"topic": ORDERS_NEW, "partition": 0, "firstOffset": first, "lastOffset": last}
+    fresh.log.append(
+        "esm.onfailure", b"ValidateOrdersFunction.OrdersNew", orjson.dumps({"KafkaBatchInfo": info})
+    )
+    result = verify(fresh.store, log_of(fresh), now_ms=NOW_MS)
+    assert not result.ok
+    r = row(result, "orders.new offsets")
+    assert (
+        r["missing"] == 3
+        and "3 in batches the event-source mapping gave up on (esm.onfailure)" in r["detail"]
+    )
+    assert f"{positions[0]} has no decision (its batch went to esm.onfailure: retries exhausted)" in [
+        v["message"] for v in result.violations
+    ]

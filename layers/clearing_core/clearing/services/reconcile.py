@@ -59,6 +59,10 @@ CHECKPOINTED = (
 MIN_PARTITIONS_PROBED = 16
 
 DEFAULT_PENDING_MAX_AGE_S = 300.0
+# The local event-source mappings publish every batch whose retries are exhausted to this topic (the
+# template's on-failure destination is an SQS queue in AWS, which verify does not read): verify names
+# the offsets it finds there, so "no decision" says why. They still fail: the brief wants a decision.
+ONFAILURE_TOPIC = "esm.onfailure"
 PER_CODE = 50  # violation messages kept per code (the rows carry the full counts)
 
 
@@ -214,8 +218,8 @@ def reconcile(
         EXCHANGE_EXECUTIONS,
     )
     bounds = out.log_bounds = {t: _bounds(log, t) for t in topics}
-
-    _decisions(log, orders, bounds, checkpoints, out)
+    # read only when some offset has no decision: on MSK the topic does not exist (a 5 s metadata wait)
+    _decisions(log, orders, bounds, checkpoints, out, lambda: _onfailure(log))
     _published(log, orders, bounds, out)
     _order_states(orders, out)
     trade_requests = _trades(log, trades, bounds, checkpoints, out)
@@ -246,7 +250,27 @@ def read_checkpoints(store: ItemStore, log) -> dict[tuple[str, str, int], int]:
     return {(c["stage"], c["topic"], int(c["partition"])): int(c["offset"]) for c in found.values()}
 
 
-def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation) -> None:
+def _onfailure(log) -> list[tuple[str, int, int, int]]:
+    """(topic, partition, first offset, last offset) of every batch an event-source mapping gave up on."""
+    out = []
+    for r in _read(log, ONFAILURE_TOPIC, _bounds(log, ONFAILURE_TOPIC)):
+        body = _loads(r.value)
+        info = body.get("KafkaBatchInfo") if isinstance(body, dict) else None
+        if isinstance(info, dict):
+            try:
+                out.append(
+                    (info["topic"], int(info["partition"]), int(info["firstOffset"]), int(info["lastOffset"]))
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _in_failed_batch(failed, topic: str, partition: int, offset: int) -> bool:
+    return any(t == topic and p == partition and a <= offset <= b for t, p, a, b in failed)
+
+
+def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation, failed_batches=list) -> None:
     new_bounds = bounds[ORDERS_NEW]
     decisions: dict[tuple[int, int], list[dict]] = defaultdict(list)
     other_src = 0
@@ -292,12 +316,27 @@ def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation) -> N
     decided = retained - len(undecided) - len(multiple) - len(mismatched)
     detail = []
     if undecided:
+        failed = failed_batches()
+        gave_up = {p for p in undecided if _in_failed_batch(failed, ORDERS_NEW, *_pos(p))}
         detail.append(
             f"no decision: {_examples(undecided)}"
             + (f"; {lagging} above validate_orders' checkpoint (not processed yet)" if lagging else "")
+            + (
+                f"; {len(gave_up)} in batches the event-source mapping gave up on ({ONFAILURE_TOPIC})"
+                if gave_up
+                else ""
+            )
         )
         for position in undecided:
-            out.add("OFFSET_WITHOUT_DECISION", f"{position} has no decision")
+            out.add(
+                "OFFSET_WITHOUT_DECISION",
+                f"{position} has no decision"
+                + (
+                    f" (its batch went to {ONFAILURE_TOPIC}: retries exhausted)"
+                    if position in gave_up
+                    else ""
+                ),
+            )
     if multiple:
         detail.append(f"several decisions: {_examples(multiple)}")
         for position in multiple:

@@ -130,6 +130,9 @@ def _verify(args) -> int:
         if type(exc).__module__.startswith("kafka"):
             print(f"verify could not read the Kafka log ({type(exc).__name__}: {exc}); --store-only skips it")
             return 2
+        if type(exc).__module__.startswith("botocore"):
+            print(f"verify could not read the store ({type(exc).__name__}: {exc})")
+            return 2
         raise
     finally:
         if log is not None:

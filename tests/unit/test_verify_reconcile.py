@@ -390,3 +390,42 @@ def test_offsets_of_a_batch_the_mapping_gave_up_on_fail_and_say_so(fresh):
     assert f"{positions[0]} has no decision (its batch went to esm.onfailure: retries exhausted)" in [
         v["message"] for v in result.violations
     ]
+
+
+def test_clipped_ids_and_oversized_records_still_match_their_decision():
+    """Rejections store ids read from invalid input bounded (dropped, or clipped "start... (N characters)")
+    and the payload's SHA-256: verify compares them as stored, without calling them another record's."""
+    p = run(100, seed=4)
+    long_id = "L" * 300
+    p.log.append(
+        ORDERS_NEW,
+        b"MBR01",
+        orjson.dumps({"action": "NEW", "member_id": "MBR01", "client_order_id": long_id}),
+    )
+    p.log.append(
+        ORDERS_NEW, b"M" * 200, orjson.dumps({"action": "NEW", "member_id": "M" * 200, "note": "x" * 500_000})
+    )
+    p.drain(batch_size=50)
+    answer_everything(p)
+    result = verify(p.store, log_of(p), now_ms=NOW_MS)
+    assert result.ok, result.violations
+    # ids as a rejection may store them: clipped by domain.bounded.clip, or a prefix
+    from clearing.domain.bounded import clip
+    from clearing.services.reconcile import _same
+
+    assert _same(clip(long_id, 64), long_id) and not _same(clip(long_id, 64), long_id + "L")
+    assert not _same(clip(long_id, 64), "K" * 300) and _same("L" * 10, long_id)
+
+
+def test_a_rejected_record_replaced_by_other_bytes_at_its_offset_is_another_record(fresh):
+    """Same member and client order id, other bytes (a refilled broker): the stored SHA-256 says so."""
+    orders = fresh.store.tables[keys.ORDERS]
+    item = next(i for i in orders.values() if i.get("kind") == "VALIDATION" and i.get("original_sha256"))
+    _, partition, offset = item["src"].rsplit("/", 2)
+    rows = fresh.log.topics[ORDERS_NEW][int(partition)]
+    key, value = rows[int(offset)]
+    rows[int(offset)] = (key, value + b" ")
+    result = verify(fresh.store, log_of(fresh), now_ms=NOW_MS)
+    assert any(
+        v["code"] == "DECISION_OF_ANOTHER_RECORD" and item["src"] in v["message"] for v in result.violations
+    ), result.violations

@@ -25,10 +25,12 @@ Nothing is read per order.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -173,11 +175,24 @@ def _bounds(log, topic: str) -> dict[int, tuple[int, int]]:
     return out
 
 
+_CLIPPED = re.compile(r"^(.*)\.\.\. \((\d+) characters\)$", re.DOTALL)
+
+
 def _same(stored: Any, sent: Any) -> bool:
-    """A stored identity field matches what the record says (stores may keep a bounded prefix)."""
+    """A stored identity field matches what the record says. Stores keep ids read from invalid input
+    clipped (domain.bounded.clip: the start and "... (N characters)")."""
     if not isinstance(stored, str) or not isinstance(sent, str) or not stored or not sent:
         return True
-    return sent == stored or sent.startswith(stored)
+    if sent == stored or sent.startswith(stored):
+        return True
+    clipped = _CLIPPED.match(stored)
+    return bool(clipped) and sent.startswith(clipped.group(1)) and len(sent) == int(clipped.group(2))
+
+
+def _same_payload(decision: dict, value: bytes | None) -> bool:
+    """Rejections keep the SHA-256 of the whole payload: the strongest "same record" check there is."""
+    digest = decision.get("original_sha256")
+    return not isinstance(digest, str) or sha256(value or b"").hexdigest() == digest
 
 
 def _status(missing: int) -> str:
@@ -305,14 +320,16 @@ def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation, fail
         if len(found) > 1:
             multiple.append(r.position)
             continue
+        d = found[0]
+        if not _same_payload(d, r.value):
+            mismatched.append(r.position)
+            continue
         body = _loads(r.value)
-        if isinstance(body, dict):
-            d = found[0]
-            if not (
-                _same(d.get("member_id"), body.get("member_id"))
-                and _same(d.get("client_order_id"), body.get("client_order_id"))
-            ):
-                mismatched.append(r.position)
+        if isinstance(body, dict) and not (
+            _same(d.get("member_id"), body.get("member_id"))
+            and _same(d.get("client_order_id"), body.get("client_order_id"))
+        ):
+            mismatched.append(r.position)
     decided = retained - len(undecided) - len(multiple) - len(mismatched)
     detail = []
     if undecided:

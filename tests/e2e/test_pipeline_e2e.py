@@ -46,6 +46,13 @@ def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
     assert summary["rejected"] > 0 and "MALFORMED" in summary["rejected_by_reason"]
     assert summary["trades"] > 300
     assert summary["invariants_ok"], summary["violations"]
+    # verify reconciled the retained log with the store (not the store against itself only)
+    checks = {c["check"]: c for c in summary["verify_checks"]}
+    offsets = checks["orders.new offsets with exactly one decision"]
+    assert offsets["expected"] == offsets["found"] == 3000 and offsets["status"] == "OK"
+    trades = checks["trades on trades.executed cleared (2 legs) or dead-lettered"]
+    assert trades["expected"] == trades["found"] >= summary["trades"]
+    assert checks["exchange answers (trade reports, routed orders)"]["status"] == "SKIPPED"  # no gateway here
     assert 0 < summary["netting_efficiency"] < 1
     assert summary["latency_ms"]["p50"] > 0 and summary["throughput_orders_per_sec"] > 0
     # throughput, latency, netting, margin and where the CPU went
@@ -56,6 +63,22 @@ def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
     assert abs(summary["cpu_ms_per_order"] - 1000 * sum(cpu.values()) / 3000) < 0.05  # components rounded
     calls = summary["invocations"]["MatchOrdersFunction.OrdersAccepted.w0"]
     assert calls["invocations"] > 0 and calls["records_per_invocation"] > 1
+
+
+def _assert_verify_reconciles(cfg: RuntimeConfig) -> None:
+    """verify reconciles the retained log with the store: after a crash too (re-produced duplicates on
+    orders.accepted and trades.executed are accounted for once)."""
+    from clearing.adapters.retained_log import KafkaRetainedLog
+    from clearing.local.demo import _store
+    from clearing.services.reports import verify
+
+    log = KafkaRetainedLog(cfg.bootstrap_servers)
+    try:
+        result = verify(_store(cfg), log, exchange=False)
+    finally:
+        log.close()
+    assert result.ok, result.violations[:10]
+    assert next(c for c in result.checks if c["check"].startswith("orders.new offsets"))["found"] == 3000
 
 
 def _live_worker_pid(cfg: RuntimeConfig, mapping: str, killed: list[int], timeout: float = 60.0) -> int:
@@ -94,6 +117,7 @@ def _run(cfg: RuntimeConfig, kill: bool) -> tuple[dict, int]:
         runtime.wait_until_idle(timeout=300)
         restarts = sum(m.restarts for m in runtime.status().mappings)
         assert restarts >= len(killed)
+        _assert_verify_reconciles(cfg)
         return comparable_state(cfg), restarts
     finally:
         runtime.stop()

@@ -226,7 +226,10 @@ class ValidateOrders:
                     msg, refdata, credit[member_id], known[member_id]
                 )
             if isinstance(decision, Rejection):
-                used_up = decision.reason not in _NOT_USING_UP_ID
+                # an id another record already holds keeps that record's decision: this rejection
+                # (unknown or suspended member, checked before duplicates) is keyed by its position
+                held_by = cache.sources[member_id].get(msg.client_order_id, record.position)
+                used_up = decision.reason not in _NOT_USING_UP_ID and held_by == record.position
                 vkey = keys.validation_key(member_id, msg.client_order_id) if used_up else None
                 self._reject(record, decision, vkey, order_items, outputs, report)
                 if used_up:

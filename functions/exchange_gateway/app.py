@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.kafka_event import KafkaEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from clearing.services.exchange_gateway import (
-    ExchangeBoundRecord,
-    ExchangeProxy,
-    default_exchange_proxy,
-    forward_to_exchange,
-)
-
-logger = Logger(service="exchange_gateway")
-tracer = Tracer(service="exchange_gateway")
-metrics = Metrics(namespace="ClearingPipeline", service="exchange_gateway")
+from clearing import bootstrap
+from clearing.observability import logger, metrics, tracer
+from clearing.ports import ExchangeProxy
+from clearing.services.exchange_gateway import ExchangeBoundRecord, forward_to_exchange
 
 
 @logger.inject_lambda_context
@@ -29,7 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext, proxy: Exchang
         ExchangeBoundRecord(topic=r.topic, partition=r.partition, offset=r.offset, value=r.decoded_value)
         for r in KafkaEvent(event).records
     ]
-    outcome = forward_to_exchange(records, proxy or default_exchange_proxy(), logger)
+    outcome = forward_to_exchange(records, proxy or bootstrap.exchange_proxy(), logger)
     metrics.add_metric(name="ExchangeRequestsSent", unit=MetricUnit.Count, value=len(outcome.sent))
     metrics.add_metric(name="ExchangeRequestsDuplicate", unit=MetricUnit.Count, value=len(outcome.duplicates))
     metrics.add_metric(name="ExchangeRequestsRejected", unit=MetricUnit.Count, value=len(outcome.rejected))

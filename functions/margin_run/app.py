@@ -2,7 +2,6 @@
 
 from aws_lambda_powertools.metrics import MetricUnit
 from clearing import bootstrap
-from clearing.adapters.refdata import CachedReferenceData
 from clearing.observability import logger, metrics, tracer
 from clearing.services.reports import run_margin
 
@@ -10,9 +9,10 @@ from clearing.services.reports import run_margin
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event, context, store=None):
+def lambda_handler(event, context, store=None, refdata=None):
     store = store or bootstrap.job_store()
-    result = run_margin(store, CachedReferenceData(store, ttl_seconds=0).current())
+    refdata = refdata or bootstrap.job_refdata()
+    result = run_margin(store, refdata.current())
     metrics.add_metric(name="MarginCalls", unit=MetricUnit.Count, value=len(result["margin_calls"]))
     logger.info(
         "margin run",

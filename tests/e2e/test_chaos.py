@@ -24,4 +24,5 @@ def test_chaos_run_ends_in_the_state_of_the_clean_run(tmp_path):
     assert summary["faults"]["worker-kill"]["injected"] >= 4  # every mapping's worker
     assert result.items["trades"] > 100 and result.exchange_acks[0] > 50
     assert result.orders_lost == 0 and result.orders_doubled == 0, summary
+    assert not result.verify_clean and not result.verify_chaos, summary["verify"]  # log and store reconcile
     assert result.equal, summary

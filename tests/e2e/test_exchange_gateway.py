@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from clearing.services import exchange_gateway as service
+from clearing import bootstrap
+from clearing.ports import ExchangeUnavailable
 from clearing.topics import EXCHANGE_EXECUTIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -117,7 +118,7 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
         {},
         tmp_path / "sim.log",
     )
-    wait_for_port(control_port)
+    proxy = None
     proxy_env = {
         "EXCHANGE_HOST": "127.0.0.1",
         "EXCHANGE_PORT": str(sim_port),
@@ -131,14 +132,15 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
         "RECONNECT_MAX_BACKOFF": "0.5",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
     }
-    proxy = spawn(["proxy"], proxy_env, tmp_path / "proxy.log")
-    try:
+    try:  # a simulator or proxy that fails to come up is stopped too
+        wait_for_port(control_port)
+        proxy = spawn(["proxy"], proxy_env, tmp_path / "proxy.log")
         wait_healthy(health_port)
         monkeypatch.setenv("PROXY_HOST", "127.0.0.1")
         monkeypatch.setenv("PROXY_PORT", str(gateway_port))
         monkeypatch.setenv("PROXY_CONNECT_TIMEOUT", "1")
         monkeypatch.setenv("PROXY_RESPONSE_TIMEOUT", "3")
-        service.default_exchange_proxy.cache_clear()
+        bootstrap.exchange_proxy.cache_clear()
         yield {
             "proxy": proxy,
             "sim": sim,
@@ -147,12 +149,12 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
             "logs": tmp_path,
         }
     finally:
-        default = service.default_exchange_proxy
+        default = bootstrap.exchange_proxy
         if default.cache_info().currsize:
             default().close()
         default.cache_clear()
         for process in (proxy, sim):
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(10)
@@ -275,5 +277,5 @@ def test_proxy_down_fails_the_invocation(exchange_side):
     exchange_side["proxy"].send_signal(signal.SIGTERM)
     exchange_side["proxy"].wait(10)
 
-    with pytest.raises(service.ProxyUnavailableError):
+    with pytest.raises(ExchangeUnavailable):
         handler(event("exchange_gateway_trades.json"), LambdaContext())

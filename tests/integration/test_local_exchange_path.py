@@ -28,8 +28,16 @@ def _order(member: str, cid: str, symbol: str, side: str, price: str, qty: int, 
     return {
         "action": "NEW", "client_order_id": cid, "member_id": member, "account": f"{member}-HOUSE",
         "symbol": symbol, "side": side, "type": "LIMIT", "price": price, "quantity": qty,
-        "time_in_force": "GTC", "route": route, "sent_at": "2026-11-24T14:30:00.000Z",
+        "time_in_force": "GTC", "route": route, "sent_at": _now(),
     }  # fmt: skip
+
+
+def _now() -> str:
+    """sent_at as the OMS stamps it: validate_orders checks it against the record's timestamp
+    (CreateTime, the producer's clock), within 24 h back and 5 min ahead."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 15.0) -> list[dict]:
@@ -88,7 +96,8 @@ def test_the_gateway_reaches_the_simulator_through_the_local_proxy(runtime):
     health = {c.name: c for c in runtime.status(with_lag=False).components}
     assert health["exchange-sim"].state == "running" and "logged on" in health["exchange-sim"].detail
     assert health["fix-proxy"].state == "running" and "LOGGED_ON" in health["fix-proxy"].detail
-    assert (config.state_path / "fix" / "fix-proxy" / "CLEARHOUSE-EXCHANGE" / "seqnums").is_file()
+    endpoint = f"127.0.0.1_{config.exchange_sim_port}"  # one store per exchange endpoint
+    assert (config.state_path / "fix" / "fix-proxy" / endpoint / "CLEARHOUSE-EXCHANGE" / "seqnums").is_file()
 
     # When crossing ACME orders (two trades, whatever order they reach the book in) and one order
     # routed to the exchange go through the pipeline
@@ -164,7 +173,8 @@ def test_real_endpoints_replace_the_local_exchange_side(monkeypatch):
     assert sim.health().state == "external"
     proxy = next(c for c in runtime.components if c.name == "fix-proxy")
     assert (proxy.env["EXCHANGE_HOST"], proxy.env["EXCHANGE_PORT"]) == ("fix-uat.example", "9880")
-    assert proxy.env["FIX_STORE_DIR"].endswith("/fix/fix-proxy")
+    # one FIX store per exchange endpoint: another exchange never sees this session's sequence numbers
+    assert proxy.env["FIX_STORE_DIR"].endswith("/fix/fix-proxy/fix-uat.example_9880")
     # A running TLS proxy: nothing of the exchange side starts, the gateway speaks TLS to it
     monkeypatch.setenv("PROXY_TLS_CA_FILE", "/etc/pki/private-ca.pem")
     config = RuntimeConfig(
@@ -194,3 +204,59 @@ def test_a_taken_proxy_health_port_is_named_before_anything_starts(tmp_path):
         ):
             fix_proxy_component(config).start()
     assert not (tmp_path / "pids" / "fix-proxy.pid").exists()
+
+
+def test_the_proxy_keeps_one_fix_store_per_exchange_endpoint(tmp_path):
+    from clearing.fix.local import fix_proxy_component, simulated_session_dirs
+
+    # The same SenderCompID/TargetCompID against two exchanges: two stores, never one session's numbers
+    # against the other (the proxy logged on with 34=23 where the new exchange expected 1)
+    simulator = RuntimeConfig(state_dir=tmp_path, exchange_sim_port=19878, exchange_endpoint=None)
+    real = RuntimeConfig(state_dir=tmp_path, exchange_endpoint="fix.example:9880")
+    sim_store = fix_proxy_component(simulator).env["FIX_STORE_DIR"]
+    real_store = fix_proxy_component(real).env["FIX_STORE_DIR"]
+    assert sim_store == str(tmp_path.resolve() / "fix" / "fix-proxy" / "127.0.0.1_19878")
+    assert real_store == str(tmp_path.resolve() / "fix" / "fix-proxy" / "fix.example_9880")
+    # and what `down` / a cold `up` wipes is the simulated session only, never a real exchange's
+    wiped = {str(p) for p in simulated_session_dirs(real)}
+    assert sim_store in wiped and real_store not in wiped
+
+
+def test_the_proxy_logs_on_to_another_exchange_with_a_fresh_session(tmp_path, kafka_broker):
+    from clearing.fix.local import exchange_sim_component, fix_proxy_component
+
+    def ports() -> dict:
+        return {"exchange_sim_port": free_port(), "exchange_sim_control_port": free_port()}
+
+    common = {"kafka_bootstrap_servers": kafka_broker, "dynamodb_endpoint_url": None, "proxy_endpoint": None,
+              "proxy_gateway_port": free_port(), "proxy_health_port": free_port(), "fix_logon_timeout": 15}  # fmt: skip
+    state = tmp_path / "state"
+    first = RuntimeConfig(state_dir=state, exchange_endpoint=None, **ports(), **common)
+    other = RuntimeConfig(state_dir=tmp_path / "other", exchange_endpoint=None, **ports(), **common)
+    started = []
+    try:
+        # Given the proxy had a session with the local simulator (its inbound sequence number moved on)
+        for component in (exchange_sim_component(first), fix_proxy_component(first)):
+            started.append(component)
+            component.start()
+        started.pop().stop()
+        # When it is pointed at another exchange (a fresh acceptor that starts at MsgSeqNum 1)
+        sim = exchange_sim_component(other)
+        started.append(sim)
+        sim.start()
+        moved = first.model_copy(update={"exchange_endpoint": f"127.0.0.1:{other.exchange_sim_port}"})
+        proxy = fix_proxy_component(moved)
+        started.append(proxy)
+        # Then it logs on at once with a fresh session: with the simulator's store it expected 34=3, got
+        # 34=1 and logged out "MsgSeqNum too low" (a real exchange then loops on it; the simulator, whose
+        # own numbers move on with each logon, let a later attempt through)
+        before = proxy.log_path.stat().st_size
+        proxy.start()
+        with proxy.log_path.open() as log:
+            log.seek(before)
+            text = log.read()
+        assert "MsgSeqNum too low" not in text
+        assert "logged on (next out 2, next in 2)" in text
+    finally:
+        for component in reversed(started):
+            component.stop()

@@ -9,7 +9,7 @@ import sys
 import pytest
 import urllib3.connection
 from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
-from clearing.local.processes import free_port, wait_for_port
+from clearing.local.processes import free_port, stop_started, wait_for_port
 from clearing.ports import StaleCheckpoint
 from clearing.template_model import create_table_kwargs, tables
 
@@ -21,10 +21,14 @@ def _server(argv):
     proc = subprocess.Popen(
         [*argv, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    wait_for_port("127.0.0.1", port, 30, proc)
-    client = dynamodb_client(f"http://127.0.0.1:{port}", aws_access_key_id="x", aws_secret_access_key="x")
-    for logical, name in (("OrdersTable", "orders"), ("StateTable", "state")):
-        client.create_table(**create_table_kwargs(tables()[logical], name))
+    try:
+        wait_for_port("127.0.0.1", port, 30, proc)
+        client = dynamodb_client(f"http://127.0.0.1:{port}", aws_access_key_id="x", aws_secret_access_key="x")
+        for logical, name in (("OrdersTable", "orders"), ("StateTable", "state")):
+            client.create_table(**create_table_kwargs(tables()[logical], name))
+    except BaseException:
+        stop_started(proc)  # a failed start leaves no server behind
+        raise
     return proc, DynamoItemStore(client, {"orders": "orders", "state": "state"})
 
 

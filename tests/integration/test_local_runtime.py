@@ -123,3 +123,61 @@ def test_invoke_leaves_the_callers_environment_as_it_was(tmp_path, capsys, monke
     monkeypatch.undo()
     assert dict(os.environ) == before
     assert "DYNAMODB_ENDPOINT_URL" not in os.environ or before.get("DYNAMODB_ENDPOINT_URL")
+
+
+def test_invoke_never_reads_or_advances_the_running_stacks_checkpoints(
+    tmp_path, capsys, moto_server, dynamodb_tables
+):
+    from clearing.local.dynamodb import seed_reference_data
+    from clearing.local.processes import free_port
+
+    # Given a "running stack": its tables (reference data seeded) in moto, runtime.json in the state dir
+    prefix = dynamodb_tables["OrdersTable"].removesuffix("OrdersTable")
+    dynamodb = dynamodb_resource(moto_server)
+    seed_reference_data(dynamodb.Table(dynamodb_tables["ReferenceTable"]))
+    state = tmp_path / "state"
+    state.mkdir()
+    config = RuntimeConfig(
+        state_dir=state, moto_port=int(moto_server.rsplit(":", 1)[1]), broker_port=free_port(),
+        table_prefix=prefix, kafka_bootstrap_servers=None, dynamodb_endpoint_url=None,
+    )  # fmt: skip
+    (state / "runtime.json").write_text(config.model_dump_json())
+    capsys.readouterr()
+    # When a handler is invoked with the sample event (offsets 0-4 of orders.new-0)
+    effects = tmp_path / "effects.json"
+    code = main(["invoke", "validate_orders", "-e", "events/validate_orders_valid.json", "--state-dir", str(state),
+                 "--effects", str(effects)])  # fmt: skip
+    # Then it ran, and says what it did: items written and records published, in its own namespace
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "isolated" in err and "orders.accepted key=ACME" in err
+    done = json.loads(effects.read_text())
+    assert len(done["published"]) == 5 and done["items"]["state"]
+    # and the stack's tables hold no checkpoint, no order: live orders at offsets 0-4 are not skipped
+    for logical in ("StateTable", "OrdersTable"):
+        assert dynamodb.Table(dynamodb_tables[logical]).scan()["Items"] == [], logical
+
+
+def test_invoke_of_the_exchange_gateway_needs_consent(tmp_path, capsys):
+    capsys.readouterr()
+    code = main(["invoke", "exchange_gateway", "-e", "events/exchange_gateway_trades.json",
+                 "--state-dir", str(tmp_path / "state")])  # fmt: skip
+    assert code == 2
+    assert "--send-to-exchange" in capsys.readouterr().err
+
+
+def test_handlers_get_bounded_dynamodb_timeouts_locally(tmp_path, monkeypatch):
+    from clearing.adapters.dynamodb import dynamodb_client
+
+    env = LocalRuntime(RuntimeConfig(state_dir=tmp_path)).env_for_function("ValidateOrdersFunction")
+    assert (env["DYNAMODB_CONNECT_TIMEOUT"], env["DYNAMODB_READ_TIMEOUT"], env["DYNAMODB_MAX_ATTEMPTS"]) == (
+        "2",
+        "20",
+        "2",
+    )
+    for key in ("DYNAMODB_CONNECT_TIMEOUT", "DYNAMODB_READ_TIMEOUT", "DYNAMODB_MAX_ATTEMPTS"):
+        monkeypatch.setenv(key, env[key])
+    config = dynamodb_client(
+        "http://127.0.0.1:1", aws_access_key_id="x", aws_secret_access_key="x"
+    ).meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (2, 20, 2)

@@ -13,7 +13,7 @@ def msk_record(
     offset: int,
     value: bytes | dict,
     key: bytes | str | None = None,
-    timestamp: int = 1764000000000,
+    timestamp: int = 1795530601000,  # 2026-11-24T14:30:01Z, a second after the tests' sent_at
 ) -> dict[str, Any]:
     if isinstance(value, dict):
         value = json.dumps(value).encode()

@@ -32,7 +32,7 @@ def test_records_are_grouped_per_partition_in_offset_order_with_key_value_and_he
     first, second = parts[("orders.new", 0)]
     assert (first.value, first.key, first.headers) == (b"first", None, ())
     assert (second.value, second.key, second.headers) == (b'{"a": 1}', b"MBR01", (("trace", b"hi"),))
-    assert second.position == "orders.new/0/7" and second.timestamp == 1764000000000
+    assert second.position == "orders.new/0/7" and second.timestamp == 1795530601000
     (other,) = parts[("orders.new", 1)]
     assert (other.value, other.key, other.partition) == (b"\x00\xffbinary", b"\x01", 1)
 
@@ -93,3 +93,21 @@ def test_the_in_memory_store_does_not_share_mutable_state_with_its_callers():
     versioned["books"]["ACME"] = 4
     assert store.get_many("state", [("p", "s")])[("p", "s")] == again
     assert store.get_many("state", [("c", "-")])[("c", "-")]["books"] == {"ACME": 3}
+
+
+def test_the_in_memory_store_refuses_items_over_dynamodbs_400_kb_like_dynamodb():
+    import pytest
+    from clearing.adapters.memory import ItemTooLarge, item_size
+
+    store = InMemoryItemStore()
+    # an item just under the limit is stored; names and values both count
+    store.put_many("orders", [{"pk": "p", "sk": "ok", "blob": b"z" * 390_000}])
+    assert item_size({"pk": "p", "sk": "s", "text": "é" * 100}) == 2 + 1 + 2 + 1 + 4 + 200
+    # one over it fails the whole write, as DynamoDB's ValidationException does
+    with pytest.raises(ItemTooLarge):
+        store.put_many("orders", [{"pk": "p", "sk": "big", "text": "x" * 410_000}])
+    with pytest.raises(ItemTooLarge):
+        store.put_many("orders", [{"pk": "p", "sk": "nested", "legs": [{"n": "x" * 300_000}] * 2}])
+    with pytest.raises(ItemTooLarge):
+        store.put_if_version("state", {"pk": "c", "sk": "-", "version": 1, "b": b"x" * 500_000}, None)
+    assert ("p", "big") not in store.tables["orders"]

@@ -14,9 +14,9 @@ from clearing.domain.clearing import (
     ClearingRejection,
     NovatedTrade,
     Position,
-    apply_leg,
     clearing_fee,
     novate,
+    position_after_leg,
     positions_from_legs,
     settlement_date,
 )
@@ -211,7 +211,7 @@ class TestPositions:
         sold_raw["sell"]["account"] = "MBR01-HOUSE"
         sold = novated(sold_raw).sell_leg
         # When both legs are applied
-        position = apply_leg(apply_leg(None, bought), sold)
+        position = position_after_leg(position_after_leg(None, bought), sold)
         # Then
         assert position == Position(
             member_id="MBR01",
@@ -229,7 +229,7 @@ class TestPositions:
 
     def test_round_trip_through_plain_dict(self):
         leg = novated(trade("T-0-1-0", "MBR01", "MBR03", 100, "125.40")).buy_leg
-        position = apply_leg(None, leg)
+        position = position_after_leg(None, leg)
         as_dict = position.to_dict()
         assert as_dict["cash"] == "-12540.00" and as_dict["fees"] == "0.63"
         assert Position.from_dict(as_dict) == position
@@ -237,7 +237,7 @@ class TestPositions:
     def test_leg_of_another_position_is_refused(self):
         result = novated(trade("T-0-1-0", "MBR01", "MBR03", 100, "125.40"))
         with pytest.raises(ValueError):
-            apply_leg(apply_leg(None, result.buy_leg), result.sell_leg)
+            position_after_leg(position_after_leg(None, result.buy_leg), result.sell_leg)
 
     def test_positions_are_per_account(self):
         result = novated(trade("T-0-1-0", "MBR01", "MBR03", 100, "125.40"))

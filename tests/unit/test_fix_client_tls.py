@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clearing import bootstrap
+from clearing.config import ConfigurationError
 from clearing.fix.client import ProxyClient, ProxyUnavailableError
 from clearing.fix.gateway_protocol import GatewayStatus, encode_frame, recv_frame
-from clearing.services import exchange_gateway as service
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -203,26 +204,26 @@ def test_proxy_tls_settings_come_from_the_environment(pki, tls_proxy, monkeypatc
     monkeypatch.setenv("PROXY_TLS", "true")
     monkeypatch.setenv("PROXY_TLS_CA_FILE", str(pki.ca_file))
     monkeypatch.setenv("PROXY_TLS_SERVER_NAME", SERVER_NAME)
-    service.default_exchange_proxy.cache_clear()
+    bootstrap.exchange_proxy.cache_clear()
     try:
-        client = service.default_exchange_proxy()
+        client = bootstrap.exchange_proxy()
         # Then the handler's adapter speaks TLS and verifies the proxy's certificate
         assert client.tls and client.server_name == SERVER_NAME
         assert client.submit(_request(7)).status is GatewayStatus.SENT
         client.close()
     finally:
-        service.default_exchange_proxy.cache_clear()
+        bootstrap.exchange_proxy.cache_clear()
 
 
 def test_plain_tcp_unless_proxy_tls_is_true(monkeypatch):
     monkeypatch.setenv("PROXY_HOST", "127.0.0.1")
     monkeypatch.setenv("PROXY_PORT", "19000")
     monkeypatch.setenv("PROXY_TLS", "false")
-    service.default_exchange_proxy.cache_clear()
+    bootstrap.exchange_proxy.cache_clear()
     try:
-        assert not service.default_exchange_proxy().tls
+        assert not bootstrap.exchange_proxy().tls
     finally:
-        service.default_exchange_proxy.cache_clear()
+        bootstrap.exchange_proxy.cache_clear()
 
 
 def test_an_unreadable_ca_file_is_a_configuration_error(tmp_path, monkeypatch):
@@ -230,9 +231,9 @@ def test_an_unreadable_ca_file_is_a_configuration_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PROXY_PORT", "19000")
     monkeypatch.setenv("PROXY_TLS", "true")
     monkeypatch.setenv("PROXY_TLS_CA_FILE", str(tmp_path / "missing.pem"))
-    service.default_exchange_proxy.cache_clear()
+    bootstrap.exchange_proxy.cache_clear()
     try:
-        with pytest.raises(service.ConfigurationError, match="PROXY_TLS_CA_FILE"):
-            service.default_exchange_proxy()
+        with pytest.raises(ConfigurationError, match="PROXY_TLS_CA_FILE"):
+            bootstrap.exchange_proxy()
     finally:
-        service.default_exchange_proxy.cache_clear()
+        bootstrap.exchange_proxy.cache_clear()

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clearing import bootstrap
+from clearing.config import ConfigurationError
+from clearing.fix.client import ProxyUnavailableError
 from clearing.fix.gateway_protocol import GatewayResponse, GatewayStatus, parse_request
-from clearing.services import exchange_gateway as service
-from clearing.services.exchange_gateway import ConfigurationError, ProxyUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,20 +163,20 @@ def test_internal_orders_are_skipped_and_cancels_become_cancel_requests():
 def test_missing_configuration_is_reported_clearly_at_first_use(monkeypatch):
     monkeypatch.delenv("PROXY_HOST", raising=False)
     monkeypatch.delenv("PROXY_PORT", raising=False)
-    service.default_exchange_proxy.cache_clear()
+    bootstrap.exchange_proxy.cache_clear()
 
     with pytest.raises(ConfigurationError, match="PROXY_HOST"):
         app.lambda_handler(event("exchange_gateway_trades.json"), LambdaContext())
-    service.default_exchange_proxy.cache_clear()
+    bootstrap.exchange_proxy.cache_clear()
 
 
 def test_settings_are_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("PROXY_HOST", "proxy.nlb.internal")
     monkeypatch.setenv("PROXY_PORT", "9000")
     monkeypatch.setenv("PROXY_RESPONSE_TIMEOUT", "3.5")
-    service.default_exchange_proxy.cache_clear()
+    bootstrap.exchange_proxy.cache_clear()
     try:
-        client = service.default_exchange_proxy()
+        client = bootstrap.exchange_proxy()
         assert (client.host, client.port, client.connect_timeout, client.response_timeout) == (
             "proxy.nlb.internal",
             9000,
@@ -183,4 +184,4 @@ def test_settings_are_read_from_the_environment(monkeypatch):
             3.5,
         )
     finally:
-        service.default_exchange_proxy.cache_clear()
+        bootstrap.exchange_proxy.cache_clear()

@@ -17,8 +17,9 @@ from clearing.domain.margin import (
     scan_margin,
     variation_margin,
 )
-from clearing.domain.netting import ClearingState, apply_legs_once
 from clearing.domain.refdata import load_bundled_reference_data
+
+from tests.support.clearing_state import ClearingState, apply_legs_once
 
 REFDATA = load_bundled_reference_data()
 

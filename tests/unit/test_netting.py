@@ -9,16 +9,16 @@ import pytest
 from clearing.domain.clearing import NovatedTrade, novate
 from clearing.domain.invariants import check_ccp_flat
 from clearing.domain.netting import (
-    ClearingState,
     NetObligation,
-    apply_leg,
-    apply_legs_once,
     efficiency,
     net_obligations,
     netting_report,
+    obligation_after_leg,
     settlement_instructions,
 )
 from clearing.domain.refdata import load_bundled_reference_data
+
+from tests.support.clearing_state import ClearingState, apply_legs_once
 
 REFDATA = load_bundled_reference_data()
 SETTLES = date(2026, 11, 25)  # ACME is T+1; trades on Tue 24 Nov 2026
@@ -130,7 +130,7 @@ def test_flat_obligation_gives_only_a_fee_row():
 def test_apply_leg_refuses_a_leg_of_another_obligation():
     buy, sell = example_legs()[:2]
     with pytest.raises(ValueError):
-        apply_leg(apply_leg(None, buy), sell)
+        obligation_after_leg(obligation_after_leg(None, buy), sell)
 
 
 def test_obligation_round_trip():

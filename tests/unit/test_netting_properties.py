@@ -8,10 +8,12 @@ from decimal import Decimal
 
 from clearing.domain.clearing import NovatedTrade, novate, positions_from_legs
 from clearing.domain.invariants import check_ccp_flat, check_positions_match_legs, check_two_legs_per_trade
-from clearing.domain.netting import ClearingState, apply_legs_once, net_obligations, netting_report
+from clearing.domain.netting import net_obligations, netting_report
 from clearing.domain.refdata import load_bundled_reference_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.support.clearing_state import ClearingState, apply_legs_once
 
 REFDATA = load_bundled_reference_data()
 MEMBERS = sorted(REFDATA.members)

@@ -127,3 +127,40 @@ def test_bad_input_is_a_malformed_rejection_with_a_message(bad):
 def test_nothing_raises_out_of_parse_order(data):
     result = parse_order(data)
     assert isinstance(result, NewOrder | CancelOrder | ReplaceOrder | Rejection)
+
+
+def _with_duplicate(text: str) -> bytes:
+    """GOOD with `text` (more members, JSON) inserted before the closing brace."""
+    return (json.dumps(GOOD)[:-1] + ", " + text + "}").encode()
+
+
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        (_with_duplicate('"side": "SELL"'), "side"),  # the last one would win: a BUY becoming a SELL
+        (_with_duplicate('"side" : "BUY"'), "side"),  # same value, whitespace before the colon
+        (_with_duplicate('"\\u0073ide": "SELL"'), "side"),  # the key spelt with an escape
+        (_with_duplicate('"quantity": 100'), "quantity"),
+        (('{"side": {"a": {"b": 1}}, ' + json.dumps(GOOD)[1:]).encode(), "side"),  # dropped one nested
+        (_with_duplicate('"client_order_id": "C:1:2"'), "client_order_id"),
+    ],
+)
+def test_a_duplicate_key_is_malformed_and_named(bad, key):
+    result = parse_order(bad)
+    assert isinstance(result, Rejection) and result.reason == "MALFORMED", result
+    assert f"duplicate key '{key}'" in result.message
+    assert result.member_id == "MBR01"  # the rejection still goes to the member
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        raw(client_order_id="C:1:2", account="MBR01-HOUSE", sent_at="2026-11-24T14:30:00+00:00"),
+        json.dumps(GOOD).replace('"C1"', '"C\\u003a1"').encode(),  # escapes are read exactly
+        json.dumps(GOOD, indent=2).encode(),
+        json.dumps(GOOD, separators=(",", ":")).encode(),
+        json.dumps({**GOOD, "member_id": "A:B"}).encode(),
+    ],
+)
+def test_no_duplicate_no_false_alarm(good):
+    assert isinstance(parse_order(good), NewOrder)

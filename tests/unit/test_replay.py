@@ -171,3 +171,28 @@ def test_from_offsets_continues_a_restored_backup(seeded):
     # Then the continued backup equals the live state
     assert report.ok, [d.to_dict() for d in report.differences[:5]]
     assert report.records_read["orders.new"] == 400
+
+
+def test_records_dead_lettered_live_are_dead_lettered_alike_by_the_replay():
+    # Given a live run whose orders.accepted and orders.events also hold records a rogue producer wrote
+    p = InMemoryPipeline()
+    for m in generate_orders(300, seed=4):
+        p.log.append("orders.new", m.key.encode(), m.value)
+    accepted_at = p.log.append("orders.accepted", b"ACME", b"not an order")
+    event_at = p.log.append("orders.events", b"MBR01", json.dumps({"member_id": ["x"]}).encode())
+    p.drain(batch_size=100)
+    assert p.log.size("orders.deadletter") == 2
+    # When every stage is replayed, Then the dead letters are compared, each by the stage that made it
+    for stage in ("validate_orders", "match_orders"):
+        _, report = rebuild(p, stages=[stage])
+        assert report.compared["topic:orders.deadletter"] == 1, stage
+    # and the rogue records are reported as live output no stage would produce (not a crash)
+    _, report = rebuild(p)
+    assert sorted((d.where, d.key, d.kind) for d in report.differences) == [
+        (
+            "topic:orders.accepted",
+            "unreadable:orders.accepted/{}/{}".format(*accepted_at),
+            "MISSING_IN_REBUILD",
+        ),
+        ("topic:orders.events", "unreadable:orders.events/{}/{}".format(*event_at), "MISSING_IN_REBUILD"),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from clearing.adapters.files import DirectorySink
 from clearing.bench.harness import InMemoryPipeline
 from clearing.local.oms import generate_orders
 from clearing.services import keys
@@ -67,6 +68,6 @@ def test_margin_run_stores_requirements_and_calls(seeded):
 
 def test_settlement_instructions_files(seeded, tmp_path):
     day = obligations_report(seeded.store)["rows"][0]["settlement_date"]
-    result = settle_eod(seeded.store, seeded.refdata.current(), day, tmp_path)
+    result = settle_eod(seeded.store, seeded.refdata.current(), day, DirectorySink(tmp_path))
     assert result["instructions"] > 0
     assert (tmp_path / f"settlement-{day}.csv").read_text().count("\n") == result["instructions"] + 1

@@ -32,7 +32,7 @@ def seeded(monkeypatch):
 
 
 def test_margin_run_handler_stores_requirements(seeded):
-    response = load_handler("margin_run")({}, FakeContext(), store=seeded.store)
+    response = load_handler("margin_run")({}, FakeContext(), store=seeded.store, refdata=seeded.refdata)
     assert (
         response["members"] == len([i for i in seeded.store.scan(keys.MARGIN) if i["kind"] == "MARGIN"]) > 0
     )
@@ -43,9 +43,12 @@ def test_settle_eod_writes_instructions_to_dynamodb_and_files_to_s3(seeded):
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="clearing-settlement-test")
+        bootstrap.s3_client.cache_clear()
+        sink = bootstrap.settlement_sink()  # SETTLEMENT_BUCKET set: the S3 sink, as in AWS
         response = load_handler("settle_eod")(
-            {"settlement_date": day}, FakeContext(), store=seeded.store, s3=s3
+            {"settlement_date": day}, FakeContext(), store=seeded.store, refdata=seeded.refdata, sink=sink
         )
+        bootstrap.s3_client.cache_clear()
         names = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="clearing-settlement-test")["Contents"])
         csv = s3.get_object(Bucket="clearing-settlement-test", Key=f"settlement/settlement-{day}.csv")[
             "Body"

@@ -325,6 +325,8 @@ def test_code_and_tests_create_tables_only_from_template_definitions():
                 CREATE_TABLE.search(text)
                 and "create_table_kwargs" not in text
                 and path.name != "template_model.py"
+                # the local runtime's run-identity sentinel: a local-only table, never deployed
+                and path.relative_to(ROOT).as_posix() != "layers/clearing_core/clearing/local/identity.py"
             ):
                 offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"create_table without template_model.create_table_kwargs in: {offenders}"
@@ -381,6 +383,10 @@ def test_function_roles_name_their_cluster_topics_groups_and_tables(translated):
     clear_text = str(roles["ClearTradesFunctionRole"]["Properties"]["Policies"])
     match_text = str(roles["MatchOrdersFunctionRole"]["Properties"]["Policies"])
     assert "PositionsTable" in clear_text and "PositionsTable" not in match_text
+    # Each stage may produce to its dead-letter topic (validate_orders: unreadable orders.events).
+    validate_text = str(roles["ValidateOrdersFunctionRole"]["Properties"]["Policies"])
+    assert "topic/${C}/orders.deadletter" in match_text and "topic/${C}/trades.deadletter" in clear_text
+    assert "topic/${C}/orders.deadletter" in validate_text
 
 
 def test_kafka_mappings_after_transform_carry_retries_pollers_and_destinations(translated):

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from functools import cache
 
-from clearing.config import QueryApiSettings, ScheduledJobSettings, StreamFunctionSettings, load_settings
+from clearing.config import (
+    ConfigurationError,
+    ExchangeGatewaySettings,
+    QueryApiSettings,
+    ScheduledJobSettings,
+    StreamFunctionSettings,
+    load_settings,
+)
 
 
 def _store(settings):
@@ -20,7 +27,7 @@ def _store(settings):
 
 @cache
 def stream_settings() -> StreamFunctionSettings:
-    return load_settings(StreamFunctionSettings)
+    return load_settings(StreamFunctionSettings)  # type: ignore[return-value]  # the model asked for
 
 
 @cache
@@ -52,7 +59,11 @@ def validate_orders_service():
     from clearing.services.validate import ValidateOrders
 
     return ValidateOrders(
-        shared_store(), shared_publisher(), shared_refdata(), writer=_writer("validate_orders")
+        shared_store(),
+        shared_publisher(),
+        shared_refdata(),
+        writer=_writer("validate_orders"),
+        sent_at_window=stream_settings().window(),
     )
 
 
@@ -72,7 +83,7 @@ def clear_trades_service():
 
 @cache
 def job_settings() -> ScheduledJobSettings:
-    return load_settings(ScheduledJobSettings)
+    return load_settings(ScheduledJobSettings)  # type: ignore[return-value]  # the model asked for
 
 
 @cache
@@ -85,6 +96,52 @@ def s3_client():
     import boto3
 
     return boto3.client("s3", region_name=job_settings().aws_region)
+
+
+@cache
+def job_refdata():
+    """Reference data for the scheduled jobs: read fresh on every run (ttl 0)."""
+    from clearing.adapters.refdata import CachedReferenceData
+
+    return CachedReferenceData(job_store(), ttl_seconds=0)
+
+
+def settlement_sink(out_dir=None):
+    """Where settle_eod writes its files: `out_dir` (tests), S3 when SETTLEMENT_BUCKET is set (AWS),
+    else SETTLEMENT_OUTPUT_DIR or a temporary folder (local runs)."""
+    import tempfile
+    from pathlib import Path
+
+    from clearing.adapters.files import DirectorySink, S3Sink
+
+    settings = job_settings()
+    if out_dir is not None:
+        return DirectorySink(Path(out_dir))
+    if settings.settlement_bucket:
+        return S3Sink(s3_client(), settings.settlement_bucket, prefix="settlement/")
+    return DirectorySink(Path(settings.settlement_output_dir or tempfile.mkdtemp(prefix="settlement-")))
+
+
+@cache
+def exchange_proxy():
+    """The FIX proxy client (the NLB's TLS listener in AWS), built at the first invocation."""
+    from clearing.fix.client import ProxyClient
+
+    settings = load_settings(ExchangeGatewaySettings)
+    try:
+        return ProxyClient(
+            settings.proxy_host,
+            settings.proxy_port,
+            connect_timeout=settings.proxy_connect_timeout,
+            response_timeout=settings.proxy_response_timeout,
+            tls=settings.proxy_tls,
+            ca_file=settings.proxy_tls_ca_file or None,
+            server_name=settings.proxy_tls_server_name or None,
+        )
+    except OSError as exc:  # ssl.SSLError is one: an unreadable or invalid CA file
+        raise ConfigurationError(
+            f"ExchangeGatewaySettings: PROXY_TLS_CA_FILE {settings.proxy_tls_ca_file!r}: {exc}"
+        ) from exc
 
 
 @cache

@@ -53,7 +53,32 @@ class TableSettings(BaseSettings):
         }
 
 
-class StreamFunctionSettings(KafkaSettings, TableSettings):
+class SentAtSettings(BaseSettings):
+    """validate_orders' plausibility window for sent_at, against the Kafka record's timestamp.
+
+    24 h back: an OMS that stores and forwards orders through a broker outage still gets them
+    decided (staleness as a trading policy is another matter), while a sent_at from another day
+    or era (a broken clock, a corrupted or replayed file) is refused. 5 min ahead: hosts synchronised
+    by NTP differ by milliseconds; minutes ahead means a broken clock, and an order must not carry a
+    trade time (and trade date) that has not happened yet."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    sent_at_max_age_seconds: float = Field(default=24 * 3600.0, ge=0)
+    sent_at_max_lead_seconds: float = Field(default=300.0, ge=0)
+
+    def window(self):  # -> clearing.domain.orders.SentAtWindow
+        from datetime import timedelta
+
+        from clearing.domain.orders import SentAtWindow
+
+        return SentAtWindow(
+            max_age=timedelta(seconds=self.sent_at_max_age_seconds),
+            max_lead=timedelta(seconds=self.sent_at_max_lead_seconds),
+        )
+
+
+class StreamFunctionSettings(KafkaSettings, TableSettings, SentAtSettings):
     """validate_orders, match_orders, clear_trades: Kafka out, DynamoDB state."""
 
     refdata_ttl_seconds: float = Field(default=60.0, ge=0)
@@ -66,6 +91,20 @@ class ScheduledJobSettings(TableSettings):
 
     settlement_output_dir: str | None = None  # local CSV/JSON output; S3 bucket in AWS
     settlement_bucket: str | None = None
+
+
+class ExchangeGatewaySettings(BaseSettings):
+    """exchange_gateway: where the FIX proxy listens (the NLB in AWS) and how long to wait for it."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    proxy_host: str = Field(min_length=1)
+    proxy_port: int = Field(gt=0, lt=65536)
+    proxy_connect_timeout: float = Field(2.0, gt=0, le=30)
+    proxy_response_timeout: float = Field(5.0, gt=0, le=60)
+    proxy_tls: bool = False  # the NLB listener is TLS in AWS; the local proxy is plain TCP
+    proxy_tls_ca_file: str | None = None  # CA bundle for a private CA; default: the system trust store
+    proxy_tls_server_name: str | None = None  # name the certificate must carry; default: PROXY_HOST
 
 
 class QueryApiSettings(TableSettings):

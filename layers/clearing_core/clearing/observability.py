@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+# The template sets POWERTOOLS_METRICS_NAMESPACE (Globals); the default keeps a function run outside it
+# (clearing invoke, tests) on the template's namespace instead of failing at the first metric.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ClearingPipeline")
 
 
 def record_batch_metrics(stage: str, summary: dict) -> None:

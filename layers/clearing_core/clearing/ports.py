@@ -86,3 +86,23 @@ class ItemStore(Protocol):
 class ReferenceDataSource(Protocol):
     def current(self):  # -> clearing.domain.refdata.ReferenceData
         """The reference data in force (cached with a short TTL by adapters)."""
+
+
+class ExchangeProxy(Protocol):
+    """Port to the FIX proxy (clearing.fix.client.ProxyClient in production, a fake in unit tests).
+    An adapter may also offer `submit_many(requests) -> responses` (pipelined, answers in order); it
+    is used when present. Raises ExchangeUnavailable when the proxy cannot answer."""
+
+    def submit(self, request: dict[str, Any]) -> Any:  # -> clearing.fix.gateway_protocol.GatewayResponse
+        ...
+
+
+class ExchangeUnavailable(InfrastructureError):
+    """The FIX proxy could not be reached, answered too late or has no session: retry the batch."""
+
+
+class SettlementFileSink(Protocol):
+    """Where end-of-day settlement files go: a folder locally, S3 in AWS."""
+
+    def write(self, name: str, content: bytes) -> str:
+        """Store the file; returns where it went (a path or an s3:// URI)."""

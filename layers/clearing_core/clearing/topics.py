@@ -17,6 +17,7 @@ ORDERS_ACCEPTED = "orders.accepted"
 ORDERS_REJECTED = "orders.rejected"
 ORDERS_EVENTS = "orders.events"
 ORDERS_EXCHANGE = "orders.exchange"
+ORDERS_DEADLETTER = "orders.deadletter"
 TRADES_EXECUTED = "trades.executed"
 TRADES_DEADLETTER = "trades.deadletter"
 EXCHANGE_EXECUTIONS = "exchange.executions"
@@ -29,8 +30,17 @@ TOPICS: dict[str, Topic] = {
         Topic(ORDERS_REJECTED, "member_id", "rejections with reason code and the original bytes"),
         Topic(ORDERS_EVENTS, "member_id", "order lifecycle events from the matching engine"),
         Topic(ORDERS_EXCHANGE, "symbol", "accepted orders routed to the exchange (route EXCHANGE)"),
+        Topic(
+            ORDERS_DEADLETTER,
+            "symbol",
+            "orders.accepted / orders.events records match_orders / the exposure release cannot read",
+        ),
         Topic(TRADES_EXECUTED, "symbol", "trades from the matching engine"),
-        Topic(TRADES_DEADLETTER, "symbol", "trades clear_trades could not clear (unknown member/symbol)"),
+        Topic(
+            TRADES_DEADLETTER,
+            "symbol",
+            "trades clear_trades could not clear (unreadable, unknown member/symbol)",
+        ),
         Topic(EXCHANGE_EXECUTIONS, "symbol", "ExecutionReports and TradeCaptureReportAcks from the exchange"),
     )
 }

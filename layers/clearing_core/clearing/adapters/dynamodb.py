@@ -241,11 +241,29 @@ class DynamoItemStore:
 def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", **credentials):
     """A boto3 DynamoDB client for the hot path: client-side parameter validation off (our requests are
     built by this module; the service validates them anyway) and a larger connection pool."""
+    import os
+
     import boto3
     from botocore.config import Config
 
+    # Bounds for a local endpoint (set by the local runtime: a dead moto must fail a call in seconds,
+    # not after botocore's 60 s timeouts); unset in AWS, where botocore's defaults stay.
+    bounds = {
+        name: float(os.environ[var])
+        for name, var in (
+            ("connect_timeout", "DYNAMODB_CONNECT_TIMEOUT"),
+            ("read_timeout", "DYNAMODB_READ_TIMEOUT"),
+        )
+        if os.environ.get(var)
+    }
+    retries = {"max_attempts": 3, "mode": "standard"}
+    if os.environ.get("DYNAMODB_MAX_ATTEMPTS"):  # all attempts, the first one included
+        retries = {"total_max_attempts": int(os.environ["DYNAMODB_MAX_ATTEMPTS"]), "mode": "standard"}
     config = Config(
-        parameter_validation=False, max_pool_connections=16, retries={"max_attempts": 3, "mode": "standard"}
+        parameter_validation=False,
+        max_pool_connections=16,
+        retries=retries,
+        **bounds,
     )
     return boto3.client(
         "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config, **credentials

@@ -14,13 +14,37 @@ from clearing.ports import InfrastructureError, KafkaRecord
 
 
 class InMemoryRetainedLog:
-    """The RetainedLog port over clearing.bench.harness.InMemoryLog (offset = list index)."""
+    """The RetainedLog port over clearing.bench.harness.InMemoryLog (offset = list index).
 
-    def __init__(self, log):
+    `begin` ({(topic, partition): offset}) plays retention: offsets below it are gone.
+    `timestamp_ms` (a number, or a function of (topic, partition, offset)) gives record timestamps."""
+
+    def __init__(self, log, begin: dict[tuple[str, int], int] | None = None, timestamp_ms=0):
         self.log = log
+        self.begin = dict(begin or {})
+        self.timestamp_ms = timestamp_ms
 
     def partitions(self, topic: str) -> list[int]:
         return list(range(self.log.partitions)) if topic in self.log.topics else []
+
+    def bounds(self, topic: str) -> dict[int, tuple[int, int]]:
+        """Per partition: (first retained offset, end offset = next offset to be written)."""
+        if topic not in self.log.topics:
+            return {}
+        return {
+            p: (
+                min(self.begin.get((topic, p), 0), len(self.log.topics[topic][p])),
+                len(self.log.topics[topic][p]),
+            )
+            for p in range(self.log.partitions)
+        }
+
+    def close(self) -> None:
+        pass
+
+    def _timestamp(self, topic: str, partition: int, offset: int) -> int:
+        ts = self.timestamp_ms
+        return int(ts(topic, partition, offset) if callable(ts) else ts)
 
     def partition_for(self, topic: str, key: bytes) -> int:
         from clearing.bench.harness import partition_for
@@ -34,9 +58,9 @@ class InMemoryRetainedLog:
             return
         rows = self.log.topics[topic][partition]
         stop = len(rows) if end is None else min(end, len(rows))
-        for offset in range(max(start, 0), stop):
+        for offset in range(max(start, self.begin.get((topic, partition), 0), 0), stop):
             key, value = rows[offset]
-            yield KafkaRecord(topic, partition, offset, key, value)
+            yield KafkaRecord(topic, partition, offset, key, value, self._timestamp(topic, partition, offset))
 
 
 class KafkaRetainedLog:
@@ -92,6 +116,22 @@ class KafkaRetainedLog:
         if not parts:
             raise InfrastructureError(f"topic {topic!r} does not exist")
         return (murmur2(key) & 0x7FFFFFFF) % len(parts)
+
+    def bounds(self, topic: str) -> dict[int, tuple[int, int]]:
+        """Per partition: (first retained offset, end offset = next offset to be written), both read
+        when the call starts (the end from the last batch, which is right for Tansu and MSK alike)."""
+        from kafka import TopicPartition
+
+        from clearing.local.broker import true_end_offsets
+
+        tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
+        if not tps:
+            return {}
+        if self._probe is None:
+            self._probe = self._new_consumer("clearing-replay-probe")
+        ends = true_end_offsets(self._probe, tps)
+        begins = self.consumer.beginning_offsets(tps)
+        return {tp.partition: (int(begins[tp]), int(ends[tp])) for tp in tps}
 
     def _end_offset(self, tp) -> int:
         from clearing.local.broker import true_end_offsets  # right for MSK too: reads the last batch

@@ -49,9 +49,9 @@ async def bench_exchange(reports: int, store_dir: Path, depth: int = PIPELINE_DE
     proxy = FixProxy(session_config=config, store=FileSessionStore(store_dir, config.session_id, fsync=False),
                      publisher=InMemoryExecutionPublisher(), exchange_host="127.0.0.1", exchange_port=sim.port,
                      logger=quiet)  # fmt: skip
-    await proxy.start()
     figures: dict[str, Any] = {"reports": reports, "pipeline_depth": depth}
-    try:
+    try:  # the simulator is stopped too when the proxy fails to start
+        await proxy.start()
         await proxy.wait_logged_on(10)
         client = ProxyClient("127.0.0.1", proxy.gateway_port, response_timeout=30)
         for mode in ("sequential", "pipelined"):
@@ -59,10 +59,10 @@ async def bench_exchange(reports: int, store_dir: Path, depth: int = PIPELINE_DE
             published_before = proxy.published
             started = time.perf_counter()
             if mode == "sequential":
-                answers = await asyncio.to_thread(lambda b=batch: [client.submit(r) for r in b])
+                answers = await asyncio.to_thread(lambda b=batch: [client.submit(r) for r in b])  # type: ignore[misc]
             else:
                 answers = await asyncio.to_thread(
-                    lambda b=batch: [
+                    lambda b=batch: [  # type: ignore[misc]
                         a for i in range(0, len(b), depth) for a in client.submit_many(b[i : i + depth])
                     ]
                 )

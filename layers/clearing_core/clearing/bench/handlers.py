@@ -128,17 +128,27 @@ def _moto_store(endpoint: str | None):
         proc = subprocess.Popen(
             moto_argv("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for_port("127.0.0.1", port, 30, proc)
         endpoint = f"http://127.0.0.1:{port}"
     from clearing.adapters.dynamodb import dynamodb_client
 
-    client = dynamodb_client(endpoint, "us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
-    prefix = f"bench-{int(time.time())}-"
-    defs = tables()
-    names = table_names(lambda logical: prefix + logical)
-    for logical in defs:
-        if prefix + logical in names.values():
-            client.create_table(**create_table_kwargs(defs[logical], prefix + logical))
+    try:
+        if proc is not None:
+            wait_for_port("127.0.0.1", port, 30, proc)
+        client = dynamodb_client(
+            endpoint, "us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+        )
+        prefix = f"bench-{int(time.time())}-"
+        defs = tables()
+        names = table_names(lambda logical: prefix + logical)
+        for logical in defs:
+            if prefix + logical in names.values():
+                client.create_table(**create_table_kwargs(defs[logical], prefix + logical))
+    except BaseException:
+        if proc is not None:  # a failed start leaves no moto behind
+            from clearing.local.processes import stop_started
+
+            stop_started(proc)
+        raise
     return DynamoItemStore(client, names), proc
 
 

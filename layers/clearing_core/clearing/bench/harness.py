@@ -84,12 +84,9 @@ class InMemoryPipeline:
         self.refdata = refdata or StaticReferenceData()
         self.validate = ValidateOrders(self.store, self.log, self.refdata)
         self.match = MatchOrders(self.store, self.log, self.refdata)
-        try:
-            from clearing.services.clear import ClearTrades
+        from clearing.services.clear import ClearTrades
 
-            self.clear = ClearTrades(self.store, self.log, self.refdata)
-        except ImportError:  # clearing stage not present
-            self.clear = None
+        self.clear = ClearTrades(self.store, self.log, self.refdata)
         self.consumed: dict[tuple[str, str, int], int] = defaultdict(
             int
         )  # (stage, topic, partition) -> next offset
@@ -105,11 +102,8 @@ class InMemoryPipeline:
             ("validate", "orders.new", lambda ev: run_partitions(ev, self.validate.validate_partition)),
             ("match", "orders.accepted", lambda ev: run_partitions(ev, self.match.match_partition)),
             ("release", "orders.events", lambda ev: run_partitions(ev, self.validate.release_partition)),
+            ("clear", "trades.executed", lambda ev: run_partitions(ev, self.clear.clear_partition)),
         ]
-        if self.clear is not None:
-            stages.append(
-                ("clear", "trades.executed", lambda ev: run_partitions(ev, self.clear.clear_partition))
-            )
         return stages
 
     def drain(self, batch_size: int = 1000, redeliver: bool = False) -> dict[str, Any]:

@@ -312,6 +312,11 @@ def _run_calls(ops: list[tuple], symbol: str, clock: Any) -> MatchBenchResult:
 
 class _BareOrder:
     __slots__ = ("order_id", "buy", "price", "qty", "level")
+    order_id: Any
+    buy: bool
+    price: int
+    qty: int
+    level: Any
 
 
 class _BareBonesBook:
@@ -444,6 +449,11 @@ def run_baseline(ops: list[tuple], clock: Any = time.perf_counter) -> MatchBench
 
 class _LoopOrder:
     __slots__ = ("order_id", "buy", "price", "qty", "level")
+    order_id: Any
+    buy: bool
+    price: int
+    qty: int
+    level: Any
 
 
 class _BareBonesLoop:
@@ -456,9 +466,10 @@ class _BareBonesLoop:
     """
 
     def __init__(self) -> None:
-        self.orders: dict = {}
-        self.bid_side = ({}, [], [64])  # price -> level, heap of -price, heap rebuild limit
-        self.ask_side = ({}, [], [64])  # price -> level, heap of price, heap rebuild limit
+        self.orders: dict[Any, _LoopOrder] = {}
+        # price -> level, heap of -price (bids) / price (asks), heap rebuild limit
+        self.bid_side: tuple[dict[int, Any], list[int], list[int]] = ({}, [], [64])
+        self.ask_side: tuple[dict[int, Any], list[int], list[int]] = ({}, [], [64])
         self.trades = 0
         self.traded_qty = 0
 
@@ -522,7 +533,7 @@ class _BareBonesLoop:
                 o.qty = qty
                 self._take(order_id, o, False)
             elif code == 1:
-                o = orders.pop(op[1], None)
+                o = orders.pop(op[1], None)  # type: ignore[arg-type]  # None: not resting
                 if o is not None:
                     del o.level[o]
                 continue

@@ -18,7 +18,29 @@ def data_store():
         return DynamoItemStore(client, settings.table_names())
     from clearing.local.config import RuntimeConfig
 
-    return local_store(RuntimeConfig())
+    cfg = RuntimeConfig()
+    require_local_dynamodb(cfg)
+    return local_store(cfg)
+
+
+class StackNotRunning(RuntimeError):
+    """The local stack this command reads is not up."""
+
+
+def require_local_dynamodb(cfg) -> None:
+    """Fail at once, in one line, when the local DynamoDB is not listening (instead of botocore's
+    retries: half a minute before the same answer)."""
+    from urllib.parse import urlparse
+
+    from clearing.local.processes import port_is_open
+
+    url = urlparse(cfg.dynamodb_url)
+    if not port_is_open(url.hostname or "127.0.0.1", url.port or 80, timeout=0.5):
+        raise StackNotRunning(
+            f"no DynamoDB at {cfg.dynamodb_url}: the local stack is not running (`clearing up`, or "
+            "`clearing demo --keep-running`; `clearing status` shows what runs), or set ORDERS_TABLE & co. "
+            "for deployed tables"
+        )
 
 
 def local_store(cfg):

@@ -21,6 +21,7 @@ Data structures (chosen for the hot path, see docs/matching.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from heapq import heapify, heappop, heappush
 from itertools import accumulate
 from typing import Any
@@ -113,7 +114,20 @@ class RestingOrder:
         "buy",  # side == BUY, the one test the hot replace path makes
     )
 
-    def __init__(self, order_id, side, price, qty, filled, arrival, tif, post_only, member, stp, owner):
+    def __init__(
+        self,
+        order_id: Any,
+        side: str,
+        price: Any,  # ticks; None only for a market order, which never rests
+        qty: int,
+        filled: int,
+        arrival: int,
+        tif: str,
+        post_only: bool,
+        member: Any,
+        stp: str | None,
+        owner: Any,
+    ) -> None:
         self.order_id = order_id
         self.side = side
         self.price = price
@@ -125,7 +139,9 @@ class RestingOrder:
         self.member = member
         self.stp = stp
         self.owner = owner
-        self.level = None
+        # the level's dict while resting (None otherwise): typed Any, as the hot paths delete from it
+        # without a None test
+        self.level: Any = None
         self.buy = side == BUY
 
     def as_dict(self) -> dict[str, Any]:
@@ -366,7 +382,15 @@ class OrderBook:
             self._open_level(o)
         return [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
 
-    def _replace_checked(self, order_id, o, new_price, new_qty, new_total_qty, owner) -> list[Event]:
+    def _replace_checked(
+        self,
+        order_id: Any,
+        o: RestingOrder | None,
+        new_price: int | None,
+        new_qty: int | None,
+        new_total_qty: int | None,
+        owner: Any,
+    ) -> list[Event]:
         """`replace` for everything but the plain case: unknown order, defaults, validation, owner."""
         if o is None:
             return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
@@ -428,7 +452,7 @@ class OrderBook:
             self._rest(o)
         return events
 
-    def apply(self, commands: list[tuple]) -> tuple[list[Event], list[int]]:
+    def apply(self, commands: list[tuple[Any, ...]]) -> tuple[list[Event], list[int]]:
         """Run a batch of commands in order; the batch form of submit / cancel / replace.
 
         Commands are tuples built by `submit_command`, `cancel_command` and `replace_command`.
@@ -530,7 +554,7 @@ class OrderBook:
                     append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
                     continue
             elif code is cancel:  # mirrors `cancel`; `price` holds the reason
-                o = orders.pop(order_id, None)
+                o = orders.pop(order_id, None)  # type: ignore[arg-type]  # None: not resting
                 if o is None:
                     append(("REJECTED", order_id, None, UNKNOWN_ORDER))
                 else:
@@ -873,7 +897,8 @@ class OrderBook:
 
 
 def _arrival_of(o: RestingOrder) -> int:
-    return o.arrival
+    arrival: int = o.arrival
+    return arrival
 
 
 # _POSITIONS[k] == k: shared int objects that `_ends` slices instead of allocating new ints. Grown
@@ -908,7 +933,7 @@ def _ends(n: int, multi: list[tuple[int, int]], total: int) -> list[int]:
     return ends
 
 
-def _drop_empty_top(heap: list[int], levels: dict, sign: int) -> None:
+def _drop_empty_top(heap: list[int], levels: dict[int, Any], sign: int) -> None:
     """Pop the keys at the top of `heap` whose level is empty (deleting it) until a live level shows."""
     while heap:
         price = heap[0] * sign
@@ -920,7 +945,9 @@ def _drop_empty_top(heap: list[int], levels: dict, sign: int) -> None:
             del levels[price]
 
 
-def _levels_in_order(heap: list[int], levels: dict, sign: int, limit: int | None):
+def _levels_in_order(
+    heap: list[int], levels: dict[int, Any], sign: int, limit: int | None
+) -> Iterator[tuple[int, Any]]:
     """Yield (key, level) best first without popping `heap`: a best-first walk of the heap tree.
 
     Costs O(k log k) for k keys visited, so FOK checks and depth stay proportional to what they read.
@@ -962,7 +989,7 @@ def submit_command(
     member: Any = None,
     stp: str | None = None,
     owner: Any = None,
-) -> tuple:
+) -> tuple[Any, ...]:
     """Command for `OrderBook.apply` meaning `book.submit(...)` with the same arguments.
 
     A limit order whose fields are all valid (side, positive int price and quantity, time in force
@@ -986,7 +1013,7 @@ def submit_command(
     return (_SUBMIT, order_id, price, (side, qty, type, tif, post_only, member, stp, owner))
 
 
-def cancel_command(order_id: Any, reason: str = USER) -> tuple:
+def cancel_command(order_id: Any, reason: str = USER) -> tuple[Any, ...]:
     """Command for `OrderBook.apply` meaning `book.cancel(order_id, reason)`."""
     return (_CANCEL, order_id, reason, None)
 
@@ -998,7 +1025,7 @@ def replace_command(
     *,
     new_total_qty: int | None = None,
     owner: Any = None,
-) -> tuple:
+) -> tuple[Any, ...]:
     """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments.
 
     A new price and open quantity that are both positive ints, without a total quantity or owner,

@@ -21,7 +21,7 @@ CANCELLED = "CANCELLED"
 REPLACED = "REPLACED"
 REJECTED = "REJECTED"
 
-Event = tuple  # one of the layouts below, as a plain tuple
+Event = tuple[Any, ...]  # one of the layouts below, as a plain tuple
 
 # The order now rests in the book (after any fills); qty = its open quantity.
 Accepted = namedtuple("Accepted", "kind order_id owner side price qty")

@@ -3,7 +3,7 @@
 A matched trade (the `trades.executed` wire dict) is novated into two cleared legs with the CCP
 in the middle: the buyer BUYs from the CCP and the seller SELLs to the CCP. Each leg carries its
 notional, the member's fee, the settlement date and the signed cash. Positions per
-(member, account, symbol, settlement date) are folded from legs with `apply_leg`.
+(member, account, symbol, settlement date) are folded from legs with `position_after_leg`.
 
 Conventions (see docs/clearing.md):
 - money is Decimal, quantized to cents with ROUND_HALF_EVEN; quantities are ints;
@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
+from clearing.domain.bounded import MAX_ID
 from clearing.domain.refdata import Instrument, ReferenceData
 
 CENT = Decimal("0.01")
@@ -228,8 +229,13 @@ def _parse_terms(trade: Any) -> _TradeTerms | str:
     trade_id, symbol, quantity = trade.get("trade_id"), trade.get("symbol"), trade.get("quantity")
     if not (isinstance(trade_id, str) and trade_id):
         return "trade_id missing"
+    if len(trade_id) > MAX_ID:  # it keys the cleared trade (DynamoDB keys are bounded)
+        return f"trade_id longer than {MAX_ID} characters"
     if not (isinstance(symbol, str) and symbol):
         return "symbol missing"
+    executed_at = trade.get("executed_at")
+    if executed_at is not None and not (isinstance(executed_at, str) and len(executed_at) <= MAX_ID):
+        return f"executed_at must be a string of at most {MAX_ID} characters"
     if not _is_int(quantity) or quantity <= 0:
         return f"quantity must be a positive integer, got {quantity!r}"
     price_ticks = trade.get("price_ticks")
@@ -415,7 +421,7 @@ class Position:
         )
 
 
-def apply_leg(position: Position | None, leg: ClearedLeg) -> Position:
+def position_after_leg(position: Position | None, leg: ClearedLeg) -> Position:
     """The position after one more leg (a new position when `position` is None)."""
     if position is None:
         position = Position(leg.member_id, leg.account, leg.symbol, leg.settlement_date)
@@ -438,5 +444,5 @@ def positions_from_legs(legs: Iterable[ClearedLeg]) -> dict[PositionKey, Positio
     positions: dict[PositionKey, Position] = {}
     for leg in legs:
         key = position_key(leg)
-        positions[key] = apply_leg(positions.get(key), leg)
+        positions[key] = position_after_leg(positions.get(key), leg)
     return positions

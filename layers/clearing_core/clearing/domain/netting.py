@@ -1,25 +1,23 @@
 """Multilateral netting: one net obligation per (member, symbol, settlement date) against the CCP.
 
-Obligations are maintained incrementally from cleared legs (`apply_leg`). Each keeps the net
+Obligations are maintained incrementally from cleared legs (`obligation_after_leg`). Each keeps the net
 quantity and net principal cash (fees aside, so they sum to zero across members per symbol and
 date), the fees, and the gross figures (sum of |qty| and |cash| of its legs) from which netting
 efficiency = 1 - net / gross is reported. `settlement_instructions` turns the obligations of one
 settlement date into plain deliver/receive and pay/receive rows per member.
 
-`ClearingState` bundles positions, obligations and the ids of the legs already applied;
-`apply_legs_once` makes replays idempotent by skipping legs whose id was seen.
+Replays are idempotent in the service (clear_trades stores which trades are cleared), not here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from clearing.domain.clearing import ClearedLeg, Position, PositionKey, position_key
-from clearing.domain.clearing import apply_leg as apply_leg_to_position
+from clearing.domain.clearing import ClearedLeg
 
 ObligationKey = tuple[str, str, date]  # (member_id, symbol, settlement_date)
 EFFICIENCY_PLACES = Decimal("0.0001")
@@ -88,7 +86,7 @@ class NetObligation:
         )
 
 
-def apply_leg(obligation: NetObligation | None, leg: ClearedLeg) -> NetObligation:
+def obligation_after_leg(obligation: NetObligation | None, leg: ClearedLeg) -> NetObligation:
     """The net obligation after one more leg (a new one when `obligation` is None)."""
     if obligation is None:
         obligation = NetObligation(leg.member_id, leg.symbol, leg.settlement_date)
@@ -110,60 +108,12 @@ def net_obligations(legs: Iterable[ClearedLeg]) -> dict[ObligationKey, NetObliga
     obligations: dict[ObligationKey, NetObligation] = {}
     for leg in legs:
         key = obligation_key(leg)
-        obligations[key] = apply_leg(obligations.get(key), leg)
+        obligations[key] = obligation_after_leg(obligations.get(key), leg)
     return obligations
-
-
-# --- idempotent state ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ClearingState:
-    """Positions and obligations with the ids of the legs already in them."""
-
-    positions: dict[PositionKey, Position] = field(default_factory=dict)
-    obligations: dict[ObligationKey, NetObligation] = field(default_factory=dict)
-    applied_leg_ids: frozenset[str] = frozenset()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "positions": [p.to_dict() for p in sorted(self.positions.values(), key=_position_sort)],
-            "obligations": [o.to_dict() for o in sorted(self.obligations.values(), key=_obligation_sort)],
-            "applied_leg_ids": sorted(self.applied_leg_ids),
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ClearingState:
-        positions = (Position.from_dict(p) for p in raw.get("positions", []))
-        obligations = (NetObligation.from_dict(o) for o in raw.get("obligations", []))
-        return cls(
-            positions={p.key: p for p in positions},
-            obligations={o.key: o for o in obligations},
-            applied_leg_ids=frozenset(raw.get("applied_leg_ids", [])),
-        )
-
-
-def _position_sort(p: Position) -> tuple[str, str, str, date]:
-    return p.key
 
 
 def _obligation_sort(o: NetObligation) -> tuple[str, date, str]:
     return (o.symbol, o.settlement_date, o.member_id)
-
-
-def apply_legs_once(state: ClearingState, legs: Iterable[ClearedLeg]) -> ClearingState:
-    """A new state with every leg not seen before applied; legs whose id was seen are skipped."""
-    positions = dict(state.positions)
-    obligations = dict(state.obligations)
-    applied = set(state.applied_leg_ids)
-    for leg in legs:
-        if leg.leg_id in applied:
-            continue  # a redelivered leg: its effect is already in the state
-        applied.add(leg.leg_id)
-        pkey, okey = position_key(leg), obligation_key(leg)
-        positions[pkey] = apply_leg_to_position(positions.get(pkey), leg)
-        obligations[okey] = apply_leg(obligations.get(okey), leg)
-    return ClearingState(positions, obligations, frozenset(applied))
 
 
 # --- netting report ------------------------------------------------------------------------

@@ -132,7 +132,8 @@ class ReferenceData:
 def bundled_reference_data_raw() -> dict[str, Any]:
     """The versioned reference data file shipped in the package (local runs and seeding)."""
     text = resources.files("clearing").joinpath("data/reference_data.json").read_text("utf-8")
-    return json.loads(text)
+    raw: dict[str, Any] = json.loads(text)
+    return raw
 
 
 def load_bundled_reference_data() -> ReferenceData:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from clearing.domain.orders import (
     CancelOrder,
@@ -64,7 +64,7 @@ def order_id_for(member_id: str, client_order_id: str) -> str:
     return f"{member_id}:{client_order_id}"
 
 
-def _reject(reason: RejectReason, message: str, order) -> Rejection:
+def _reject(reason: RejectReason, message: str, order: Any) -> Rejection:
     return Rejection(
         reason=reason,
         message=message,
@@ -83,7 +83,7 @@ def reserve_ticks_for(instrument: Instrument, side: str, price_ticks: int | None
     return ref + band if side == _BUY else max(ref - band, 1)
 
 
-def _check_price(instrument: Instrument, price: Decimal, order) -> int | Rejection:
+def _check_price(instrument: Instrument, price: Decimal, order: Any) -> int | Rejection:
     ticks = instrument.to_ticks(price)
     if ticks is None:
         return _reject(
@@ -103,7 +103,7 @@ def _check_price(instrument: Instrument, price: Decimal, order) -> int | Rejecti
     return ticks
 
 
-def _check_size(instrument: Instrument, quantity: int, reserve_ticks: int, order) -> Rejection | Decimal:
+def _check_size(instrument: Instrument, quantity: int, reserve_ticks: int, order: Any) -> Rejection | Decimal:
     if quantity % instrument.lot_size:
         return _reject(
             RejectReason.BAD_LOT,
@@ -166,7 +166,7 @@ def assess_order(
             )
         price_ticks = None
         if order.type is _LIMIT:
-            checked = _check_price(instrument, order.price, order)
+            checked = _check_price(instrument, order.price, order)  # type: ignore[arg-type]  # LIMIT: priced
             if isinstance(checked, Rejection):
                 return checked
             price_ticks = checked
@@ -184,6 +184,8 @@ def assess_order(
             order, order_id_for(order.member_id, order.client_order_id), price_ticks, reserve, notional
         )
 
+    amend: CancelOrder | ReplaceOrder = order  # type: ignore[assignment]  # NEW returned above
+    order = amend
     target = known_orders.get(order.orig_client_order_id)
     if target is None or target.symbol != order.symbol:
         return _reject(
@@ -195,6 +197,8 @@ def assess_order(
         return Acceptance(
             order, target.order_id, target.price_ticks, target.reserve_ticks, Decimal(0), target
         )
+    replace: ReplaceOrder = order  # type: ignore[assignment]  # CANCEL returned above
+    order = replace
 
     # REPLACE: check the new terms like a new order; credit only for the increase (exact exposure
     # change is computed by the matching engine, which knows the filled quantity).

@@ -24,9 +24,10 @@ from clearing.fix.gateway_protocol import (
     encode_frame,
     recv_frame,
 )
+from clearing.ports import ExchangeUnavailable
 
 
-class ProxyUnavailableError(Exception):
+class ProxyUnavailableError(ExchangeUnavailable):
     """The proxy could not be reached or answered too late / UNAVAILABLE: retry the batch later."""
 
 

@@ -39,6 +39,24 @@ def fix_store_root(config: RuntimeConfig) -> Path:
     return config.state_path / "fix"
 
 
+def endpoint_key(host: str, port: int) -> str:
+    """A directory name for an exchange endpoint: `127.0.0.1_19878`."""
+    safe = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in host)
+    return f"{safe}_{port}"
+
+
+def proxy_store_dir(config: RuntimeConfig) -> Path:
+    """The local proxy's FIX_STORE_DIR: one per exchange endpoint, so a session's sequence numbers are
+    never reused against another exchange (<state>/fix/fix-proxy/<host>_<port>/<Sender>-<Target>/)."""
+    return fix_store_root(config) / FIX_PROXY / endpoint_key(*config.exchange_address)
+
+
+def simulated_session_dirs(config: RuntimeConfig) -> list[Path]:
+    """Both ends' stores of the session with the local simulator (wiped with the run)."""
+    root = fix_store_root(config)
+    return [root / EXCHANGE_SIM, root / FIX_PROXY / endpoint_key(config.host, config.exchange_sim_port)]
+
+
 def proxy_health(host: str, port: int, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of the proxy's health check; (0, {}) when nothing answers."""
     try:
@@ -174,7 +192,7 @@ def proxy_environment(config: RuntimeConfig) -> dict[str, str]:
     }
     return {
         **inherited,
-        "FIX_STORE_DIR": str(fix_store_root(config) / FIX_PROXY),
+        "FIX_STORE_DIR": str(proxy_store_dir(config)),
         "FIX_STORE_FSYNC": "true" if config.fix_store_fsync else "false",
         "FIX_HEARTBEAT_INTERVAL": str(config.fix_heartbeat_interval),
         "EXCHANGE_HOST": exchange_host,
@@ -202,6 +220,7 @@ def fix_proxy_component(config: RuntimeConfig) -> ProcessComponent:
         port_hint="--proxy-port / CLEARING_PROXY_GATEWAY_PORT",
         env=proxy_environment(config),
         health_port=config.proxy_health_port,
+        logon_timeout=config.fix_logon_timeout,
     )
     component.after_start = component.wait_logged_on
     return component

@@ -21,7 +21,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from clearing.local.processes import RuntimeStartError, ensure_port_free, spawn, wait_for_port
+from clearing.local.processes import (
+    RuntimeStartError,
+    ensure_port_free,
+    spawn,
+    stop_started,
+    wait_for_port,
+    with_log_cause,
+)
 
 
 def broker_binary() -> str:
@@ -40,10 +47,10 @@ def broker_binary() -> str:
     return str(path)
 
 
-def broker_argv(host: str, port: int) -> list[str]:
+def broker_argv(host: str, port: int, binary: str | None = None) -> list[str]:
     url = f"tcp://{host}:{port}"
     return [
-        broker_binary(),
+        binary or broker_binary(),
         "broker",
         "--listener-url",
         url,
@@ -60,7 +67,13 @@ def start_broker(
     """Start Tansu on host:port (memory storage) and wait until it accepts connections."""
     ensure_port_free(host, port, "broker")
     proc = spawn(broker_argv(host, port), log_path, pid_path, detached=detached)
-    wait_for_port(host, port, timeout=15, proc=proc)
+    try:
+        wait_for_port(host, port, timeout=15, proc=proc)
+    except BaseException as exc:
+        stop_started(proc)  # never leave it behind
+        if isinstance(exc, RuntimeStartError):
+            raise RuntimeStartError(with_log_cause(f"broker: {exc}", log_path)) from exc
+        raise
     return proc
 
 

@@ -20,6 +20,7 @@ it must end in a loud error (`clearing status` / `clearing verify`), which the t
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -50,9 +51,11 @@ FAULT_KINDS = (
 # Tables compared item by item (STATE holds checkpoints and versions, which count invocations;
 # REFERENCE is seeded data).
 COMPARED_TABLES = (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS)
-# Where in trades.executed a trade was first read: after a crash match_orders re-produces trades
-# (same ids, new offsets), so these transport positions legitimately differ from a clean run's.
+# Where in an intermediate topic a record was read: after a crash a stage re-produces its outputs
+# (same ids, new offsets), so these transport positions legitimately differ from a clean run's. In the
+# orders table `src` is the orders.new position (the input itself) and is compared.
 TRANSPORT_POSITIONS = {"src", "applied_offset", "last_src"}
+ORDERS_TRANSPORT_POSITIONS = {"applied_offset", "last_src"}
 
 
 @dataclass
@@ -78,6 +81,8 @@ class ChaosResult:
     exchange_acks: tuple[int, int] = (0, 0)  # distinct acknowledged ids: clean, chaotic
     exchange_ids_equal: bool = False
     items: dict[str, int] = field(default_factory=dict)  # table -> items in the clean run
+    verify_clean: list[str] = field(default_factory=list)  # violations `clearing verify` found
+    verify_chaos: list[str] = field(default_factory=list)
     clean_s: float = 0.0
     chaos_s: float = 0.0
 
@@ -96,6 +101,8 @@ class ChaosResult:
             and not any(self.doubled.values())
             and not any(self.differing.values())
             and self.exchange_ids_equal
+            and not self.verify_clean
+            and not self.verify_chaos
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +131,10 @@ class ChaosResult:
             "differing": {t: [list(k) for k in v[:5]] for t, v in self.differing.items() if v},
             "exchange_acks": {"clean": self.exchange_acks[0], "chaos": self.exchange_acks[1]},
             "exchange_ids_equal": self.exchange_ids_equal,
+            "verify": {
+                "clean": self.verify_clean or "all checks hold",
+                "chaos": self.verify_chaos or "all checks hold",
+            },
             "equal_to_clean_run": self.equal,
             "clean_run_s": round(self.clean_s, 1),
             "chaos_run_s": round(self.chaos_s, 1),
@@ -192,7 +203,7 @@ class ThrottlingProxy:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def _should_throttle(self) -> bool:
         with self._lock:
@@ -255,7 +266,8 @@ def _publish_bad(config: RuntimeConfig, records: list[tuple[bytes, bytes]]) -> N
         producer.close(10)
 
 
-def _state(config: RuntimeConfig) -> dict[str, dict]:
+def comparable_state(config: RuntimeConfig) -> dict[str, dict]:
+    """Every compared table as {(pk, sk): item without processing-time fields and transport positions}."""
     from clearing.local.demo import _store
 
     store = _store(config)
@@ -265,11 +277,28 @@ def _state(config: RuntimeConfig) -> dict[str, dict]:
             (i["pk"], i["sk"]): {
                 k: v
                 for k, v in keys.comparable(i).items()
-                if table == keys.ORDERS or k not in TRANSPORT_POSITIONS
+                if k not in (ORDERS_TRANSPORT_POSITIONS if table == keys.ORDERS else TRANSPORT_POSITIONS)
             }
             for i in store.scan(table)
         }
     return out
+
+
+def _verify(config: RuntimeConfig) -> list[str]:
+    """`clearing verify` of the run: the retained log reconciled with the store, every invariant.
+    [] when everything holds, else one line per violation (at most 20)."""
+    from clearing.adapters.retained_log import KafkaRetainedLog
+    from clearing.local.demo import _store
+    from clearing.services.reports import verify
+
+    log = KafkaRetainedLog(config.bootstrap_servers)
+    try:
+        result = verify(_store(config), log)
+    finally:
+        log.close()
+    if not result.reconciled:
+        return ["verify did not read the retained log"]
+    return [f"{v['code']}: {v['message']}" for v in result.violations[:20]]
 
 
 def _exchange_ids(config: RuntimeConfig) -> set[str]:
@@ -430,7 +459,7 @@ class FaultInjector:
     def run(self, mappings: list[str], gap_s: float) -> None:
         steps: list[Callable[[], None]] = []
         for m in mappings:
-            steps.append(lambda m=m: self.kill_worker(m))
+            steps.append(functools.partial(self.kill_worker, m))
         steps.append(
             lambda: self.pause(
                 "broker-pause", _pid_of(self.config, "broker"), lambda: _answers_kafka(self.config)
@@ -501,8 +530,9 @@ def _one_run(
                 log("waiting for every mapping to finish ...")
                 runtime.wait_until_idle(timeout=max(300.0, orders / 20))
                 proxy.enabled = False
-                state = _state(cfg)
+                state = comparable_state(cfg)
                 acks = _exchange_ids(cfg)
+                facts["verify"] = _verify(cfg)
                 facts["throttled"] = proxy.throttled
                 facts["calls"] = proxy.calls
                 facts["duplicate_deliveries"] = sum(
@@ -561,7 +591,10 @@ def run_chaos(
     result = ChaosResult(orders=orders, bad_records=len(bad_records(seed)))
     log(f"clean run: {orders:,} orders + {result.bad_records} malformed/oversized records ...")
     t = time.monotonic()
-    clean_state, clean_acks, _ = _one_run(config("clean"), orders, seed, rate, False, throttle, pause_s, log)
+    clean_state, clean_acks, clean_facts = _one_run(
+        config("clean"), orders, seed, rate, False, throttle, pause_s, log
+    )
+    result.verify_clean = clean_facts.get("verify", [])
     result.clean_s = time.monotonic() - t
     log(f"chaotic run: the same flow with faults (throttle {throttle:.0%}, pauses {pause_s:g} s) ...")
     t = time.monotonic()
@@ -573,6 +606,7 @@ def run_chaos(
     result.throttled_calls = facts.get("throttled", 0)
     result.dynamodb_calls = facts.get("calls", 0)
     result.duplicate_deliveries = facts.get("duplicate_deliveries", 0)
+    result.verify_chaos = facts.get("verify", [])
     _compare(clean_state, chaos_state, result)
     result.exchange_acks = (len(clean_acks), len(chaos_acks))
     result.exchange_ids_equal = clean_acks == chaos_acks
@@ -616,6 +650,17 @@ def print_chaos(result: ChaosResult, errors: list[str]) -> None:
         "0" if result.exchange_ids_equal else f"chaos {result.exchange_acks[1]:,}",
     )  # fmt: skip
     console.print(results)
+    for name, found in (("clean run", result.verify_clean), ("chaotic run", result.verify_chaos)):
+        console.print(
+            f"clearing verify of the {name}: "
+            + (
+                "[green]log and store reconcile, every invariant holds[/green]"
+                if not found
+                else "[red]FAILED[/red]"
+            )
+        )
+        for line in found:
+            console.print(f"  [red]{line}[/red]")
     console.print(
         f"orders lost: {result.orders_lost}   orders doubled: {result.orders_doubled}   "
         f"equal to the clean run: {'yes' if result.equal else 'NO'}   "

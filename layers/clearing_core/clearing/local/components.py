@@ -12,6 +12,7 @@ CLEARING_EXTRA_COMPONENTS='["NAME"]' (after the mappings; `down` stops it first)
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from clearing.local.config import RuntimeConfig
 from clearing.local.processes import (
+    OWNER_ENV,
     RuntimeStartError,
     ensure_port_free,
     pid_alive,
@@ -28,6 +30,7 @@ from clearing.local.processes import (
     spawn,
     stop_pid,
     wait_for_port,
+    with_log_cause,
 )
 
 
@@ -90,16 +93,28 @@ class ProcessComponent:
             return  # already up (idempotent `up`)
         if self.port:
             ensure_port_free(self.host or self.config.host, self.port, self.name, self.port_hint)
-        proc = spawn(self.argv_factory(), self.log_path, self.pid_path, env=self.env)
-        if self.probe_port or self.port:
-            try:
+        env = {**(self.env if self.env is not None else os.environ), OWNER_ENV: str(self.config.state_path)}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        try:
+            argv = self.argv_factory()
+        except RuntimeStartError as exc:
+            raise RuntimeStartError(f"{self.name}: {exc}") from exc
+        try:
+            proc = spawn(argv, self.log_path, self.pid_path, env=env)
+        except RuntimeStartError as exc:
+            raise RuntimeStartError(f"{self.name}: {exc}") from exc
+        try:
+            if self.probe_port or self.port:
                 wait_for_port(
                     self.host or self.config.host, self.probe_port or self.port, self.ready_timeout, proc
                 )
-            except RuntimeStartError as exc:
-                raise RuntimeStartError(f"{self.name}: {exc} (log: {self.log_path})") from exc
-        if self.after_start:
-            self.after_start()
+            if self.after_start:
+                self.after_start()
+        except Exception as exc:
+            self.stop()  # never leave a half-started process behind
+            message = str(exc) if str(exc).startswith(f"{self.name}:") else f"{self.name}: {exc}"
+            raise RuntimeStartError(with_log_cause(message, self.log_path, log_offset)) from exc
 
     def stop(self) -> None:
         pid = read_pid(self.pid_path)
@@ -123,17 +138,21 @@ def broker_component(config: RuntimeConfig) -> ProcessComponent:
 
     return ProcessComponent(
         name="broker",
-        argv_factory=lambda: broker_argv(config.host, config.broker_port),
+        argv_factory=lambda: broker_argv(config.host, config.broker_port, config.broker_binary),
         config=config,
         host=config.host,
         port=config.broker_port,
         external_address=config.kafka_bootstrap_servers,
         ready_timeout=15,
+        port_hint="--broker-port / CLEARING_BROKER_PORT",
     )
 
 
 def moto_component(config: RuntimeConfig) -> ProcessComponent:
-    from clearing.local.dynamodb import moto_argv
+    from clearing.local.dynamodb import dynamodb_resource, moto_argv, wait_for_dynamodb
+
+    def answering() -> None:  # listening is not enough: moto must answer DynamoDB calls
+        wait_for_dynamodb(dynamodb_resource(config.dynamodb_url, config.region), timeout=20.0)
 
     return ProcessComponent(
         name="moto",
@@ -142,6 +161,8 @@ def moto_component(config: RuntimeConfig) -> ProcessComponent:
         host=config.host,
         port=config.moto_port,
         external_address=config.dynamodb_endpoint_url,
+        after_start=answering,
+        port_hint="--moto-port / CLEARING_MOTO_PORT",
     )
 
 

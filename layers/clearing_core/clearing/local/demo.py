@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -165,7 +166,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
+def summarise(store, refdata, run: DemoRun, log=None, exchange: bool = True) -> dict[str, Any]:
+    """`log` (a RetainedLog): verify reconciles it with the store; None: the store against itself."""
     from clearing.services.reports import ScanOnce, obligations_report, run_margin, verify
 
     store = ScanOnce(store)
@@ -191,11 +193,14 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
         latencies.append(t["cleared_at"] - executed * 1000)
         cleared_notional += Decimal(t["legs"][0]["notional"])
     end = max([t["cleared_at"] / 1000 for t in trades] + [run.published])
-    invariants = verify(store)
+    invariants = verify(store, log, exchange=exchange)
     netting = obligations_report(store)
     margin = run_margin(store, refdata)
+    trade_dates = Counter(t["legs"][0].get("trade_date") for t in trades if t.get("legs"))
     summary = {
         "orders": run.orders,
+        "business_date": trade_dates.most_common(1)[0][0] if trade_dates else _utc_iso(run.started)[:10],
+        "currency": getattr(refdata, "currency", "USD"),
         "accepted": accepted,
         "rejected": rejected,
         "unaccounted": run.orders - accepted - rejected,
@@ -215,6 +220,8 @@ def summarise(store, refdata, run: DemoRun) -> dict[str, Any]:
         "invariants_ok": invariants.ok,
         "violations": invariants.violations[:20],
         "checked": invariants.checked,
+        "verify_checks": invariants.checks,
+        "verify_seconds": invariants.seconds,
         "seconds": round(end - run.started, 2),
         "cpu_seconds_by_component": {k: round(v, 2) for k, v in run.cpu_seconds.items()},
         "cpu_ms_per_order": round(1000 * sum(run.cpu_seconds.values()) / max(run.orders, 1), 3),
@@ -277,7 +284,17 @@ def run_demo(
         run.cpu_seconds = cpu_spent(run.cpu_before, cpu_snapshot(config.state_path))
         run.invocations = invocations_during(workers_before, read_worker_states(config))
         store = _store(config)
-        summary = summarise(store, reference_data(store), run)
+        from clearing.adapters.retained_log import KafkaRetainedLog
+        from clearing.local.esm import mapping_specs
+        from clearing.topics import ORDERS_EXCHANGE
+
+        log = KafkaRetainedLog(config.bootstrap_servers)
+        try:  # verify's exchange checks only when exchange_gateway runs (it alone reads orders.exchange)
+            exchange = any(ORDERS_EXCHANGE in s.topics for s in mapping_specs(config))
+            summary = summarise(store, reference_data(store), run, log, exchange)
+        finally:
+            log.close()
+        summary["parameters"] = {"orders": orders, "rate": rate, "seed": seed}
         if report is not None:
             from clearing.local.report import write_report
 
@@ -286,7 +303,7 @@ def run_demo(
         return summary
     finally:
         if not running and not keep_running:
-            runtime.stop()
+            runtime.down()  # the in-memory broker and store are gone: so is the run's state
 
 
 def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> None:
@@ -300,8 +317,16 @@ def _follow(runtime, config: RuntimeConfig, run: DemoRun, progress, task) -> Non
     probe = LagProbe(config)
     try:
         deadline = time.time() + max(300.0, run.orders / 100)
+        next_check = time.time() + 5.0
         while time.time() < deadline:
-            offsets = probe.offsets(spec.group_id, [ORDERS_NEW])
+            if time.time() >= next_check:  # a dead or reset component: say which, do not wait it out
+                runtime._raise_if_down("orders not validated")
+                next_check = time.time() + 5.0
+            try:
+                offsets = probe.offsets(spec.group_id, [ORDERS_NEW])
+            except Exception:
+                runtime._raise_if_down("orders not validated")
+                raise
             done = sum(
                 max(0, committed - run.start_offsets.get(int(k.rsplit("-", 1)[1]), 0))
                 for k, (_, committed) in offsets.items()
@@ -378,7 +403,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             "records / invocation",
             "mean ms / invocation",
         ):
-            calls.add_column(column, justify="left" if column.startswith("event") else "right")
+            calls.add_column(
+                column, justify="left" if column.startswith("event") else "right", overflow="fold"
+            )
         for name, row in sorted(summary["invocations"].items()):
             calls.add_row(
                 name,
@@ -387,6 +414,20 @@ def print_summary(summary: dict[str, Any]) -> None:
                 f"{row['mean_invocation_ms']:,.1f}",
             )
         console.print(calls)
+    if summary.get("verify_checks"):
+        checks = Table(title=f"clearing verify ({summary.get('verify_seconds', 0):.1f} s)")
+        for column in ("check", "expected", "found", "missing", "pending", "status"):
+            checks.add_column(column, justify="left" if column in ("check", "status") else "right")
+        for c in summary["verify_checks"]:
+            checks.add_row(
+                c["check"],
+                f"{c['expected']:,}",
+                f"{c['found']:,}",
+                f"{c['missing']:,}",
+                f"{c['pending']:,}" if c["pending"] else "",
+                c["status"],
+            )
+        console.print(checks)
     for v in summary.get("violations", []):
         console.print(f"[red]{v['code']}[/red] {v['message']}")
     if summary.get("report"):

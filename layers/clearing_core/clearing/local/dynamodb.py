@@ -22,13 +22,21 @@ import boto3
 from botocore.config import Config
 
 from clearing import template_model
-from clearing.local.processes import RuntimeStartError, ensure_port_free, spawn, wait_for_port
+from clearing.local.processes import (
+    RuntimeStartError,
+    ensure_port_free,
+    spawn,
+    stop_started,
+    wait_for_port,
+    with_log_cause,
+)
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 INSTRUMENT_PK = "INSTRUMENT"
 MEMBER_PK = "MEMBER"
 CONFIG_PK = "CONFIG"
 CONFIG_SK = "reference"
+LOCAL_CLIENT_BOUNDS = {"connect_timeout": 2, "read_timeout": 20}
 
 
 def moto_argv(host: str, port: int) -> list[str]:
@@ -49,18 +57,26 @@ def start_moto(
     """Start moto_server on host:port and wait until it answers."""
     ensure_port_free(host, port, "moto")
     proc = spawn(moto_argv(host, port), log_path, pid_path, detached=detached)
-    wait_for_port(host, port, timeout=30, proc=proc)
+    try:
+        wait_for_port(host, port, timeout=30, proc=proc)
+    except BaseException as exc:
+        stop_started(proc)  # never leave it behind
+        if isinstance(exc, RuntimeStartError):
+            raise RuntimeStartError(with_log_cause(f"moto: {exc}", log_path)) from exc
+        raise
     return proc
 
 
 def dynamodb_resource(endpoint_url: str | None, region: str = "us-east-1"):
     """A boto3 DynamoDB resource for the endpoint (dummy credentials for a local one)."""
     creds = DUMMY_CREDENTIALS if endpoint_url else {}
+    # A local endpoint answers in milliseconds or is down: bounded timeouts, few retries
+    bounds = LOCAL_CLIENT_BOUNDS if endpoint_url else {}
     return boto3.resource(
         "dynamodb",
         endpoint_url=endpoint_url,
         region_name=region,
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}, **bounds),
         **creds,
     )
 
@@ -135,13 +151,20 @@ def read_reference_data(table) -> dict[str, Any]:
     return raw
 
 
-def wait_for_dynamodb(dynamodb, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for_dynamodb(dynamodb, timeout: float = 30.0, error_grace: float = 3.0) -> None:
+    """Until the endpoint answers ListTables. An endpoint that answers with an error (moto's 500) is
+    broken, not starting: it fails after `error_grace` seconds instead of the whole timeout."""
+    from botocore.exceptions import ClientError
+
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         try:
             dynamodb.meta.client.list_tables(Limit=1)
             return
         except Exception as exc:  # noqa: BLE001 - any failure means not ready yet
-            if time.monotonic() > deadline:
-                raise RuntimeStartError(f"DynamoDB endpoint not answering: {exc}") from exc
+            answered = isinstance(exc, ClientError)
+            if time.monotonic() > deadline or (answered and time.monotonic() - started > error_grace):
+                endpoint = dynamodb.meta.client.meta.endpoint_url
+                raise RuntimeStartError(f"DynamoDB endpoint {endpoint} not answering: {exc}") from exc
             time.sleep(0.1)

@@ -160,8 +160,30 @@ class WorkerStats:
     last_invocation_ms: float = 0.0
     invocation_ms_total: float = 0.0  # wall time inside the handler, summed (mean = total / invocations)
     committed: dict[str, int] = field(default_factory=dict)  # "topic-N" -> next offset
+    failed: str | None = None  # set: the mapping stopped for good (state lost); status shows it
+    blocked: str | None = None  # set: waiting for a component that does not answer
     positions: dict[str, int] = field(default_factory=dict)  # "topic-N" -> next offset fetched
     idle_since: float | None = None
+
+
+class MappingFailed(Exception):
+    """The broker or store lost this mapping's state: stop loudly, never seek or commit around it."""
+
+
+WORLD_CHECK_INTERVAL_S = 5.0  # broker marker, store sentinel and log ends checked this often
+
+
+class _ConnectionTrouble(logging.Handler):
+    """Notes any warning of kafka-python (a dropped or refused connection, a metadata error): the next
+    invocation is preceded by a world check, so a broker restarted in between is seen before a batch
+    of its new log is processed, not up to WORLD_CHECK_INTERVAL_S later."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: ARG002
+        self.seen = True
 
 
 @dataclass
@@ -205,9 +227,22 @@ class MappingWorker:
             client_id=f"esm-{spec.worker_id}",
         )
         self.consumer.assign(self.tps)
-        self._seek_to_start()
+        from clearing.local.identity import read_identity
+
+        self.identity = read_identity(config)  # None: no run recorded (tests' own brokers): no marker check
+        self._trouble = _ConnectionTrouble()
+        logging.getLogger("kafka").addHandler(self._trouble)
+        self._marker_reader = None
+        self._dynamodb = None
+        self._next_world_check = 0.0
+        self.next_offset: dict[Any, int] = {}  # what the next fetched record of a partition must be
         self.buffers: dict[Any, deque] = {tp: deque() for tp in self.tps}
         self._first_served = 0  # take_batch's rotating start
+        try:
+            self.check_world(force=True)  # before touching offsets: never commit into a reset broker
+            self._seek_to_start()
+        except MappingFailed as exc:
+            self.fail(str(exc))
 
     # ------------------------------------------------------------ offsets
     def _seek_to_start(self) -> None:
@@ -221,6 +256,7 @@ class MappingWorker:
             else:
                 self.consumer.seek(tp, committed)
                 self.stats.committed[self._key(tp)] = committed
+                self.next_offset[tp] = committed
         if not uncommitted:
             return
         if self.mapping.starting_position == "LATEST":
@@ -232,8 +268,11 @@ class MappingWorker:
             for tp in uncommitted:
                 self.consumer.seek(tp, ends[tp])
                 self._commit(tp, ends[tp])  # LATEST is fixed at the mapping's creation, as in Lambda
+                self.next_offset[tp] = ends[tp]
         else:
             self.consumer.seek_to_beginning(*uncommitted)
+            for tp in uncommitted:
+                self.next_offset[tp] = self.consumer.position(tp)
 
     @staticmethod
     def _key(tp) -> str:
@@ -252,13 +291,25 @@ class MappingWorker:
             if os.getppid() != parent:  # supervisor gone: do not linger as an orphan
                 log.warning("supervisor exited; worker %s stops", self.spec.worker_id)
                 break
-            self.poll_batches()
-            batch = self.take_batch()
-            if batch:
-                self.deliver_together(batch)
+            if (
+                self.stats.failed
+            ):  # stays up, idle, so that status shows why (the supervisor would restart it)
+                self._sleep(1.0)
+                continue
+            try:
+                self.check_world()
+                self.poll_batches()
+                batch = self.take_batch()
+                if batch:
+                    self.deliver_together(batch)
+            except MappingFailed as exc:
+                self.fail(str(exc))
+                continue
             self.write_state(force=bool(batch))
         self.write_state(force=True)
         self.consumer.close()
+        if self._marker_reader is not None:
+            self._marker_reader.close()
         if self._producer is not None:
             self._producer.close(timeout=5)
 
@@ -283,6 +334,15 @@ class MappingWorker:
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.mapping.batch_size)
         count = 0
         for tp, records in polled.items():
+            expected = self.next_offset.get(tp)
+            if expected is not None and records[0].offset < expected:
+                # the consumer went back (kafka-python resets an out-of-range position): the log no
+                # longer holds what this mapping already fetched or committed
+                raise MappingFailed(
+                    f"{self._key(tp)}: the broker returned offset {records[0].offset} where {expected} was "
+                    "next: its log no longer covers this mapping's position (a restarted in-memory broker?)"
+                )
+            self.next_offset[tp] = records[-1].offset + 1
             self.buffers[tp].extend(records)
             count += len(records)
             self.stats.positions[self._key(tp)] = records[-1].offset + 1
@@ -366,12 +426,96 @@ class MappingWorker:
             attempts += 1
             limit = self.mapping.max_retry_attempts
             if limit >= 0 and attempts > limit:
+                # A dead or reset broker / store fails every batch: that is not the batch's fault, and
+                # moving past it would lose it. Only a batch that fails on a healthy stack goes there.
+                if self.world_problem(block=True):
+                    attempts -= 1
+                    continue
                 self.send_to_onfailure(pending, outcome, attempts)
                 self._commit(tp, pending[-1].offset + 1)
                 self.stats.records_done += len(pending)
                 return
             self.stats.retries += 1
             self._sleep(min(2.0, self.config.retry_backoff_s * 2 ** (attempts - 1)))
+
+    # ------------------------------------------------------------ the world this mapping's state lives in
+    def fail(self, reason: str) -> None:
+        """Stop for good: nothing more is invoked or committed; status shows the reason."""
+        if not self.stats.failed:
+            log.error("mapping %s FAILED, stopped: %s", self.mapping.mapping_id, reason)
+        self.stats.failed = reason
+        self.stats.in_flight = False
+        for buffer in self.buffers.values():
+            buffer.clear()
+        self.write_state(force=True)
+
+    def world_problem(self, block: bool = False) -> str | None:
+        """Why the broker or store cannot be trusted right now: raises MappingFailed when their state is
+        lost (reset); returns the reason when one does not answer (and, with `block`, waits 2 s first:
+        the caller retries); None when both hold this run's state."""
+        from clearing.local.identity import broker_problem, local_dynamodb_client, store_problem
+
+        if not self.identity:
+            return None
+        if self._marker_reader is None:
+            from clearing.local.identity import BrokerMarkerReader
+
+            self._marker_reader = BrokerMarkerReader(self.config.bootstrap_servers)
+        if self._dynamodb is None and "moto" in self.identity:
+            self._dynamodb = local_dynamodb_client(self.config)
+        for problem in (
+            broker_problem(self.config, self.identity, self._marker_reader),
+            store_problem(self.config, self.identity, self._dynamodb),
+        ):
+            if problem is None:
+                continue
+            if problem.lost:
+                raise MappingFailed(str(problem))
+            if self.stats.blocked != str(problem):
+                log.error("mapping %s blocked: %s", self.mapping.mapping_id, problem)
+            self.stats.blocked = str(problem)
+            if block:
+                self._sleep(2.0)
+            return str(problem)
+        self.stats.blocked = None
+        return None
+
+    def check_world(self, force: bool = False) -> None:
+        """Every WORLD_CHECK_INTERVAL_S: the marker and sentinel (world_problem), and no partition's
+        position beyond its log's end (a broker that lost records answers empty fetches there)."""
+        now = time.monotonic()
+        if not force and now < self._next_world_check:
+            return
+        self._next_world_check = now + WORLD_CHECK_INTERVAL_S
+        if self.world_problem():
+            return  # not answering: nothing more to learn now
+        ahead = {tp: pos for tp, pos in self.next_offset.items()}
+        for tp in self.tps:
+            committed = self.stats.committed.get(self._key(tp))
+            if committed is not None:
+                ahead[tp] = max(ahead.get(tp, 0), committed)
+        if not ahead:
+            return
+        try:
+            reported = self.consumer.end_offsets(list(ahead))
+        except Exception:  # noqa: BLE001 - an unreachable broker is seen by world_problem next time
+            return
+        beyond = [tp for tp, pos in ahead.items() if pos > reported.get(tp, pos)]
+        if not beyond:
+            return
+        from clearing.local.broker import probe_consumer, true_end_offsets
+
+        probe = probe_consumer(self.config.bootstrap_servers)
+        try:
+            ends = true_end_offsets(probe, beyond)  # Tansu's ListOffsets can under-count
+        finally:
+            probe.close()
+        for tp in beyond:
+            if ahead[tp] > ends[tp]:
+                raise MappingFailed(
+                    f"{self._key(tp)}: this mapping is at offset {ahead[tp]} but the log ends at {ends[tp]}: "
+                    "the broker lost records (a restarted in-memory broker?)"
+                )
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -382,6 +526,9 @@ class MappingWorker:
     def invoke(self, records: list) -> Outcome:
         from clearing.local.invoke import kafka_event
 
+        if self._trouble.seen:  # the broker connection had trouble since the last check: is it the same one?
+            self._trouble.seen = False
+            self.check_world(force=True)
         event = kafka_event(records, self.mapping.event_source_arn, self.config.bootstrap_servers)
         self.stats.in_flight = True
         self.write_state(force=True)
@@ -535,6 +682,9 @@ class Supervisor:
         self.paths = _paths(config)
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {}
+        self.started_at: dict[str, float] = {}  # monotonic start of each worker's current process
+        self.quick_exits: dict[str, int] = {}  # consecutive exits within 10 s of a start
+        self.restart_due: dict[str, float] = {}  # worker -> when its pending restart is due
         self.specs: dict[str, WorkerSpec] = {}
         self.stopping = False
 
@@ -564,6 +714,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
             )
         self.procs[spec.worker_id] = proc
+        self.started_at[spec.worker_id] = time.monotonic()
         write_json_atomic(self.paths["pids"] / f"esm-worker-{spec.worker_id}.pid", str(proc.pid))
 
     def write_state(self) -> None:
@@ -586,13 +737,25 @@ class Supervisor:
             if self.owner_pid and not pid_alive(self.owner_pid):
                 log.warning("owner %d exited; stopping", self.owner_pid)
                 break
+            now = time.monotonic()
             for wid, proc in list(self.procs.items()):
-                if proc.poll() is not None and not self.stopping:
+                if proc.poll() is None or self.stopping:
+                    continue
+                due = self.restart_due.get(wid)
+                if due is None:  # just noticed: schedule the restart
+                    # a worker that dies young (a broker that is down, a handler that cannot import) is
+                    # restarted ever later, up to 10 s, instead of re-importing its handler every 0.5 s
+                    quick = now - self.started_at.get(wid, 0.0) < 10.0
+                    self.quick_exits[wid] = self.quick_exits.get(wid, 0) + 1 if quick else 0
+                    delay = min(10.0, self.config.restart_backoff_s * 2 ** max(0, self.quick_exits[wid] - 1))
+                    self.restart_due[wid] = now + delay
                     self.restarts[wid] = self.restarts.get(wid, 0) + 1
                     log.warning(
-                        "worker %s exited with %s; restart #%d", wid, proc.returncode, self.restarts[wid]
-                    )
-                    time.sleep(self.config.restart_backoff_s)
+                        "worker %s exited with %s; restart #%d in %.1f s",
+                        wid, proc.returncode, self.restarts[wid], delay,
+                    )  # fmt: skip
+                elif now >= due:
+                    del self.restart_due[wid]
                     self.start_worker(self.specs[wid])
             self.write_state()
             time.sleep(0.2)

@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ from clearing import template_model
 from clearing.local.config import RuntimeConfig
 
 ACCOUNT_ID = "123456789012"
+LOCAL_DYNAMODB_BOUNDS = {
+    "DYNAMODB_CONNECT_TIMEOUT": "2",
+    "DYNAMODB_READ_TIMEOUT": "20",
+    "DYNAMODB_MAX_ATTEMPTS": "2",
+}
 LOCAL_ENV_DEFAULTS = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "ClearingPipeline",
@@ -137,6 +143,8 @@ def function_environment(config: RuntimeConfig, fn: template_model.LambdaFunctio
     )
     if config.local_dynamodb:
         env["AWS_SESSION_TOKEN"] = "testing"
+        # moto answers in milliseconds or is down: fail a call in seconds (clearing.adapters.dynamodb)
+        env.update(LOCAL_DYNAMODB_BOUNDS)
     if "PROXY_HOST" in env:
         env.update(proxy_environment(config))
     return env
@@ -289,3 +297,91 @@ def kafka_event(records: Iterable[Any], event_source_arn: str, bootstrap_servers
         "bootstrapServers": bootstrap_servers,
         "records": grouped,
     }
+
+
+# ----------------------------------------------------------------------------- isolated invoke
+
+
+@dataclass
+class InvokeEffects:
+    """What an isolated invocation did: items written per table (logical name), records published."""
+
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    published: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "published": [
+                {
+                    "topic": m.topic,
+                    "key": m.key.decode("utf-8", "replace"),
+                    "value": m.value.decode("utf-8", "replace"),
+                    "headers": {k: v.decode("utf-8", "replace") for k, v in m.headers},
+                }
+                for m in self.published
+            ],
+        }
+
+    def summary_lines(self, value_chars: int = 160) -> list[str]:
+        written = (
+            ", ".join(f"{table} {len(items)}" for table, items in sorted(self.items.items())) or "nothing"
+        )
+        lines = [f"items written: {written}", f"records published: {len(self.published)}"]
+        for m in self.published:
+            value = m.value.decode("utf-8", "replace")
+            value = value if len(value) <= value_chars else value[: value_chars - 3] + "..."
+            lines.append(f"  {m.topic} key={m.key.decode('utf-8', 'replace')} {value}")
+        return lines
+
+
+_BOOTSTRAP_CACHED = (
+    "stream_settings",
+    "shared_store",
+    "shared_publisher",
+    "shared_refdata",
+    "validate_orders_service",
+    "match_orders_service",
+    "clear_trades_service",
+    "job_settings",
+    "job_store",
+)
+
+
+@contextlib.contextmanager
+def isolated_adapters() -> Iterator[InvokeEffects]:
+    """The handlers' store and publisher replaced by in-memory ones for the duration (in-process).
+
+    `clearing invoke` runs a handler this way by default: the running stack's tables, checkpoints and
+    topics are neither read nor advanced (an invoke of events/validate_orders_valid.json used to write
+    the live checkpoint of orders.new-0 up to its offsets, and the live mapping then skipped real orders
+    as already done). The store starts with the bundled reference data and nothing else; what the
+    handler wrote and published comes back as InvokeEffects.
+    """
+    from clearing import bootstrap
+    from clearing.adapters.memory import InMemoryItemStore, InMemoryPublisher
+    from clearing.adapters.refdata import seed_reference_data
+
+    store = InMemoryItemStore()
+    seed_reference_data(store)
+    before = {table: dict(rows) for table, rows in store.tables.items()}
+    publisher = InMemoryPublisher()
+    saved = {name: getattr(bootstrap, name) for name in ("shared_store", "shared_publisher", "job_store")}
+    for name in _BOOTSTRAP_CACHED:
+        getattr(bootstrap, name).cache_clear()
+    bootstrap.shared_store = lambda: store  # type: ignore[assignment]
+    bootstrap.shared_publisher = lambda: publisher  # type: ignore[assignment]
+    bootstrap.job_store = lambda: store  # type: ignore[assignment]
+    effects = InvokeEffects()
+    try:
+        yield effects
+    finally:
+        for name, original in saved.items():
+            setattr(bootstrap, name, original)
+        for name in _BOOTSTRAP_CACHED:
+            getattr(bootstrap, name).cache_clear()
+        for table, rows in store.tables.items():
+            changed = [item for key, item in rows.items() if before.get(table, {}).get(key) != item]
+            if changed:
+                effects.items[table] = changed
+        effects.published = list(publisher.messages)

@@ -124,7 +124,7 @@ def install_fast_reads() -> None:
         body = json.dumps(_wire(self.result), separators=(",", ":"), default=str)
         return 200, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-requestid": uuid.uuid4().hex}, body
 
-    dynamo_responses.DynamoResult.execute_result = execute_result
+    dynamo_responses.DynamoResult.execute_result = execute_result  # type: ignore[method-assign]
 
 
 def install_per_request_caches() -> None:

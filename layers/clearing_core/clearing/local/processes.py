@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +19,60 @@ from pathlib import Path
 
 class RuntimeStartError(RuntimeError):
     """A component could not start: a port is taken, a binary is missing, a health check failed."""
+
+
+class RuntimeStateError(RuntimeError):
+    """The runtime's state is not trustworthy: a component died or was reset (lost its memory)."""
+
+
+# Set in the environment of every process the runtime starts: which state dir owns it (leak checks,
+# `ps e`); the value is the absolute state path.
+OWNER_ENV = "CLEARING_RUNTIME_STATE"
+
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Incompatible|Interrupt)\b"
+)
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    """`text` on one line (whitespace runs collapsed), cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def log_cause(log_path: Path, since: int = 0, max_bytes: int = 16384) -> str | None:
+    """The most telling line at the end of a component's log: the last exception line (`KeyError: ...`)
+    or error message of a JSON log line, else the last non-empty line; None for an empty or missing log.
+    `since`: a byte offset where this run's output starts (logs are appended to across runs)."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(since if since <= size else 0, size - max_bytes))
+            tail = log.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    if not lines:
+        return None
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and str(entry.get("level", "")).upper() in ("ERROR", "CRITICAL"):
+                return one_line(f"{entry.get('message', '')} {entry.get('exception', '')}".strip())
+        elif _EXCEPTION_LINE.match(line):
+            return one_line(line)
+    return one_line(lines[-1])
+
+
+def with_log_cause(message: str, log_path: Path, since: int = 0) -> str:
+    """`message; cause: <log's last telling line> (log: <path>)` on one line."""
+    cause = log_cause(log_path, since)
+    text = one_line(message, 300)
+    return f"{text}; cause: {cause} (log: {log_path})" if cause else f"{text} (log: {log_path}, empty)"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -113,6 +169,18 @@ def stop_pid(pid: int, timeout: float = 5.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     return True
+
+
+def stop_started(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Stop a process this one started (SIGTERM, then SIGKILL) and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
 
 
 def read_pid(pid_path: Path) -> int | None:

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 
-from clearing.ports import InfrastructureError, ItemStore, KafkaRecord
+from clearing.domain.bounded import MAX_ID, clip, payload_fields
+from clearing.ports import InfrastructureError, ItemStore, KafkaRecord, OutboundMessage
 from clearing.services import keys
 
 
@@ -194,6 +195,28 @@ class Checkpoints:
         }
         self.store.put_if_version(keys.STATE, item, version)
         return new_version
+
+
+def bounded_dead_letter(topic: str, record: KafkaRecord, reason: str, problem: str) -> OutboundMessage:
+    """A dead letter for a record a stage cannot read, bounded whatever the record: reason, clipped
+    text, the first 4 KiB of the record with its length and SHA-256, and the position that holds the
+    full bytes. Its id derives from that position (a redelivery re-produces the same message:
+    deduplicate on `deadletter_id`). Keyed by the record's symbol when one can be read."""
+    symbol = None
+    try:
+        symbol = loads(record.value).get("symbol")
+    except (ValueError, TypeError, AttributeError):
+        pass
+    symbol = clip(symbol, MAX_ID) if type(symbol) is str and symbol else None
+    body = {
+        "deadletter_id": f"D-{record.topic}-{record.partition}-{record.offset}",
+        "reason": reason,
+        "message": clip(problem),
+        "symbol": symbol,
+        "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        **payload_fields(record.value),
+    }
+    return OutboundMessage(topic, (symbol or "UNKNOWN").encode(), dumps(body))
 
 
 def dumps(obj: Any) -> bytes:

@@ -19,6 +19,7 @@ import time
 
 from clearing.domain import clearing as novation
 from clearing.domain import netting
+from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.clearing import ClearingRejection
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
@@ -26,14 +27,6 @@ from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import TRADES_DEADLETTER
 
 STAGE = "clear_trades"
-
-
-def position_item_key(p) -> tuple[str, str]:
-    return keys.position_key(p.member_id, p.symbol, p.account, p.settlement_date.isoformat())
-
-
-def obligation_item_key(o) -> tuple[str, str]:
-    return keys.obligation_key(o.member_id, o.symbol, o.settlement_date.isoformat())
 
 
 class ClearTrades:
@@ -56,30 +49,22 @@ class ClearTrades:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
         # decoded before the checkpoint is read: the symbols' clearing states come in the same request
-        parsed = []
-        for r in records:
-            try:
-                trade = loads(r.value)
-                symbol = trade["symbol"]
-                src = trade["source"]
-                parsed.append((r, trade, symbol, (int(src["offset"]), int(src.get("seq", 0)))))
-            except (ValueError, TypeError, KeyError):
-                parsed.append((r, None, None, None))
-        wanted = {keys.clearing_state_key(s) for _, _, s, _ in parsed if s}
+        parsed = [(r, *read_trade(r.value)) for r in records]
+        wanted = {keys.clearing_state_key(s) for _, t, s, _ in parsed if t is not None}
         fresh, ck_offset, version, _, found = self.checkpoints.unapplied_with(STAGE, records, report, wanted)
         if not fresh:
             return report
         refdata = self.refdata.current()
         if len(fresh) < len(records):
             parsed = [p for p in parsed if p[0].offset > ck_offset]
-        symbols = {s for _, _, s, _ in parsed if s}
+        symbols = {s for _, t, s, _ in parsed if t is not None}
         marks = {s: found.get(keys.clearing_state_key(s), {}) for s in symbols}
 
         cleared_items, dead_letters, legs_by_offset = [], [], []
         now_ms = int(self.clock() * 1000)
         for record, trade, symbol, src in parsed:
-            if trade is None:
-                dead_letters.append(self._dead_letter(record, None, "MALFORMED_TRADE", "not a trade message"))
+            if trade is None:  # unreadable: `symbol` says what is wrong with it
+                dead_letters.append(self._dead_letter(record, None, "MALFORMED_TRADE", symbol))
                 report.rejected += 1
                 report.rejected_by_reason["MALFORMED_TRADE"] += 1
                 continue
@@ -174,11 +159,11 @@ class ClearTrades:
             stored, applied = positions.get(pk, (None, -1))
             if offset > applied:  # not yet in the stored item (single writer: this partition)
                 current = new_pos[pk][0] if pk in new_pos else stored
-                new_pos[pk] = (novation.apply_leg(current, leg), offset)
+                new_pos[pk] = (novation.position_after_leg(current, leg), offset)
             stored, applied = obligations.get(ok, (None, -1))
             if offset > applied:
                 current = new_obl[ok][0] if ok in new_obl else stored
-                new_obl[ok] = (netting.apply_leg(current, leg), offset)
+                new_obl[ok] = (netting.obligation_after_leg(current, leg), offset)
         self.store.put_many(
             keys.POSITIONS,
             [
@@ -211,12 +196,49 @@ class ClearTrades:
         )
 
     def _dead_letter(self, record: KafkaRecord, trade, reason: str, message: str) -> OutboundMessage:
+        """Bounded whatever the record: reason, clipped text, a prefix of the record with its length and
+        SHA-256, and its position (which holds the full bytes). `trade` is the decoded trade when the
+        record is small enough to be kept whole (the prefix then holds all of it too)."""
+        original = payload_fields(record.value)
+        symbol = trade.get("symbol") if isinstance(trade, dict) else None
+        symbol = clip(symbol, MAX_ID) if isinstance(symbol, str) and symbol else None
+        trade_id = trade.get("trade_id") if isinstance(trade, dict) else None
         body = {
+            "deadletter_id": f"D-{record.topic}-{record.partition}-{record.offset}",
             "reason": reason,
-            "message": message,
-            "trade": trade,
+            "message": clip(message),
+            "trade_id": clip(trade_id, MAX_ID) if isinstance(trade_id, str) else None,
+            "symbol": symbol,
+            "trade": trade if not original["original_truncated"] else None,
             "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-            "original": (record.value or b"").decode("utf-8", "replace") if trade is None else None,
+            **original,
         }
-        key = (trade or {}).get("symbol", "UNKNOWN").encode() if isinstance(trade, dict) else b"UNKNOWN"
-        return OutboundMessage(TRADES_DEADLETTER, key, dumps(body))
+        return OutboundMessage(TRADES_DEADLETTER, (symbol or "UNKNOWN").encode(), dumps(body))
+
+
+MAX_RECORD_BYTES = 16 * 1024  # match_orders writes ~400 bytes a trade
+
+
+def read_trade(value: bytes | None) -> tuple[dict | None, str, tuple[int, int] | None]:
+    """(trade, symbol, source (offset, seq)) of a trades.executed record, or (None, what is wrong, None).
+
+    Only what positions the trade in its symbol's stream is checked here; its terms are the domain's
+    (clearing.domain.clearing.novate), which dead-letters a trade it cannot clear."""
+    if value is None:
+        return None, "empty record (no value)", None
+    if len(value) > MAX_RECORD_BYTES:
+        return None, f"record is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}", None
+    try:
+        trade = loads(value)
+    except ValueError as exc:
+        return None, f"not JSON: {exc}", None
+    if not isinstance(trade, dict):
+        return None, "not a JSON object", None
+    symbol, src = trade.get("symbol"), trade.get("source")
+    if not (isinstance(symbol, str) and 0 < len(symbol) <= MAX_ID):
+        return None, f"symbol must be a string of 1-{MAX_ID} characters", None
+    try:
+        position = (int(src["offset"]), int(src.get("seq", 0)))
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None, "source must name the orders.accepted offset (and seq)", None
+    return trade, symbol, position

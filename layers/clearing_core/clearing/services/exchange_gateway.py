@@ -4,8 +4,8 @@ One MSK batch in, in record order: a `trades.executed` record becomes a TRADE_RE
 (TradeReportID = trade_id), an `orders.exchange` record a NEW_ORDER / CANCEL_ORDER / REPLACE_ORDER
 request (ClOrdID = `member_id:client_order_id`, deterministic, so a redelivered record carries the
 same id). The proxy answers SENT or DUPLICATE (idempotent by that id), REJECTED (never sendable:
-counted and logged, not retried) or is unavailable: then ProxyUnavailableError propagates, the
-invocation fails and the event-source mapping redelivers the batch; what was already sent comes
+counted and logged, not retried) or is unavailable: then ExchangeUnavailable propagates, the
+invocation fails and the event-source mapping redelivers the batch (ExchangeUnavailable); what was already sent comes
 back DUPLICATE, so nothing is lost and nothing reaches the exchange twice.
 
 Why not a per-record partial-batch response: the records after a failed one would go ahead of it,
@@ -18,86 +18,27 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 
-from clearing.fix.client import ProxyClient, ProxyUnavailableError
-from clearing.fix.gateway_protocol import GatewayResponse, GatewayStatus, parse_request
+from clearing.fix.gateway_protocol import GatewayStatus, parse_request
+from clearing.ports import ExchangeProxy, ExchangeUnavailable
 from clearing.topics import ORDERS_EXCHANGE, TRADES_EXECUTED
 
 __all__ = [
-    "ConfigurationError",
     "ExchangeBoundRecord",
-    "ExchangeGatewaySettings",
     "ExchangeProxy",
+    "ExchangeUnavailable",
     "GatewayOutcome",
-    "ProxyUnavailableError",
     "UnroutableRecord",
-    "default_exchange_proxy",
     "exchange_request_for",
     "forward_to_exchange",
-    "load_settings",
 ]
-
-
-class ConfigurationError(Exception):
-    """The function's environment is missing or invalid."""
 
 
 class UnroutableRecord(Exception):
     """A record that can never become a valid exchange request (retrying would not help)."""
-
-
-class ExchangeGatewaySettings(BaseSettings):
-    """Environment of the exchange_gateway function."""
-
-    model_config = SettingsConfigDict(extra="ignore")
-
-    proxy_host: str = Field(min_length=1)
-    proxy_port: int = Field(gt=0, lt=65536)
-    proxy_connect_timeout: float = Field(2.0, gt=0, le=30)
-    proxy_response_timeout: float = Field(5.0, gt=0, le=60)
-    proxy_tls: bool = False  # the NLB listener is TLS in AWS; the local proxy is plain TCP
-    proxy_tls_ca_file: str | None = None  # CA bundle for a private CA; default: the system trust store
-    proxy_tls_server_name: str | None = None  # name the certificate must carry; default: PROXY_HOST
-
-
-def load_settings() -> ExchangeGatewaySettings:
-    try:
-        return ExchangeGatewaySettings()  # type: ignore[call-arg]  # values come from the environment
-    except ValidationError as exc:
-        problems = ", ".join(f"{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"exchange_gateway configuration invalid: {problems}") from exc
-
-
-class ExchangeProxy(Protocol):
-    """Port to the FIX proxy (ProxyClient in production, a fake in unit tests). An adapter may also
-    offer `submit_many(requests) -> responses` (pipelined, answers in order); it is used when present."""
-
-    def submit(self, request: dict[str, Any]) -> GatewayResponse: ...
-
-
-@cache
-def default_exchange_proxy() -> ProxyClient:
-    """The real adapter, built on first use (cold start) and kept for warm invocations."""
-    settings = load_settings()
-    try:
-        return ProxyClient(
-            settings.proxy_host,
-            settings.proxy_port,
-            connect_timeout=settings.proxy_connect_timeout,
-            response_timeout=settings.proxy_response_timeout,
-            tls=settings.proxy_tls,
-            ca_file=settings.proxy_tls_ca_file or None,
-            server_name=settings.proxy_tls_server_name or None,
-        )
-    except OSError as exc:  # ssl.SSLError is one: an unreadable or invalid CA file
-        raise ConfigurationError(
-            f"exchange_gateway configuration invalid: PROXY_TLS_CA_FILE {settings.proxy_tls_ca_file!r}: {exc}"
-        ) from exc
 
 
 @dataclass(frozen=True)
@@ -219,7 +160,7 @@ def forward_to_exchange(
     pipeline_depth: int = PIPELINE_DEPTH,
 ) -> GatewayOutcome:
     """Send the batch's exchange requests in order, pipelined PIPELINE_DEPTH at a time when the proxy
-    adapter can (`submit_many`); ProxyUnavailableError stops and propagates."""
+    adapter can (`submit_many`); ExchangeUnavailable stops and propagates."""
     outcome = GatewayOutcome()
     pending: list[tuple[ExchangeBoundRecord, dict[str, Any]]] = []
     for record in records:
@@ -281,4 +222,4 @@ def _send(
                     extra={"position": record.position, "request_id": request_id, "reason": response.reason},
                 )
         else:  # an adapter that returns UNAVAILABLE instead of raising
-            raise ProxyUnavailableError(f"{request_id}: {response.reason}")
+            raise ExchangeUnavailable(f"{request_id}: {response.reason}")

@@ -5,9 +5,11 @@ Exactly-once effects without transactions (see docs/architecture.md):
   (`applied_offset`) and, per orders.new partition, the highest source offset it has seen
   (`watermarks`). A record at or below `applied_offset` is already in the book; a record whose
   source offset is at or below the watermark is a duplicate validate_orders re-produced after a crash;
-- matching is a pure function of (snapshot, ordered input), and every id derives from the input
-  position (`T-{partition}-{offset}-{seq}`), so a redelivered record rewrites identical items and
-  re-produces identical messages (consumers deduplicate by id);
+- matching is a pure function of (snapshot, ordered input), and every trade id derives from the
+  order's position in orders.new (`T-{partition}-{offset}-{seq}`, the `source` validate_orders
+  stamps), so a redelivered record rewrites identical items and re-produces identical messages
+  (consumers deduplicate by id), and a crash of validate_orders that re-produces orders.accepted
+  at new offsets leaves the trade ids of a clean run;
 - write order: order states and trades -> produce trades and events -> book snapshots ->
   checkpoint (conditional on the version read at the start: fences a stale invocation).
 Warm invocations keep books in memory and reload a symbol only when the checkpoint names a
@@ -25,10 +27,11 @@ import orjson
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
+from clearing.domain.bounded import MAX_ID
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
-from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
-from clearing.topics import ORDERS_EVENTS, TRADES_EXECUTED
+from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
+from clearing.topics import ORDERS_DEADLETTER, ORDERS_EVENTS, TRADES_EXECUTED
 
 STAGE = "match_orders"
 
@@ -93,6 +96,102 @@ def decode_book(item: dict, store: ItemStore | None = None) -> SymbolBook:
     )
 
 
+# ------------------------------------------------------------------ reading orders.accepted
+MAX_RECORD_BYTES = 16 * 1024  # validate_orders writes ~500 bytes an order
+MAX_NUMBER = (
+    10**18
+)  # ticks, shares: above anything validate accepts (price < 1e9 on a tick >= 1e-8, quantity <= 1e9), far below DynamoDB's 38 digits
+MALFORMED_ACCEPTED_ORDER = "MALFORMED_ACCEPTED_ORDER"
+UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+_ACTIONS = frozenset(("NEW", "CANCEL", "REPLACE"))
+_SIDES = frozenset(("BUY", "SELL"))
+
+
+def _text(value, limit: int = MAX_ID) -> bool:
+    return type(value) is str and 0 < len(value) <= limit
+
+
+def _number(value, optional: bool = False) -> bool:
+    if value is None:
+        return optional
+    return type(value) is int and 0 < value <= MAX_NUMBER
+
+
+def _shape_problem(msg) -> str | None:
+    """What makes a decoded orders.accepted message unusable by the matcher, or None.
+
+    The book validates order terms itself (it answers REJECTED); this checks what this service reads
+    unguarded: the types of ids, keys and numbers, and that the source position is there."""
+    if type(msg) is not dict:
+        return "not a JSON object"
+    action = msg.get("action")
+    if action not in _ACTIONS:
+        return "action must be NEW, CANCEL or REPLACE"
+    for name in ("symbol", "member_id", "client_order_id"):
+        if not _text(msg.get(name)):
+            return f"{name} must be a string of 1-{MAX_ID} characters"
+    order_id = msg.get("order_id")
+    if not _text(order_id, 2 * MAX_ID + 1) or ":" not in order_id:
+        return "order_id must be 'member_id:client_order_id'"
+    src = msg.get("source")
+    if (
+        type(src) is not dict
+        or type(src.get("partition")) is not int
+        or type(src.get("offset")) is not int
+        or src["partition"] < 0
+        or src["offset"] < 0
+    ):
+        return "source must name the orders.new partition and offset"
+    sent_at = msg.get("sent_at")
+    if sent_at is not None and not _text(sent_at):
+        return "sent_at must be a string"
+    if action == "NEW":
+        if not _text(msg.get("account")) or msg.get("side") not in _SIDES:
+            return "a NEW needs an account and a side BUY or SELL"
+        if not _number(msg.get("quantity")) or not _number(msg.get("reserve_price_ticks")):
+            return f"quantity and reserve_price_ticks must be integers in 1..{MAX_NUMBER}"
+        if not _number(msg.get("price_ticks"), optional=True):
+            return f"price_ticks must be null or an integer in 1..{MAX_NUMBER}"
+        if type(msg.get("type")) is not str or type(msg.get("time_in_force")) is not str:
+            return "type and time_in_force must be strings"
+        if type(msg.get("post_only", False)) is not bool or not (msg.get("stp") is None or _text(msg["stp"])):
+            return "post_only must be a boolean and stp null or a string"
+    elif action == "REPLACE":
+        if not _number(msg.get("reserve_price_ticks")):
+            return f"reserve_price_ticks must be an integer in 1..{MAX_NUMBER}"
+        if not _number(msg.get("price_ticks"), optional=True) or not _number(
+            msg.get("quantity"), optional=True
+        ):
+            return f"price_ticks and quantity must be null or integers in 1..{MAX_NUMBER}"
+    return None
+
+
+def read_accepted_order(value: bytes | None, instruments) -> tuple[dict | None, str, str]:
+    """(message, "", "") for a record the matcher can use, else (None, reason code, what is wrong)."""
+    if value is None:
+        return None, MALFORMED_ACCEPTED_ORDER, "empty record (no value)"
+    if len(value) > MAX_RECORD_BYTES:
+        return (
+            None,
+            MALFORMED_ACCEPTED_ORDER,
+            f"record is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}",
+        )
+    try:
+        msg = loads(value)
+    except (ValueError, TypeError) as exc:
+        return None, MALFORMED_ACCEPTED_ORDER, f"not JSON: {exc}"
+    problem = _shape_problem(msg)
+    if problem is not None:
+        return None, MALFORMED_ACCEPTED_ORDER, problem
+    if msg["symbol"] not in instruments:
+        return None, UNKNOWN_SYMBOL, f"unknown symbol {msg['symbol']}"
+    return msg, "", ""
+
+
+def dead_letter(record: KafkaRecord, reason: str, problem: str) -> OutboundMessage:
+    return bounded_dead_letter(ORDERS_DEADLETTER, record, reason, problem)
+
+
 class MatchOrders:
     def __init__(
         self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE
@@ -130,12 +229,17 @@ class MatchOrders:
             return report
         refdata = self.refdata.current()
         messages = []
+        dead_letters: list[OutboundMessage] = []
         for r in fresh:
-            try:
-                messages.append((r, loads(r.value)))
-            except (ValueError, TypeError):
+            msg, reason, problem = read_accepted_order(r.value, refdata.instruments)
+            if msg is None:
+                # a record no stage of ours wrote (a rogue producer): dead-lettered with its position,
+                # counted as rejected; the batch goes on
+                dead_letters.append(dead_letter(r, reason, problem))
                 report.rejected += 1
-                report.rejected_by_reason["MALFORMED_ACCEPTED_ORDER"] += 1
+                report.rejected_by_reason[reason] += 1
+                continue
+            messages.append((r, msg))
         symbols = {m["symbol"] for _, m in messages}
         self._load_books(symbols, ck_item.get("books", {}))
 
@@ -173,7 +277,7 @@ class MatchOrders:
             )
         self.store.put_many(keys.ORDERS, [self._state_item(order_id, st) for order_id, st in states.items()])
         self.store.put_many(keys.TRADES, trade_items)
-        self.publisher.publish(outputs)
+        self.publisher.publish(outputs + dead_letters)
         snapshots, heads = [], []
         now = time.time()
         for s in touched:
@@ -191,6 +295,7 @@ class MatchOrders:
             STAGE, topic, partition, fresh[-1].offset, version, books=named, written_by=self.writer
         )
         report.counters["trades"] += len(trades)
+        report.counters["dead_lettered"] += len(dead_letters)
         report.counters["items_written"] += len(states) + len(trade_items) + len(snapshots) + 1
         return report
 
@@ -239,6 +344,8 @@ class MatchOrders:
         p, o = record.partition, record.offset
         topic = record.topic
         symbol = msg["symbol"]
+        src = msg["source"]
+        trade_base = f"T-{src['partition']}-{src['offset']}-"
         seq = 0
         last_trade_id = None
         sent_at = msg.get("sent_at")
@@ -248,7 +355,7 @@ class MatchOrders:
             body = None
             if kind == ev.TRADE:
                 _, taker_id, taker, maker_id, maker, price, qty, taker_side, _, _ = e
-                last_trade_id = f"T-{p}-{o}-{seq}"
+                last_trade_id = f"{trade_base}{seq}"
                 taker_leg = {"member_id": taker[_MEMBER], "account": taker[_ACCOUNT], "order_id": taker_id}
                 maker_leg = {"member_id": maker[_MEMBER], "account": maker[_ACCOUNT], "order_id": maker_id}
                 buy, sell = (taker_leg, maker_leg) if taker_side == "BUY" else (maker_leg, taker_leg)

@@ -8,9 +8,10 @@ published is compared with what the live run did publish, by deterministic id.
 What is compared, per stage (items through keys.comparable(): processing-time fields are ignored):
 - validate_orders (orders.new, and the release stream orders.events): validation and rejection
   items, the exposure ledger (EXPOSURE#*); outputs orders.accepted / orders.exchange (by source
-  position) and orders.rejected (by rejection_id);
+  position), orders.rejected (by rejection_id) and orders.deadletter of orders.events records;
 - match_orders (orders.accepted): order states, executed trades, book snapshots (decoded; their
-  `version` counts invocations, not content); outputs trades.executed (trade_id), orders.events (event_id);
+  `version` counts invocations, not content); outputs trades.executed (trade_id), orders.events
+  (event_id), orders.deadletter of orders.accepted records (by source position);
 - clear_trades (trades.executed): cleared trades with their legs, positions, obligations, clearing
   state (CLEARSTATE#*); outputs trades.deadletter (by source position).
 Checkpoints are not compared (their versions count batches).
@@ -40,6 +41,7 @@ from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, ReferenceDat
 from clearing.services import keys
 from clearing.topics import (
     ORDERS_ACCEPTED,
+    ORDERS_DEADLETTER,
     ORDERS_EVENTS,
     ORDERS_EXCHANGE,
     ORDERS_NEW,
@@ -152,14 +154,28 @@ def _source_id(msg: dict) -> str:
     return f"{s.get('topic')}/{s.get('partition')}/{s.get('offset')}"
 
 
-# output topics of each stage -> how a message is identified (deterministic ids)
+def _dead_letter_of(source_topic: str) -> Callable[[dict], str | None]:
+    """orders.deadletter holds two stages' dead letters: each stage compares those of its input."""
+
+    def id_of(msg: dict) -> str | None:
+        return _source_id(msg) if (msg.get("source") or {}).get("topic") == source_topic else None
+
+    return id_of
+
+
+# output topics of each stage -> how a message is identified (deterministic ids; None: another stage's)
 STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict], str]]]] = {
     VALIDATE: [
         (ORDERS_ACCEPTED, _source_id),
         (ORDERS_EXCHANGE, _source_id),
         (ORDERS_REJECTED, lambda m: m["rejection_id"]),
+        (ORDERS_DEADLETTER, _dead_letter_of(ORDERS_EVENTS)),
     ],
-    MATCH: [(TRADES_EXECUTED, lambda m: m["trade_id"]), (ORDERS_EVENTS, lambda m: m["event_id"])],
+    MATCH: [
+        (TRADES_EXECUTED, lambda m: m["trade_id"]),
+        (ORDERS_EVENTS, lambda m: m["event_id"]),
+        (ORDERS_DEADLETTER, _dead_letter_of(ORDERS_ACCEPTED)),
+    ],
     CLEAR: [(TRADES_DEADLETTER, _source_id)],
 }
 
@@ -280,13 +296,28 @@ def _first_by_id(pairs) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for value, id_of in pairs:
         msg = json.loads(value)
-        out.setdefault(id_of(msg), msg)  # a duplicate re-produced after a crash carries the same id
+        key = id_of(msg)
+        if key is not None:
+            out.setdefault(key, msg)  # a duplicate re-produced after a crash carries the same id
     return out
 
 
 def read_topic(log: RetainedLog, topic: str, id_of: Callable[[dict], str]) -> dict[str, dict]:
-    """Every message of a live topic by its deterministic id (first occurrence of duplicates)."""
-    return _first_by_id((r.value, id_of) for p in log.partitions(topic) for r in log.read(topic, p))
+    """Every message of a live topic by its deterministic id (first occurrence of duplicates).
+
+    A message without one (not JSON, not ours: a rogue producer) is kept under its position, so that
+    it is reported as live output the stage would not produce, rather than stopping the replay."""
+    out: dict[str, dict] = {}
+    for p in log.partitions(topic):
+        for r in log.read(topic, p):
+            try:
+                msg = json.loads(r.value)
+                key = id_of(msg)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                key, msg = f"unreadable:{r.topic}/{r.partition}/{r.offset}", {"unreadable": True}
+            if key is not None:
+                out.setdefault(key, msg)
+    return out
 
 
 def _field_differences(live: dict, rebuilt: dict) -> dict[str, Any]:

@@ -14,29 +14,32 @@ Exactly-once effects without transactions:
 
 from __future__ import annotations
 
-from binascii import b2a_base64
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
 
+from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.orders import (
     NewOrder,
     Rejection,
     RejectReason,
     ReplaceOrder,
     Route,
+    SentAtWindow,
+    check_sent_at,
     parse_order,
 )
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
-from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
-from clearing.topics import ORDERS_ACCEPTED, ORDERS_EXCHANGE, ORDERS_REJECTED
+from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
+from clearing.topics import ORDERS_ACCEPTED, ORDERS_DEADLETTER, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
 _EXCHANGE = str(Route.EXCHANGE)
-_DUPLICATE_CLORDID = RejectReason.DUPLICATE_CLORDID
+# rejections that do not use up the client order id (the OMS may send the order again under it)
+_NOT_USING_UP_ID = frozenset((RejectReason.DUPLICATE_CLORDID, RejectReason.STALE_OR_FUTURE_SENT_AT))
 RELEASE_STAGE = "release_exposure"
 
 
@@ -71,11 +74,52 @@ class _PartitionCache:
     items: dict[str, dict[str, dict]] = field(default_factory=dict)  # full items from a cold load
 
 
+MALFORMED_EVENT = "MALFORMED_EVENT"
+MAX_EVENT_BYTES = 16 * 1024  # match_orders writes ~400 bytes an event
+MAX_EXPOSURE = Decimal(10) ** 30  # far above any exposure a contract order can carry
+
+
+def read_order_event(value: bytes | None):
+    """(member id, (source partition, [offset, seq]), exposure delta or None) of an orders.events
+    record, or a text saying why it cannot be applied."""
+    if value is None:
+        return "empty record (no value)"
+    if len(value) > MAX_EVENT_BYTES:
+        return f"record is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}"
+    try:
+        ev = loads(value)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if type(ev) is not dict:
+        return "not a JSON object"
+    member_id, src, delta = ev.get("member_id"), ev.get("source"), ev.get("exposure_delta")
+    if not (type(member_id) is str and 0 < len(member_id) <= MAX_ID):
+        return f"member_id must be a string of 1-{MAX_ID} characters"
+    if type(src) is not dict:
+        return "source must name the orders.accepted partition, offset and seq"
+    partition, offset, seq = src.get("partition"), src.get("offset"), src.get("seq", 0)
+    if not all(type(v) is int and v >= 0 for v in (partition, offset, seq)):
+        return "source partition, offset and seq must be integers >= 0"
+    if delta is not None:
+        try:
+            delta = Decimal(delta) if type(delta) is str and len(delta) <= 64 else None
+        except ArithmeticError:
+            delta = None
+        if delta is None or not delta.is_finite() or abs(delta) >= MAX_EXPOSURE:
+            return f"exposure_delta must be a decimal string below {MAX_EXPOSURE:.0E} in size"
+    return member_id, (str(partition), [offset, seq]), delta
+
+
 class ValidateOrders:
     """Pre-trade risk for one partition of orders.new at a time."""
 
     def __init__(
-        self, store: ItemStore, publisher: Publisher, refdata: ReferenceDataSource, writer: str = STAGE
+        self,
+        store: ItemStore,
+        publisher: Publisher,
+        refdata: ReferenceDataSource,
+        writer: str = STAGE,
+        sent_at_window: SentAtWindow | None = None,
     ):
         self.store = store
         self.publisher = publisher
@@ -83,6 +127,11 @@ class ValidateOrders:
         self.writer = writer
         self.checkpoints = Checkpoints(store)
         self._cache: dict[int, _PartitionCache] = {}
+        if sent_at_window is None:  # the function's setting (SENT_AT_MAX_*): replays decide like live
+            from clearing.config import SentAtSettings, load_settings
+
+            sent_at_window = load_settings(SentAtSettings).window()
+        self.sent_at_window = sent_at_window
 
     # ------------------------------------------------------------------ orders.new
     def validate_partition(self, records: list[KafkaRecord]) -> BatchReport:
@@ -155,6 +204,7 @@ class ValidateOrders:
             applied[m] = int(res.get("applied", {}).get(str(partition), -1))
             credit[m] = CreditState(exposure=reserved[m] + Decimal(rel.get("adjustment", "0")))
         known = cache.known
+        window = self.sent_at_window
 
         order_items: list[dict] = []
         outputs: list[OutboundMessage] = []
@@ -172,9 +222,14 @@ class ValidateOrders:
                     previous = self.store.get_many(keys.ORDERS, [vkey])[vkey]
                 decision = self._replayed(previous, msg)
             else:
-                decision = assess_order(msg, refdata, credit[member_id], known[member_id])
+                decision = check_sent_at(msg, record.timestamp, window) or assess_order(
+                    msg, refdata, credit[member_id], known[member_id]
+                )
             if isinstance(decision, Rejection):
-                used_up = decision.reason is not _DUPLICATE_CLORDID
+                # an id another record already holds keeps that record's decision: this rejection
+                # (unknown or suspended member, checked before duplicates) is keyed by its position
+                held_by = cache.sources[member_id].get(msg.client_order_id, record.position)
+                used_up = decision.reason not in _NOT_USING_UP_ID and held_by == record.position
                 vkey = keys.validation_key(member_id, msg.client_order_id) if used_up else None
                 self._reject(record, decision, vkey, order_items, outputs, report)
                 if used_up:
@@ -378,18 +433,28 @@ class ValidateOrders:
         return item, OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
-        original = b2a_base64(record.value or b"", newline=False).decode()
+        # bounded whatever the input (a DynamoDB item holds 400 KB): a prefix of the original, its length
+        # and SHA-256; the source position holds the full bytes
+        original = payload_fields(record.value)
         reason = str(rejection.reason)  # a StrEnum's str() is its value
-        member_id, rejection_id = rejection.member_id, f"R-{record.topic}-{record.partition}-{record.offset}"
+        member_id, rejection_id = (
+            clip(rejection.member_id, MAX_ID),
+            f"R-{record.topic}-{record.partition}-{record.offset}",
+        )
+        message, clordid, symbol = (
+            clip(rejection.message),
+            clip(rejection.client_order_id, MAX_ID),
+            clip(rejection.symbol, MAX_ID),
+        )
         body = {
             "rejection_id": rejection_id,
             "reason": reason,
-            "message": rejection.message,
+            "message": message,
             "member_id": member_id,
-            "client_order_id": rejection.client_order_id,
-            "symbol": rejection.symbol,
+            "client_order_id": clordid,
+            "symbol": symbol,
             "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-            "original_b64": original,
+            **original,
         }
         pk, sk = vkey if vkey else keys.rejection_key(record.topic, record.partition, record.offset)
         item = {
@@ -400,11 +465,11 @@ class ValidateOrders:
             "src": record.position,
             "rejection_id": rejection_id,
             "reason": reason,
-            "message": rejection.message,
+            "message": message,
             "member_id": member_id,
-            "client_order_id": rejection.client_order_id,
-            "symbol": rejection.symbol,
-            "original_b64": original,
+            "client_order_id": clordid,
+            "symbol": symbol,
+            **original,
             "written_by": self.writer,
         }
         if member_id:
@@ -425,43 +490,37 @@ class ValidateOrders:
         match_orders re-produced after a crash."""
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
-        decoded = []  # decoded before the checkpoint is read: the RELEASED items come in the same request
-        for r in records:
-            try:
-                ev = loads(r.value)
-                decoded.append((r, (ev, ev["member_id"], ev["source"])))
-            except (ValueError, KeyError, TypeError):
-                decoded.append((r, None))
-        wanted = {keys.exposure_key(d[1], "RELEASED") for _, d in decoded if d is not None}
+        # decoded before the checkpoint is read: the RELEASED items come in the same request
+        decoded = [(r, read_order_event(r.value)) for r in records]
+        wanted = {keys.exposure_key(d[0], "RELEASED") for _, d in decoded if type(d) is tuple}
         fresh, ck_offset, version, _, items = self.checkpoints.unapplied_with(
             RELEASE_STAGE, records, report, wanted
         )
         if not fresh:
             return report
-        events = []
+        events, dead_letters = [], []
         for r, d in decoded:
             if r.offset <= ck_offset:
                 continue
-            if d is None:
+            if type(d) is str:  # what is wrong with it: set aside, the batch goes on
+                dead_letters.append(bounded_dead_letter(ORDERS_DEADLETTER, r, MALFORMED_EVENT, d))
                 report.rejected += 1
-                report.rejected_by_reason["MALFORMED_EVENT"] += 1
+                report.rejected_by_reason[MALFORMED_EVENT] += 1
                 continue
             events.append((r, *d))
-        members = {m for _, _, m, _ in events}
+        members = {m for _, m, _, _ in events}
         state = {m: items.get(keys.exposure_key(m, "RELEASED"), {}) for m in members}
         adjustment = {m: Decimal(state[m].get("adjustment", "0")) for m in members}
         marks = {m: dict(state[m].get("watermarks", {})) for m in members}
         touched = set()
-        for _, ev, member_id, src in events:
-            src_part, position = str(src["partition"]), [int(src["offset"]), int(src.get("seq", 0))]
+        for _, member_id, (src_part, position), delta in events:
             mark = marks[member_id].get(src_part)
             if mark is not None and position <= list(mark):
                 report.skipped += 1
                 continue
             marks[member_id][src_part] = position
-            delta = ev.get("exposure_delta")
             if delta:
-                adjustment[member_id] += Decimal(delta)
+                adjustment[member_id] += delta
             touched.add(member_id)
             report.accepted += 1
         out = []
@@ -478,6 +537,8 @@ class ValidateOrders:
                 }
             )
         self.store.put_many(keys.STATE, out)
+        self.publisher.publish(dead_letters)
+        report.counters["dead_lettered"] += len(dead_letters)
         self.checkpoints.advance(
             RELEASE_STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -31,16 +32,32 @@ def _demo(args) -> int:
         overrides["functions"] = args.functions
     if args.batching_window is not None:
         overrides["batching_window_cap_s"] = args.batching_window
-    config = RuntimeConfig(**overrides)
-    summary = run_demo(
-        args.orders,
-        args.rate,
-        args.seed,
-        config,
-        keep_running=args.keep_running,
-        quiet=args.json,
-        report=Path(args.report) if args.report else None,
-    )
+    from clearing.local.processes import one_line
+
+    try:
+        config = RuntimeConfig(**overrides)
+        summary = run_demo(
+            args.orders,
+            args.rate,
+            args.seed,
+            config,
+            keep_running=args.keep_running,
+            quiet=args.json,
+            report=Path(args.report) if args.report else None,
+        )
+    except KeyboardInterrupt:
+        print("clearing demo interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line naming the cause, never a traceback
+        from clearing.local.processes import RuntimeStartError, RuntimeStateError
+
+        what = (
+            str(exc)
+            if isinstance(exc, RuntimeStartError | RuntimeStateError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        print(f"clearing demo failed: {one_line(what, 1000)}", file=sys.stderr)
+        return 1
     if args.json:
         keys = (
             "orders",

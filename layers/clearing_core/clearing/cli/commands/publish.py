@@ -23,6 +23,26 @@ def _bootstrap(args: argparse.Namespace) -> str:
     return config.bootstrap_servers
 
 
+def _lost_broker(args: argparse.Namespace) -> str | None:
+    """One line when the local runtime's broker lost its run (restarted empty): records published
+    into it would go to a log the mappings no longer follow."""
+    if args.bootstrap_servers:
+        return None
+    from clearing.local.config import RuntimeConfig
+    from clearing.local.identity import broker_problem, read_identity
+
+    config = RuntimeConfig(**({"state_dir": args.state_dir} if args.state_dir else {}))
+    saved = config.state_path / "runtime.json"
+    if not saved.is_file() or config.kafka_bootstrap_servers:
+        return None
+    config = RuntimeConfig.model_validate_json(saved.read_text())
+    identity = read_identity(config)
+    problem = broker_problem(config, identity) if identity else None
+    if problem is None or not problem.lost:
+        return None  # an unreachable broker is reported by the producer below
+    return f"{problem}; `clearing down` then `clearing up` starts a new run"
+
+
 def _messages(args: argparse.Namespace):
     from clearing.local.oms import OrderMix, generate_orders, orders_from_lines
 
@@ -45,6 +65,27 @@ def _messages(args: argparse.Namespace):
     )
 
 
+def _create_time_ms(message) -> int | None:
+    """The record's CreateTime: the order's sent_at, as an OMS producer stamps a record when it sends
+    the order. The simulator's clock is synthetic (the same seed gives the same bytes), and
+    validate_orders checks sent_at against the record's timestamp: stamping the record with the
+    wall clock would make every simulated order implausible a day after its synthetic date. None
+    (the producer's clock) when the message has no readable sent_at."""
+    from datetime import datetime
+
+    sent_at = (message.order or {}).get("sent_at") if isinstance(message.order, dict) else None
+    if not isinstance(sent_at, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(sent_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    ms = int(moment.timestamp() * 1000)
+    return ms if ms > 0 else None
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -60,6 +101,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from clearing.local.oms import wait_until_due
 
     bootstrap = _bootstrap(args)
+    lost = _lost_broker(args)
+    if lost:
+        console.print(f"[red]not publishing:[/red] {lost}", soft_wrap=True)
+        return 1
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, retries=5)
     except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable and friends
@@ -74,7 +119,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
         task = progress.add_task(f"publishing to {args.topic}", total=total, rate=0.0)
         for message in messages:
             wait_until_due(started, sent, args.rate or 0)
-            producer.send(args.topic, key=message.key.encode() if message.key else None, value=message.value)
+            producer.send(
+                args.topic,
+                key=message.key.encode() if message.key else None,
+                value=message.value,
+                timestamp_ms=_create_time_ms(message),
+            )
             sent += 1
             invalid += message.invalid is not None
             if sent % 50 == 0 or sent == total:

@@ -16,6 +16,7 @@ def register(sub) -> None:
         help="RESTING, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, ACCEPTED, "
         "ROUTED_TO_EXCHANGE, or OPEN (resting + partially filled + accepted)",
     )
+    p.add_argument("--limit", type=int, default=None, help="at most this many rows (the oldest first)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_orders)
 
@@ -23,14 +24,19 @@ def register(sub) -> None:
     p.add_argument("--symbol", help="symbol")
     p.add_argument("--member", help="member id (buyer or seller)")
     p.add_argument("--since", help="executed at or after this ISO time or date (e.g. 2026-11-24T14:30)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many rows (the oldest first)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_trades)
 
     p = sub.add_parser(
         "order", help="the whole life of one order, each step with its time and Kafka position"
     )
-    p.add_argument("client_order_id", help="the order's client order id (or that of a later cancel/replace)")
-    p.add_argument("--member", required=True, help="member id")
+    p.add_argument(
+        "order_id",
+        help="the order id `clearing orders` prints (MEMBER:CLIENT_ORDER_ID), or the client order id with "
+        "--member (also that of a later cancel/replace)",
+    )
+    p.add_argument("--member", help="member id (not needed with an order id MEMBER:CLIENT_ORDER_ID)")
     p.add_argument("--no-log", action="store_true", help="tables only: do not read Kafka")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_order)
@@ -66,6 +72,8 @@ def _orders(args) -> int:
 
     store = data_store()
     rows = list_orders(store, args.member, args.symbol, args.status, _refdata(store))
+    if args.limit is not None:
+        rows = rows[: max(0, args.limit)]
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
@@ -87,7 +95,15 @@ def _orders(args) -> int:
         "reason",
         "received at",
     ):
-        table.add_column(col, justify="right" if col in ("price", "qty", "filled", "remaining") else "left")
+        table.add_column(
+            col,
+            justify="right" if col in ("price", "qty", "filled", "remaining") else "left",
+            overflow="fold",  # ids are never cut to an ellipsis: a narrow terminal folds them
+            no_wrap=col == "order id",
+            min_width=len(max((r["order_id"] or "" for r in rows), key=len, default=""))
+            if col == "order id"
+            else None,
+        )
     for r in rows:
         table.add_row(
             r["order_id"] or "",
@@ -112,6 +128,8 @@ def _trades(args) -> int:
     from clearing.services.queries import list_trades
 
     rows = list_trades(data_store(), args.symbol, args.member, args.since)
+    if args.limit is not None:
+        rows = rows[: max(0, args.limit)]
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
@@ -130,7 +148,14 @@ def _trades(args) -> int:
         "status",
         "legs (member side qty cash)",
     ):
-        table.add_column(col, justify="right" if col in ("price", "qty") else "left")
+        table.add_column(
+            col,
+            justify="right" if col in ("price", "qty") else "left",
+            overflow="fold",
+            min_width=len(max((t["trade_id"] for t in rows), key=len, default=""))
+            if col == "trade id"
+            else None,
+        )
     for t in rows:
         legs = "; ".join(
             f"{leg['member_id']} {leg['side']} {leg['quantity']} {leg['cash_amount']}" for leg in t["legs"]
@@ -150,25 +175,37 @@ def _trades(args) -> int:
     return 0
 
 
+def parse_order_ref(order_id: str, member: str | None) -> tuple[str, str]:
+    """(member, client order id) from `MEMBER:CLIENT_ORDER_ID` (what `clearing orders` prints) or from
+    a client order id plus --member."""
+    head, sep, tail = order_id.partition(":")
+    if sep and tail and (member is None or member == head):
+        return head, tail
+    if member is None:
+        raise SystemExit(f"clearing order: {order_id!r} is not MEMBER:CLIENT_ORDER_ID; add --member MEMBER")
+    return member, order_id
+
+
 def _order(args) -> int:
     from clearing.cli.context import data_store
     from clearing.ports import InfrastructureError
     from clearing.services.queries import order_life
 
+    member, client_order_id = parse_order_ref(args.order_id, args.member)
     store = data_store()
     log = None if args.no_log else retained_log()
     try:
-        life = order_life(store, log, args.member, args.client_order_id, _refdata(store))
+        life = order_life(store, log, member, client_order_id, _refdata(store))
     except (InfrastructureError, Exception) as exc:  # broker unreachable: the tables still tell most of it
         if log is None or not _is_kafka_error(exc):
             raise
         print(f"warning: Kafka not readable ({exc}); showing what the tables hold", file=sys.stderr)
-        life = order_life(store, None, args.member, args.client_order_id, _refdata(store))
+        life = order_life(store, None, member, client_order_id, _refdata(store))
     finally:
         if log is not None:
             log.close()
     if life is None:
-        print(f"no order {args.client_order_id} of member {args.member}", file=sys.stderr)
+        print(f"clearing order: no order {client_order_id} of member {member}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(life, default=str))

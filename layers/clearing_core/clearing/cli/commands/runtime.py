@@ -68,22 +68,28 @@ def saved_config(args: argparse.Namespace) -> RuntimeConfig:
 def cmd_up(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from clearing.local.processes import RuntimeStartError
+    from clearing.local.processes import RuntimeStartError, RuntimeStateError, one_line
     from clearing.local.runtime import LocalRuntime
 
     console = Console(stderr=True)
-    config = RuntimeConfig(**_overrides(args))
-    if not args.no_console and "console" not in config.extra_components:
-        config = config.model_copy(update={"extra_components": [*config.extra_components, "console"]})
-    runtime = LocalRuntime(config)
     try:
+        config = RuntimeConfig(**_overrides(args))
+        if not args.no_console and "console" not in config.extra_components:
+            config = config.model_copy(update={"extra_components": [*config.extra_components, "console"]})
+        runtime = LocalRuntime(config)
         with console.status("starting the local runtime..."):
             runtime.start(ready_timeout=args.timeout)
-    except (RuntimeStartError, FileNotFoundError) as exc:
-        console.print(f"[red]clearing up failed:[/red] {exc}")
+    except (RuntimeStartError, RuntimeStateError, FileNotFoundError) as exc:
+        console.print(f"[red]clearing up failed:[/red] {one_line(exc, 1000)}", soft_wrap=True, markup=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        console.print(
+            f"[red]clearing up failed:[/red] {one_line(f'{type(exc).__name__}: {exc}', 1000)}", soft_wrap=True
+        )
         return 1
     console.print(f"[green]up[/green] - state in {config.state_path}")
-    _print_status(runtime.status(), as_json=False)
+    status = runtime.status()
+    _print_status(status, as_json=False)
     hint = f"KAFKA_BOOTSTRAP_SERVERS={config.bootstrap_servers} DYNAMODB_ENDPOINT_URL={config.dynamodb_url}"
     if runtime.config.start_exchange:
         host, port = config.proxy_address
@@ -103,23 +109,27 @@ def cmd_down(args: argparse.Namespace) -> int:
     from clearing.local.runtime import LocalRuntime
 
     config = saved_config(args)
-    if not (config.state_path / "runtime.json").is_file():
+    recorded = [config.state_path / n for n in ("runtime.json", "identity.json")]
+    if not any(path.is_file() for path in recorded) and not list((config.state_path / "pids").glob("*.pid")):
         Console(stderr=True).print(f"nothing recorded in {config.state_path}: nothing to stop")
         return 0
-    runtime = LocalRuntime(config)
-    runtime.stop()
-    (config.state_path / "runtime.json").unlink(missing_ok=True)
-    Console(stderr=True).print("[green]down[/green]: stopped what `up` started")
+    LocalRuntime(config).down()
+    Console(stderr=True).print(
+        "[green]down[/green]: stopped what `up` started; the run's state (identity, mapping state, "
+        "on-failure records, simulated FIX session) is wiped with the in-memory broker and store"
+    )
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 when everything runs and nothing is lost; 3 otherwise (a component down, a mapping failed,
+    the broker or store reset, lag unknown or impossible)."""
     from clearing.local.runtime import LocalRuntime
 
     config = saved_config(args)
     status = LocalRuntime(config).status()
     _print_status(status, as_json=args.json)
-    return 0 if all(c.state in ("running", "external") for c in status.components) else 3
+    return 0 if status.ok else 3
 
 
 def _print_status(status, as_json: bool) -> None:
@@ -144,6 +154,7 @@ def _print_status(status, as_json: bool) -> None:
         mappings = Table(title="event-source mappings")
         for column in (
             "mapping",
+            "state",
             "group",
             "topics",
             "lag",
@@ -154,14 +165,29 @@ def _print_status(status, as_json: bool) -> None:
             "restarts",
         ):
             mappings.add_column(
-                column, justify="right" if column not in ("mapping", "group", "topics") else "left"
+                column, justify="right" if column not in ("mapping", "state", "group", "topics") else "left"
             )
+        states = {
+            "running": "green",
+            "failed": "red",
+            "unknown": "yellow",
+            "blocked": "yellow",
+            "stopped": "red",
+        }
         for m in status.mappings:
+            colour = states.get(m.state, "white")
+            lag = "?" if m.lag is None else f"[red]{m.lag}[/red]" if m.lag < 0 else str(m.lag)
+            onfailure = f"[red]{m.onfailure_records}[/red]" if m.onfailure_records else "0"
             mappings.add_row(
-                m.mapping_id, m.group_id, ",".join(m.topics), str(m.lag), str(m.records_done), str(m.invocations),
-                str(m.function_errors), str(m.onfailure_records), str(m.restarts),
+                m.mapping_id, f"[{colour}]{m.state}[/{colour}]", m.group_id, ",".join(m.topics), lag,
+                str(m.records_done), str(m.invocations), str(m.function_errors), onfailure, str(m.restarts),
             )  # fmt: skip
         console.print(mappings)
+        files = sorted({m.onfailure_file for m in status.mappings if m.onfailure_file})
+        if files:
+            console.print(f"on-failure records: {', '.join(files)}")
+    for problem in status.problems:
+        console.print(f"[red]PROBLEM[/red] {problem}", soft_wrap=True)
     if status.error:
         console.print(f"[yellow]{status.error}[/yellow]")
 
@@ -170,7 +196,16 @@ def _print_status(status, as_json: bool) -> None:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from clearing.local.invoke import LocalFunction, find_function, function_environment, patched_environ
+    """Run one handler in-process, isolated from the running stack (see clearing.local.invoke
+    .isolated_adapters): stdout gets the handler's response, stderr what it wrote and published."""
+    from clearing.local.invoke import (
+        LocalFunction,
+        find_function,
+        function_environment,
+        isolated_adapters,
+        patched_environ,
+    )
+    from clearing.local.processes import one_line
 
     config = saved_config(args)
     try:
@@ -178,16 +213,41 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
-    event = json.loads(text)
+    except FileNotFoundError as exc:
+        print(f"clearing invoke: {one_line(exc)}", file=sys.stderr)
+        return 2
+    if "PROXY_HOST" in fn.environment and not args.send_to_exchange:
+        print(
+            f"clearing invoke: {fn.logical_id} sends FIX messages through the FIX proxy to the exchange "
+            "session of the running stack (its ids would collide with live ones); pass --send-to-exchange "
+            "to do it anyway",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        with patched_environ(function_environment(config, fn)):
+        text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+        event = json.loads(text)
+    except (OSError, ValueError) as exc:
+        print(f"clearing invoke: cannot read the event {args.event}: {one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        with patched_environ(function_environment(config, fn)), isolated_adapters() as effects:
             response = LocalFunction(config, fn, apply_environment=False).invoke(event)
     except Exception as exc:  # noqa: BLE001 - shown like Lambda's error response
         traceback.print_exc()
         print(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}))
         return 1
     print(json.dumps(response, indent=2, default=str))
+    print(
+        "isolated: in-memory store (bundled reference data) and publisher; the running stack's tables, "
+        "checkpoints and topics were neither read nor changed",
+        file=sys.stderr,
+    )
+    for line in effects.summary_lines():
+        print(line, file=sys.stderr)
+    if args.effects:
+        Path(args.effects).write_text(json.dumps(effects.to_dict(), indent=2, default=str))
+        print(f"effects: {args.effects}", file=sys.stderr)
     return 0
 
 
@@ -259,11 +319,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
-    invoke = subparsers.add_parser("invoke", help="run a function's handler in-process with an event file")
+    invoke = subparsers.add_parser(
+        "invoke",
+        help="run a function's handler in-process with an event file, isolated from the running stack "
+        "(in-memory store and publisher)",
+    )
     _common(invoke)
     invoke.add_argument(
         "function", help="logical id (ValidateOrdersFunction) or folder name (validate_orders)"
     )
     invoke.add_argument("-e", "--event", required=True, help="event JSON file (events/*.json), '-' for stdin")
     invoke.add_argument("--template", type=Path, help="template.yaml (default: found from the cwd)")
+    invoke.add_argument("--effects", help="write the items written and records published (JSON) to this file")
+    invoke.add_argument(
+        "--send-to-exchange",
+        action="store_true",
+        help="let the exchange gateway talk to the FIX proxy (it is never isolated)",
+    )
     invoke.set_defaults(func=cmd_invoke)

@@ -7,6 +7,7 @@ subprocesses); Kafka is a Tansu broker started here on a free loopback port.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import importlib.util
 import json
@@ -149,10 +150,7 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
             "logs": tmp_path,
         }
     finally:
-        default = bootstrap.exchange_proxy
-        if default.cache_info().currsize:
-            default().close()
-        default.cache_clear()
+        # the processes first: nothing below may keep them alive if it fails
         for process in (proxy, sim):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -160,6 +158,11 @@ def exchange_side(tmp_path, kafka_bootstrap, monkeypatch):
                     process.wait(10)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        default = bootstrap.exchange_proxy
+        with contextlib.suppress(Exception):
+            if default.cache_info().currsize:
+                default().close()
+        default.cache_clear()
 
 
 def control(port: int, command: str) -> dict:

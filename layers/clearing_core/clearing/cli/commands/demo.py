@@ -18,6 +18,11 @@ def register(sub) -> None:
     p.add_argument("--state-dir", help="local runtime state folder (default .clearing)")
     p.add_argument("--functions", action="append", default=None, help="only these functions' mappings")
     p.add_argument("--batching-window", type=float, default=None, help="cap of the local batching window (s)")
+    p.add_argument(
+        "--no-console",
+        action="store_true",
+        help="do not start the web console / member API (clearing console)",
+    )
     p.set_defaults(func=_demo)
 
 
@@ -36,6 +41,9 @@ def _demo(args) -> int:
 
     try:
         config = RuntimeConfig(**overrides)
+        if not args.no_console and "console" not in config.extra_components:
+            # the console and member API run beside the pipeline: with --keep-running it shows the run
+            config = config.model_copy(update={"extra_components": [*config.extra_components, "console"]})
         summary = run_demo(
             args.orders,
             args.rate,
@@ -72,4 +80,10 @@ def _demo(args) -> int:
         print(json.dumps({k: summary[k] for k in keys}))
     else:
         print_summary(summary)
+        if args.keep_running and not args.no_console:
+            print(
+                f"console: http://{config.host}:{config.console_port}/ (a token: clearing token --operator, "
+                f"or --member MBR01; state in {config.state_path}); stop with: clearing down",
+                file=sys.stderr,
+            )
     return 0 if summary["invariants_ok"] and summary["unaccounted"] == 0 else 1

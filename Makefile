@@ -52,12 +52,12 @@ test-unit: install-dev ## fast unit tests only
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 lint: install-dev ## ruff check + ruff format --check
-	$(BIN)/ruff check layers functions tests
-	$(BIN)/ruff format --check layers functions tests
+	$(BIN)/ruff check layers proxy tools functions tests
+	$(BIN)/ruff format --check layers proxy tools functions tests
 
 format: install-dev ## ruff format + safe fixes
-	$(BIN)/ruff format layers functions tests
-	$(BIN)/ruff check --fix layers functions tests
+	$(BIN)/ruff format layers proxy tools functions tests
+	$(BIN)/ruff check --fix layers proxy tools functions tests
 
 bench: install ## matching-engine and handler benchmarks (figures in README)
 	$(BIN)/clearing bench match --generate 1000000 --out .clearing/workload.jsonl

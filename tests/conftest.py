@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clearing.local.processes import free_port as _free_port
-from clearing.local.processes import stop_pid
+from clearing_tools.local.processes import free_port as _free_port
+from clearing_tools.local.processes import stop_pid
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -50,7 +50,7 @@ def session_state_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def kafka_broker(session_state_dir: Path) -> Iterator[str]:
     """A Tansu broker on a free loopback port for the whole session: yields its bootstrap address."""
-    from clearing.local.broker import start_broker
+    from clearing_tools.local.broker import start_broker
 
     port = free_port()
     proc = start_broker("127.0.0.1", port, session_state_dir / "logs" / "broker.log", detached=False)
@@ -64,7 +64,7 @@ def kafka_broker(session_state_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def moto_server(session_state_dir: Path) -> Iterator[str]:
     """moto_server on a free loopback port for the whole session: yields its endpoint URL."""
-    from clearing.local.dynamodb import start_moto
+    from clearing_tools.local.dynamodb import start_moto
 
     port = free_port()
     proc = start_moto("127.0.0.1", port, session_state_dir / "logs" / "moto.log", detached=False)
@@ -78,7 +78,7 @@ def moto_server(session_state_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def dynamodb_tables(moto_server: str) -> dict[str, str]:
     """Every table of template.yaml created in moto under a unique prefix: {logical_id: table_name}."""
-    from clearing.local.dynamodb import create_tables, dynamodb_resource
+    from clearing_tools.local.dynamodb import create_tables, dynamodb_resource
 
     prefix = f"test-{uuid.uuid4().hex[:6]}-"
     return create_tables(dynamodb_resource(moto_server), prefix)

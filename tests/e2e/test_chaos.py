@@ -1,4 +1,4 @@
-"""The chaos run (clearing.local.chaos): the same order flow clean and under every fault kind.
+"""The chaos run (clearing_tools.local.chaos): the same order flow clean and under every fault kind.
 
 Given a flow of orders with malformed and oversized records mixed in,
 when it runs once cleanly and once while workers, the FIX proxy and the exchange simulator are
@@ -10,7 +10,7 @@ then the final states are equal item by item: no order lost, none doubled, the s
 from __future__ import annotations
 
 import pytest
-from clearing.local.chaos import FAULT_KINDS, run_chaos
+from clearing_tools.local.chaos import FAULT_KINDS, run_chaos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -20,8 +20,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from clearing.local.config import RuntimeConfig
-from clearing.local.processes import free_port
+from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,10 +34,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from clearing.cli.context import local_store, reference_data
-    from clearing.local.demo import publish_orders
-    from clearing.local.runtime import LocalRuntime
     from clearing.services.reports import run_margin, settle_eod
+    from clearing_tools.cli.context import local_store, reference_data
+    from clearing_tools.local.demo import publish_orders
+    from clearing_tools.local.runtime import LocalRuntime
 
     cfg = RuntimeConfig(
         state_dir=tmp_path_factory.mktemp("console"),
@@ -105,7 +105,7 @@ def browser():
 
 
 def token(cfg: RuntimeConfig, member: str | None = None, operator: bool = False) -> str:
-    from clearing.local.console import issue_token, signing_secret
+    from clearing_tools.local.console import issue_token, signing_secret
 
     return issue_token(signing_secret(cfg.state_path), member, operator)
 
@@ -200,7 +200,7 @@ def test_the_operator_sees_every_member_the_health_and_an_orders_life(stack, bro
     wait_for(lambda: "RECEIVED" in browser.find_element("id", "search-result").text, what="the order again")
 
     # live: more orders are processed while the page is open, and it shows them without a reload
-    from clearing.local.demo import publish_orders
+    from clearing_tools.local.demo import publish_orders
 
     newest_before = column(browser, "trades", 2)[0]
     done_before = int(column(browser, "mappings", 4)[0].replace(",", ""))
@@ -238,8 +238,8 @@ def test_a_member_sees_only_its_own_rows(stack, browser):
     browser.save_screenshot(str(SCREENSHOTS / "console-member.png"))
 
     # another member's order: not found for MBR01 (the API answers 404, as for an unknown id)
-    from clearing.cli.context import local_store
     from clearing.services.queries import list_orders
+    from clearing_tools.cli.context import local_store
 
     theirs = list_orders(local_store(cfg), member="MBR02")[0]["order_id"]
     box = browser.find_element("id", "search-input")

@@ -102,7 +102,7 @@ def kafka_bootstrap():
 def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [sys.executable, "-m", "clearing.cli.main", *args],
+        [sys.executable, "-m", "clearing_tools.cli.main", *args],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,

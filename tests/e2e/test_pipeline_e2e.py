@@ -12,10 +12,10 @@ import signal
 import time
 
 import pytest
-from clearing.local.chaos import comparable_state
-from clearing.local.config import RuntimeConfig
-from clearing.local.processes import free_port
 from clearing.services import keys
+from clearing_tools.local.chaos import comparable_state
+from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ def config(tmp_path, name: str) -> RuntimeConfig:
 
 
 def test_small_demo_accounts_for_every_order_and_keeps_the_invariants(tmp_path):
-    from clearing.local.demo import run_demo
+    from clearing_tools.local.demo import run_demo
 
     summary = run_demo(
         3000, rate=0, seed=7, config=config(tmp_path, "demo"), quiet=True, report=tmp_path / "demo.html"
@@ -69,8 +69,8 @@ def _assert_verify_reconciles(cfg: RuntimeConfig) -> None:
     """verify reconciles the retained log with the store: after a crash too (re-produced duplicates on
     orders.accepted and trades.executed are accounted for once)."""
     from clearing.adapters.retained_log import KafkaRetainedLog
-    from clearing.local.demo import _store
     from clearing.services.reports import verify
+    from clearing_tools.local.demo import _store
 
     log = KafkaRetainedLog(cfg.bootstrap_servers)
     try:
@@ -84,7 +84,7 @@ def _assert_verify_reconciles(cfg: RuntimeConfig) -> None:
 def _live_worker_pid(cfg: RuntimeConfig, mapping: str, killed: list[int], timeout: float = 60.0) -> int:
     """The pid of the mapping's worker once it runs, not one already killed (a restarted worker
     writes its state file only after its start-up imports)."""
-    from clearing.local.esm import read_worker_states
+    from clearing_tools.local.esm import read_worker_states
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -100,8 +100,8 @@ def _live_worker_pid(cfg: RuntimeConfig, mapping: str, killed: list[int], timeou
 
 
 def _run(cfg: RuntimeConfig, kill: bool) -> tuple[dict, int]:
-    from clearing.local.demo import publish_orders
-    from clearing.local.runtime import LocalRuntime
+    from clearing_tools.local.demo import publish_orders
+    from clearing_tools.local.runtime import LocalRuntime
 
     runtime = LocalRuntime(cfg, owner_pid=os.getpid())
     runtime.start()

@@ -8,9 +8,9 @@ import time
 import uuid
 from pathlib import Path
 
-from clearing.local.broker import create_topics
-from clearing.local.config import RuntimeConfig
-from clearing.local.runtime import LocalRuntime
+from clearing_tools.local.broker import create_topics
+from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.runtime import LocalRuntime
 from kafka import KafkaProducer
 
 APP_DIR = Path(__file__).parent / "esm_app"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clearing.cli.main import main
+from clearing_tools.cli.main import main
 
 pytestmark = [pytest.mark.integration]
 

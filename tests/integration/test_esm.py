@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from clearing.local.esm import read_supervisor_state, read_worker_states
+from clearing_tools.local.esm import read_supervisor_state, read_worker_states
 
 from tests.integration.esm_support import EsmHarness
 

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from clearing.fix import messages as fix
 from clearing.fix.client import ProxyClient, ProxyUnavailableError
 from clearing.fix.gateway_protocol import GatewayStatus
-from clearing.fix.proxy import FixProxy
-from clearing.fix.publisher import InMemoryExecutionPublisher
-from clearing.fix.session import SessionConfig
-from clearing.fix.simulator import ExchangeSimulator
-from clearing.fix.store import FileSessionStore
+from clearing_fix import messages as fix
+from clearing_fix.proxy import FixProxy
+from clearing_fix.publisher import InMemoryExecutionPublisher
+from clearing_fix.session import SessionConfig
+from clearing_fix.store import FileSessionStore
+from clearing_tools.exchange.simulator import ExchangeSimulator
 
 pytestmark = [pytest.mark.integration]
 log = logging.getLogger("test.fix")

@@ -12,11 +12,11 @@ import time
 import uuid
 
 import pytest
-from clearing.fix.local import proxy_health, simulator_status
-from clearing.local.broker import probe_consumer, topic_partitions
-from clearing.local.config import RuntimeConfig
-from clearing.local.runtime import LocalRuntime
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_NEW, TRADES_EXECUTED
+from clearing_tools.exchange.local import proxy_health, simulator_status
+from clearing_tools.local.broker import probe_consumer, topic_partitions
+from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.runtime import LocalRuntime
 from kafka import KafkaProducer
 
 from tests.conftest import free_port
@@ -191,8 +191,8 @@ def test_real_endpoints_replace_the_local_exchange_side(monkeypatch):
 def test_a_taken_proxy_health_port_is_named_before_anything_starts(tmp_path):
     import socket
 
-    from clearing.fix.local import fix_proxy_component
-    from clearing.local.processes import RuntimeStartError
+    from clearing_tools.exchange.local import fix_proxy_component
+    from clearing_tools.local.processes import RuntimeStartError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -207,7 +207,7 @@ def test_a_taken_proxy_health_port_is_named_before_anything_starts(tmp_path):
 
 
 def test_the_proxy_keeps_one_fix_store_per_exchange_endpoint(tmp_path):
-    from clearing.fix.local import fix_proxy_component, simulated_session_dirs
+    from clearing_tools.exchange.local import fix_proxy_component, simulated_session_dirs
 
     # The same SenderCompID/TargetCompID against two exchanges: two stores, never one session's numbers
     # against the other (the proxy logged on with 34=23 where the new exchange expected 1)
@@ -223,7 +223,7 @@ def test_the_proxy_keeps_one_fix_store_per_exchange_endpoint(tmp_path):
 
 
 def test_the_proxy_logs_on_to_another_exchange_with_a_fresh_session(tmp_path, kafka_broker):
-    from clearing.fix.local import exchange_sim_component, fix_proxy_component
+    from clearing_tools.exchange.local import exchange_sim_component, fix_proxy_component
 
     def ports() -> dict:
         return {"exchange_sim_port": free_port(), "exchange_sim_control_port": free_port()}

@@ -9,9 +9,9 @@ import sys
 import pytest
 import urllib3.connection
 from clearing.adapters.dynamodb import DynamoItemStore, dynamodb_client
-from clearing.local.processes import free_port, stop_started, wait_for_port
 from clearing.ports import StaleCheckpoint
-from clearing.template_model import create_table_kwargs, tables
+from clearing_tools.local.processes import free_port, stop_started, wait_for_port
+from clearing_tools.template_model import create_table_kwargs, tables
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,10 @@ def _conditional_puts(store) -> list:
 
 def test_launcher_reads_equal_moto_servers_even_with_small_pages(monkeypatch):
     monkeypatch.setenv("CLEARING_MOTO_PAGE_BYTES", "20000")  # many pages: pagination is exercised
-    ours, plain = _server([sys.executable, "-m", "clearing.local.moto_http11"]), _server(["moto_server"])
+    ours, plain = (
+        _server([sys.executable, "-m", "clearing_tools.local.moto_http11"]),
+        _server(["moto_server"]),
+    )
     try:
         answers = _exercise(ours[1])
         assert answers == _exercise(plain[1])
@@ -94,7 +97,10 @@ def test_launcher_keeps_connections_alive(monkeypatch):
         return real_connect(self)
 
     monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", counting_connect)
-    ours, plain = _server([sys.executable, "-m", "clearing.local.moto_http11"]), _server(["moto_server"])
+    ours, plain = (
+        _server([sys.executable, "-m", "clearing_tools.local.moto_http11"]),
+        _server(["moto_server"]),
+    )
     try:
         for (_, store), label in ((ours, "ours"), (plain, "moto_server")):
             connects.clear()

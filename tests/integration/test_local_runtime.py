@@ -7,14 +7,14 @@ import json
 import socket
 
 import pytest
-from clearing.cli.main import main
 from clearing.domain.refdata import ReferenceData, bundled_reference_data_raw
-from clearing.local.config import RuntimeConfig
-from clearing.local.dynamodb import dynamodb_resource, read_reference_data
-from clearing.local.invoke import find_function
-from clearing.local.processes import RuntimeStartError, pid_alive, read_pid
-from clearing.local.runtime import LocalRuntime
 from clearing.topics import TOPICS
+from clearing_tools.cli.main import main
+from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.dynamodb import dynamodb_resource, read_reference_data
+from clearing_tools.local.invoke import find_function
+from clearing_tools.local.processes import RuntimeStartError, pid_alive, read_pid
+from clearing_tools.local.runtime import LocalRuntime
 from kafka import KafkaConsumer
 
 from tests.conftest import free_port
@@ -70,7 +70,7 @@ def test_up_names_the_port_that_is_taken(tmp_path):
 
 
 def test_a_missing_binary_is_named(tmp_path):
-    from clearing.local.components import ProcessComponent
+    from clearing_tools.local.components import ProcessComponent
 
     component = ProcessComponent(
         "fix-proxy", lambda: ["/nonexistent/fix-proxy"], RuntimeConfig(state_dir=tmp_path)
@@ -128,8 +128,8 @@ def test_invoke_leaves_the_callers_environment_as_it_was(tmp_path, capsys, monke
 def test_invoke_never_reads_or_advances_the_running_stacks_checkpoints(
     tmp_path, capsys, moto_server, dynamodb_tables
 ):
-    from clearing.local.dynamodb import seed_reference_data
-    from clearing.local.processes import free_port
+    from clearing_tools.local.dynamodb import seed_reference_data
+    from clearing_tools.local.processes import free_port
 
     # Given a "running stack": its tables (reference data seeded) in moto, runtime.json in the state dir
     prefix = dynamodb_tables["OrdersTable"].removesuffix("OrdersTable")

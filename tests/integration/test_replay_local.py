@@ -50,9 +50,9 @@ def drive_pipeline(log, store, publisher, refdata, batch_size=100, timeout=60.0)
 
 @pytest.fixture
 def live_env(kafka_broker, moto_server, dynamodb_tables, monkeypatch):
-    from clearing.local.broker import create_topics
-    from clearing.template_model import table_env_vars
     from clearing.topics import TOPICS
+    from clearing_tools.local.broker import create_topics
+    from clearing_tools.template_model import table_env_vars
 
     create_topics(kafka_broker, {t: 3 for t in TOPICS})
     for env, logical in table_env_vars().items():
@@ -69,12 +69,12 @@ def test_replay_of_a_seeded_runs_log_into_fresh_prefixed_tables_equals_live(live
     from clearing.adapters.kafka import KafkaPublisher
     from clearing.adapters.refdata import StaticReferenceData, seed_reference_data
     from clearing.adapters.retained_log import KafkaRetainedLog
-    from clearing.cli.context import data_store
-    from clearing.cli.main import main
     from clearing.config import KafkaSettings
-    from clearing.local.oms import generate_orders
     from clearing.ports import OutboundMessage
     from clearing.services import keys
+    from clearing_tools.cli.context import data_store
+    from clearing_tools.cli.main import main
+    from clearing_tools.local.oms import generate_orders
 
     started = time.monotonic()
     live = data_store()
@@ -101,7 +101,7 @@ def test_replay_of_a_seeded_runs_log_into_fresh_prefixed_tables_equals_live(live
     assert code == 0 and result["ok"], result["differences"][:5]
     assert result["records_read"]["orders.new"] == ORDERS
     assert result["compared"]["topic:trades.executed"] == trades
-    from clearing.cli.commands.replay import target_store
+    from clearing_tools.cli.commands.replay import target_store
 
     target = target_store(live, None, prefix)
     for table in (keys.ORDERS, keys.TRADES, keys.POSITIONS, keys.OBLIGATIONS):

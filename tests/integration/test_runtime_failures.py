@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from clearing.cli.main import main
-from clearing.local.config import RuntimeConfig
-from clearing.local.esm import read_worker_states
-from clearing.local.identity import reset_problems
-from clearing.local.processes import OWNER_ENV, RuntimeStartError, RuntimeStateError, read_pid
-from clearing.local.runtime import LocalRuntime
+from clearing_tools.cli.main import main
+from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.esm import read_worker_states
+from clearing_tools.local.identity import reset_problems
+from clearing_tools.local.processes import OWNER_ENV, RuntimeStartError, RuntimeStateError, read_pid
+from clearing_tools.local.runtime import LocalRuntime
 from kafka import KafkaProducer
 
 from tests.conftest import free_port
@@ -82,7 +82,8 @@ def test_a_component_that_fails_after_listening_is_named_with_its_logs_cause_and
     fake = tmp_path / "fake_moto.py"
     fake.write_text(FAKE_MOTO)
     monkeypatch.setattr(
-        "clearing.local.dynamodb.moto_argv", lambda host, port: [sys.executable, str(fake), "-p", str(port)]
+        "clearing_tools.local.dynamodb.moto_argv",
+        lambda host, port: [sys.executable, str(fake), "-p", str(port)],
     )
     state = tmp_path / "state"
     capsys.readouterr()
@@ -177,8 +178,8 @@ def _results(path: Path) -> list[int]:
 
 
 def test_a_restarted_broker_stops_the_mapping_loudly_and_up_refuses_the_lost_state(tmp_path, capsys):
-    from clearing.local.broker import create_topics
-    from clearing.local.components import broker_component
+    from clearing_tools.local.broker import create_topics
+    from clearing_tools.local.components import broker_component
 
     runtime, results = _echo_runtime(tmp_path)
     state = runtime.config.state_path
@@ -229,7 +230,7 @@ def test_a_restarted_broker_stops_the_mapping_loudly_and_up_refuses_the_lost_sta
 
 
 def test_a_dead_then_restarted_moto_is_named_and_stops_the_mapping(tmp_path):
-    from clearing.local.components import moto_component
+    from clearing_tools.local.components import moto_component
 
     runtime, results = _echo_runtime(tmp_path)
     state = runtime.config.state_path
@@ -259,8 +260,8 @@ def test_a_dead_then_restarted_moto_is_named_and_stops_the_mapping(tmp_path):
 
 
 def test_without_a_marker_a_position_beyond_the_new_logs_end_still_fails_the_mapping(tmp_path):
-    from clearing.local.broker import create_topics
-    from clearing.local.components import broker_component
+    from clearing_tools.local.broker import create_topics
+    from clearing_tools.local.components import broker_component
 
     runtime, results = _echo_runtime(tmp_path)
     state = runtime.config.state_path

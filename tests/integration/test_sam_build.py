@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clearing import template_model as tm
+from clearing_tools import template_model as tm
 
 from tests.conftest import venv_tool
 
@@ -50,6 +50,27 @@ def test_sam_build_builds_the_layer_and_every_function(tmp_path):
     assert (layer / "clearing" / "topics.py").is_file(), "the clearing package is in the layer"
     assert (layer / "clearing" / "data" / "reference_data.json").is_file()
     assert (layer / "pydantic").is_dir() and (layer / "aws_lambda_powertools").is_dir()
+    # only the core ships (docs/architecture.md, "Layout: what ships where"): no tools, no FIX proxy
+    assert (layer / "clearing" / "fix" / "client.py").is_file(), "the exchange_gateway Lambda's proxy client"
+    shipped = sorted(p.relative_to(layer).as_posix() for p in (layer / "clearing").rglob("*.py"))
+    for absent in ("clearing_tools", "clearing_fix"):
+        assert not (layer / absent).exists(), f"{absent} must not be in the layer"
+    for prefix in (
+        "clearing/local/",
+        "clearing/cli/",
+        "clearing/bench/",
+        "clearing/cost.py",
+        "clearing/template_model.py",
+        "clearing/fix/proxy.py",
+        "clearing/fix/session.py",
+        "clearing/fix/store.py",
+        "clearing/fix/publisher.py",
+        "clearing/fix/messages.py",
+        "clearing/fix/simulator.py",
+        "clearing/fix/local.py",
+    ):
+        assert not [path for path in shipped if path.startswith(prefix)], f"{prefix} must not be in the layer"
+    assert not list(layer.glob("*.egg-info")), "no packaging metadata of the project in the layer"
     # arm64 build: compiled wheels must be for aarch64
     cores = list(layer.glob("pydantic_core/_pydantic_core*.so"))
     assert cores and all("aarch64" in c.name for c in cores), cores

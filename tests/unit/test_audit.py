@@ -8,12 +8,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from clearing.bench.harness import InMemoryPipeline
-from clearing.local.oms import generate_orders
 from clearing.services import keys
 from clearing.services.audit import KINDS, export_member_day
 from clearing.services.queries import original_message
 from clearing.services.reports import run_margin
+from clearing_tools.bench.harness import InMemoryPipeline
+from clearing_tools.local.oms import generate_orders
 
 DAY = "2026-11-24"
 
@@ -140,8 +140,8 @@ def test_another_day_and_another_member_share_nothing(seeded, tmp_path):
 
 
 def test_cli_audit_writes_the_export(seeded, tmp_path, monkeypatch, capsys):
-    import clearing.cli.context as context
-    from clearing.cli.main import main
+    import clearing_tools.cli.context as context
+    from clearing_tools.cli.main import main
 
     monkeypatch.setattr(context, "data_store", lambda: seeded.store)
     assert main(["audit", "--member", "MBR01", "--date", DAY, "--out", str(tmp_path), "--json"]) == 0

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from clearing.bench.match import (
+from clearing_tools.bench.match import (
     generate_workload,
     load_workload,
     parse_workload,
     run_workload,
     write_workload,
 )
-from clearing.cli.main import main
+from clearing_tools.cli.main import main
 
 
 def test_generated_workload_is_deterministic_for_a_seed():
@@ -92,8 +92,8 @@ def test_write_workload_reports_lines_written(tmp_path):
 
 def test_apply_gives_the_events_of_the_single_calls_on_the_benchmark_workload():
     """The inline paths of `apply` (moves, kept priority, IOC sweeps, resting orders) against the calls."""
-    from clearing.bench.match import to_commands
     from clearing.domain.book import OrderBook
+    from clearing_tools.bench.match import to_commands
 
     ops = parse_workload(json.dumps(d) for d in generate_workload(6000, seed=5, resting=300))
     single = OrderBook("W")
@@ -119,7 +119,7 @@ def test_apply_gives_the_events_of_the_single_calls_on_the_benchmark_workload():
 
 
 def test_bare_bones_loop_calibration_trades_like_the_full_book():
-    from clearing.bench.match import run_bare_loop
+    from clearing_tools.bench.match import run_bare_loop
 
     ops = parse_workload(json.dumps(d) for d in generate_workload(4000, seed=9, resting=300))
     full = run_workload(ops, batch_size=500)

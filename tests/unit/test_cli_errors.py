@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from clearing.cli.commands.queries import parse_order_ref
+from clearing_tools.cli.commands.queries import parse_order_ref
 
 from tests.conftest import free_port, venv_tool
 

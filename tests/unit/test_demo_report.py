@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from clearing.local.report import latency_note, money, obligations_by_member, write_report
+from clearing_tools.local.report import latency_note, money, obligations_by_member, write_report
 
 ROWS = [  # two members trading one symbol: net cash sums to zero, fees on top
     {"member_id": "MBR01", "symbol": "ACME", "settlement_date": "2026-11-25", "net_quantity": 100,

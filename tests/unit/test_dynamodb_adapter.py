@@ -6,7 +6,7 @@ import boto3
 import pytest
 from clearing.adapters.dynamodb import DynamoItemStore
 from clearing.ports import StaleCheckpoint
-from clearing.template_model import create_table_kwargs, tables
+from clearing_tools.template_model import create_table_kwargs, tables
 from moto import mock_aws
 
 ITEM = {

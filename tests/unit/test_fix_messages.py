@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import simplefix
-from clearing.fix import messages as fix
 from clearing.fix.gateway_protocol import parse_request
+from clearing_fix import messages as fix
 
 TRADE = {
     "request_id": "T-0-41-0",

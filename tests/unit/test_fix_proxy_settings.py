@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import boto3
-from clearing.fix import proxy as proxy_module
-from clearing.fix.proxy import ProxySettings, build_proxy, resolve_password
-from clearing.fix.publisher import KafkaExecutionPublisher, LogExecutionPublisher
+from clearing_fix import proxy as proxy_module
+from clearing_fix.proxy import ProxySettings, build_proxy, resolve_password
+from clearing_fix.publisher import KafkaExecutionPublisher, LogExecutionPublisher
 from moto import mock_aws
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import simplefix
-from clearing.fix import messages as fix
-from clearing.fix.session import FixSession, SessionApplication, SessionConfig
-from clearing.fix.store import MemorySessionStore
+from clearing_fix import messages as fix
+from clearing_fix.session import FixSession, SessionApplication, SessionConfig
+from clearing_fix.store import MemorySessionStore
 
 
 class _Transport:
@@ -292,7 +292,7 @@ def test_a_refused_message_keeps_what_was_flushed_before_it():
 
 
 def test_the_store_does_not_persist_a_held_seq(tmp_path):
-    from clearing.fix.store import FileSessionStore
+    from clearing_fix.store import FileSessionStore
 
     store = FileSessionStore(tmp_path, "S-T", fsync=False)
     store.set_next_target_seq(7)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clearing.fix.store import FileSessionStore
+from clearing_fix.store import FileSessionStore
 
 
 def test_sequence_numbers_and_sent_messages_survive_a_restart(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from clearing.local.cpu import SELF, component_pids, cpu_snapshot, cpu_spent, process_cpu_seconds
-from clearing.local.demo import invocations_during
-from clearing.local.oms import PACING_TICK_S, wait_until_due
+from clearing_tools.local.cpu import SELF, component_pids, cpu_snapshot, cpu_spent, process_cpu_seconds
+from clearing_tools.local.demo import invocations_during
+from clearing_tools.local.oms import PACING_TICK_S, wait_until_due
 
 
 def _burn(seconds: float) -> None:

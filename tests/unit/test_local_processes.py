@@ -1,10 +1,10 @@
-"""The one-line causes `clearing up` takes from a component's log (clearing.local.processes)."""
+"""The one-line causes `clearing up` takes from a component's log (clearing_tools.local.processes)."""
 
 from __future__ import annotations
 
 import json
 
-from clearing.local.processes import log_cause, one_line, with_log_cause
+from clearing_tools.local.processes import log_cause, one_line, with_log_cause
 
 
 def test_the_exception_line_of_a_traceback_is_the_cause(tmp_path):

@@ -3,7 +3,7 @@
 - uv.lock holds the resolution for every install path; the Lambda layer's requirements are exported
   from it (same versions, with hashes), so what `sam build` ships is what the tests ran;
 - the moto internals the local DynamoDB launcher relies on exist in the installed moto, and a missing
-  one fails with a message naming moto's version (clearing/local/moto_compat.py);
+  one fails with a message naming moto's version (clearing_tools/local/moto_compat.py);
 - the venv running the tests is the lock's: the installed moto and kafka-python are the locked ones.
 """
 
@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from clearing.local import moto_compat
+from clearing_tools.local import moto_compat
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = tomllib.loads((ROOT / "uv.lock").read_text())

@@ -17,10 +17,10 @@ import pytest
 from clearing.adapters.retained_log import InMemoryRetainedLog
 from clearing.api import access
 from clearing.api.routes import QueryApiDeps, build_api
-from clearing.bench.harness import InMemoryPipeline
-from clearing.local.console import ConsoleServer, api_gateway_event, issue_token, verify_token
-from clearing.local.oms import generate_orders
 from clearing.services.reports import run_margin, settle_eod
+from clearing_tools.bench.harness import InMemoryPipeline
+from clearing_tools.local.console import ConsoleServer, api_gateway_event, issue_token, verify_token
+from clearing_tools.local.oms import generate_orders
 
 from tests.unit.handlers import FakeContext, load_handler
 

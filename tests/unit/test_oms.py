@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from clearing.domain.orders import CancelOrder, NewOrder, Rejection, ReplaceOrder, parse_order
 from clearing.domain.refdata import load_bundled_reference_data
-from clearing.local.oms import INVALID_KINDS, OrderMix, generate_orders, orders_from_lines
+from clearing_tools.local.oms import INVALID_KINDS, OrderMix, generate_orders, orders_from_lines
 
 REFDATA = load_bundled_reference_data()
 

@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import pytest
 from clearing.adapters.retained_log import InMemoryRetainedLog
-from clearing.bench.harness import InMemoryPipeline
-from clearing.local.oms import generate_orders
 from clearing.services.queries import list_orders, list_trades, order_life
+from clearing_tools.bench.harness import InMemoryPipeline
+from clearing_tools.local.oms import generate_orders
 
 
 class NoScanStore:
@@ -197,8 +197,8 @@ def test_without_the_log_the_life_is_what_the_tables_hold(seeded):
 
 
 def test_cli_orders_json_is_the_query_result(seeded, monkeypatch, capsys):
-    import clearing.cli.context as context
-    from clearing.cli.main import main
+    import clearing_tools.cli.context as context
+    from clearing_tools.cli.main import main
 
     monkeypatch.setattr(context, "data_store", lambda: seeded.store)
     assert main(["orders", "--member", "MBR04", "--status", "FILLED", "--json"]) == 0

@@ -9,11 +9,11 @@ import pytest
 from clearing.adapters.memory import InMemoryItemStore
 from clearing.adapters.refdata import StaticReferenceData
 from clearing.adapters.retained_log import InMemoryRetainedLog
-from clearing.bench.harness import InMemoryPipeline
 from clearing.domain.refdata import ReferenceData, bundled_reference_data_raw
-from clearing.local.oms import generate_orders
 from clearing.services import keys
 from clearing.services.replay import STAGE_ITEMS, replay
+from clearing_tools.bench.harness import InMemoryPipeline
+from clearing_tools.local.oms import generate_orders
 
 
 def seeded_run(n=1500, seed=11, refdata=None, batch_size=200):

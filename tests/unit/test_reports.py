@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 from clearing.adapters.files import DirectorySink
-from clearing.bench.harness import InMemoryPipeline
-from clearing.local.oms import generate_orders
 from clearing.services import keys
 from clearing.services.reports import obligations_report, run_margin, settle_eod, verify
+from clearing_tools.bench.harness import InMemoryPipeline
+from clearing_tools.local.oms import generate_orders
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import boto3
 import pytest
 from clearing import bootstrap
 from clearing.adapters.refdata import seed_reference_data
-from clearing.bench.harness import InMemoryPipeline
-from clearing.local.oms import generate_orders
 from clearing.services import keys
+from clearing_tools.bench.harness import InMemoryPipeline
+from clearing_tools.local.oms import generate_orders
 from moto import mock_aws
 
 from tests.unit.handlers import FakeContext, load_handler

@@ -163,8 +163,8 @@ def test_every_sent_at_validate_orders_accepts_is_clearable(sent_at):
 
 def test_clearing_publish_stamps_each_record_with_its_orders_sent_at():
     # the simulator's clock is synthetic: its records carry CreateTime = sent_at, as an OMS's would
-    from clearing.cli.commands.publish import _create_time_ms
-    from clearing.local.oms import generate_orders
+    from clearing_tools.cli.commands.publish import _create_time_ms
+    from clearing_tools.local.oms import generate_orders
 
     [msg] = generate_orders(1, seed=1)
     assert _create_time_ms(msg) == int(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from clearing.adapters.memory import InMemoryItemStore
-from clearing.bench.harness import InMemoryPipeline
+from clearing_tools.bench.harness import InMemoryPipeline
 
 from tests.unit.test_stream_services import member_key, order
 

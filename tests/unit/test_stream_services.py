@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from clearing.bench.harness import InMemoryPipeline
 from clearing.ports import InfrastructureError
 from clearing.services.keys import comparable
+from clearing_tools.bench.harness import InMemoryPipeline
 
 
 def order(cid, member="MBR01", side="BUY", price="125.40", qty=100, tif="GTC", symbol="ACME", **extra):
@@ -126,7 +126,7 @@ def test_exposure_is_reserved_then_released_by_fills_and_cancels():
 
 
 def test_redelivering_every_batch_gives_the_same_state():
-    from clearing.local.oms import generate_orders  # the OMS simulator's generator
+    from clearing_tools.local.oms import generate_orders  # the OMS simulator's generator
 
     orders = [m.value for m in generate_orders(600, seed=7)]
     once, _ = run(orders, batch_size=50)

@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clearing import template_model as tm
 from clearing.topics import TOPICS
+from clearing_tools import template_model as tm
 
 from tests.conftest import venv_tool
 
@@ -318,7 +318,12 @@ CREATE_TABLE = re.compile(r"\.create_table\(")
 def test_code_and_tests_create_tables_only_from_template_definitions():
     """Tables made in moto must match what the template deploys, so they come from template_model."""
     offenders = []
-    for folder in (ROOT / "tests", ROOT / "layers" / "clearing_core" / "clearing"):
+    for folder in (
+        ROOT / "tests",
+        ROOT / "layers" / "clearing_core" / "clearing",
+        ROOT / "proxy",
+        ROOT / "tools",
+    ):
         for path in folder.rglob("*.py"):
             text = path.read_text(encoding="utf-8", errors="replace")
             if (
@@ -326,7 +331,7 @@ def test_code_and_tests_create_tables_only_from_template_definitions():
                 and "create_table_kwargs" not in text
                 and path.name != "template_model.py"
                 # the local runtime's run-identity sentinel: a local-only table, never deployed
-                and path.relative_to(ROOT).as_posix() != "layers/clearing_core/clearing/local/identity.py"
+                and path.relative_to(ROOT).as_posix() != "tools/clearing_tools/local/identity.py"
             ):
                 offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"create_table without template_model.create_table_kwargs in: {offenders}"
@@ -481,8 +486,8 @@ def test_samconfig_has_default_dev_and_prod():
 
 
 def test_proxy_container_environment_matches_the_proxy_settings(template):
-    """Every variable the task definition sets is one the proxy reads (clearing.fix.proxy.ProxySettings)."""
-    proxy = pytest.importorskip("clearing.fix.proxy")
+    """Every variable the task definition sets is one the proxy reads (clearing_fix.proxy.ProxySettings)."""
+    proxy = pytest.importorskip("clearing_fix.proxy")
     fields = {name.upper() for name in proxy.ProxySettings.model_fields}
     container = template["Resources"]["ProxyTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     names = {e["Name"] for e in container["Environment"]} | {s["Name"] for s in container["Secrets"]}

@@ -1,12 +1,12 @@
-"""The cost model (clearing.cost) and `clearing cost`: formulas, scaling, and the CLI output."""
+"""The cost model (clearing_tools.cost) and `clearing cost`: formulas, scaling, and the CLI output."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from clearing.cli.main import main
-from clearing.cost import Prices, Workload, estimate
+from clearing_tools.cli.main import main
+from clearing_tools.cost import Prices, Workload, estimate
 
 
 def test_dynamodb_request_cost_is_items_per_order_times_write_price():
@@ -81,7 +81,7 @@ def test_cli_json_matches_the_model(capsys):
 
 
 def test_batches_are_self_clocked_without_a_window_and_filled_by_one():
-    from clearing.cost import effective_batch
+    from clearing_tools.cost import effective_batch
 
     # 2,083 records/s on a partition, 60 ms per invocation + 0.15 ms per record, no window:
     # what arrives during one invocation is the next batch, B = r t0 / (1 - r tr)

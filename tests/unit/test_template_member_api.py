@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clearing import template_model as tm
+from clearing_tools import template_model as tm
 
 ROOT = Path(__file__).resolve().parents[2]
 

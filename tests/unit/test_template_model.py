@@ -6,7 +6,7 @@ import textwrap
 
 import boto3
 import pytest
-from clearing import template_model as tm
+from clearing_tools import template_model as tm
 from moto import mock_aws
 
 SMALL_TEMPLATE = textwrap.dedent(

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clearing import template_model as tm
+from clearing_tools import template_model as tm
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("CHECKOV_VENV", ROOT / ".venv-checkov"))

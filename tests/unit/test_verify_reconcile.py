@@ -13,8 +13,6 @@ import orjson
 import pytest
 from clearing.adapters.memory import InMemoryItemStore
 from clearing.adapters.retained_log import InMemoryRetainedLog
-from clearing.bench.harness import InMemoryLog, InMemoryPipeline
-from clearing.local.oms import generate_orders
 from clearing.services import keys
 from clearing.services.reports import verify
 from clearing.topics import (
@@ -24,6 +22,8 @@ from clearing.topics import (
     TRADES_DEADLETTER,
     TRADES_EXECUTED,
 )
+from clearing_tools.bench.harness import InMemoryLog, InMemoryPipeline
+from clearing_tools.local.oms import generate_orders
 
 NOW_MS = 1_800_000_000_000
 
@@ -296,9 +296,9 @@ def test_verify_reads_each_table_once_and_nothing_per_order(clean):
 
 
 def test_cli_verify_prints_a_table_and_json_with_the_same_figures(clean, monkeypatch, capsys):
-    import clearing.cli.commands.queries as queries_cli
-    import clearing.cli.context as context
-    from clearing.cli.main import main
+    import clearing_tools.cli.commands.queries as queries_cli
+    import clearing_tools.cli.context as context
+    from clearing_tools.cli.main import main
 
     monkeypatch.setattr(context, "data_store", lambda: clean.store)
     monkeypatch.setattr(queries_cli, "retained_log", lambda: log_of(clean))

@@ -9,6 +9,7 @@ is retried by the event-source mapping.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
 from clearing.config import KafkaSettings
@@ -88,3 +89,30 @@ class KafkaPublisher:
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
+
+
+def true_end_offsets(consumer, tps: list, timeout: float = 5.0) -> dict:
+    """The real next offset of each partition: ListOffsets(latest) of Tansu answers the base offset of
+    the last record batch + 1, not the high-water mark, so this fetches that last batch and reads its
+    real last offset (right for MSK too). Used by the RetainedLog adapter and the local runtime.
+
+    Uses `consumer` as a probe: it is (re)assigned to `tps`, so pass a consumer used for nothing else.
+    """
+    reported = consumer.end_offsets(tps)
+    ends = dict(reported)
+    probe = [tp for tp in tps if reported[tp] > 0]
+    if not probe:
+        return ends
+    consumer.assign(probe)
+    for tp in probe:
+        consumer.seek(tp, reported[tp] - 1)
+    pending = set(probe)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=200, max_records=100000).items():
+            if records:
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+            pending.discard(tp)
+            consumer.pause(tp)  # its last batch is read; keep the others polling
+    consumer.resume(*probe)
+    return ends

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zlib
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
@@ -168,3 +169,8 @@ class InMemoryPublisher:
 
     def on(self, topic: str) -> list[OutboundMessage]:
         return [m for m in self.messages if m.topic == topic]
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """A stable key -> partition map (Kafka's murmur2 is not needed for an in-memory log)."""
+    return zlib.crc32(key) % partitions

@@ -2,7 +2,7 @@
 
 `KafkaRetainedLog` reads a partition of a real Kafka (MSK, or Tansu locally) without joining a
 consumer group and without committing anything, so it never disturbs the event-source mappings.
-`InMemoryRetainedLog` reads the in-memory log of clearing.bench.harness (unit tests).
+`InMemoryRetainedLog` reads an in-memory log such as clearing_tools.bench.harness.InMemoryLog (unit tests).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from clearing.ports import InfrastructureError, KafkaRecord
 
 
 class InMemoryRetainedLog:
-    """The RetainedLog port over clearing.bench.harness.InMemoryLog (offset = list index).
+    """The RetainedLog port over an in-memory log with `.partitions` and `.topics` (offset = list index),
+    e.g. clearing_tools.bench.harness.InMemoryLog.
 
     `begin` ({(topic, partition): offset}) plays retention: offsets below it are gone.
     `timestamp_ms` (a number, or a function of (topic, partition, offset)) gives record timestamps."""
@@ -47,7 +48,7 @@ class InMemoryRetainedLog:
         return int(ts(topic, partition, offset) if callable(ts) else ts)
 
     def partition_for(self, topic: str, key: bytes) -> int:
-        from clearing.bench.harness import partition_for
+        from clearing.adapters.memory import partition_for
 
         return partition_for(key, self.log.partitions)
 
@@ -122,7 +123,7 @@ class KafkaRetainedLog:
         when the call starts (the end from the last batch, which is right for Tansu and MSK alike)."""
         from kafka import TopicPartition
 
-        from clearing.local.broker import true_end_offsets
+        from clearing.adapters.kafka import true_end_offsets
 
         tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
         if not tps:
@@ -134,7 +135,7 @@ class KafkaRetainedLog:
         return {tp.partition: (int(begins[tp]), int(ends[tp])) for tp in tps}
 
     def _end_offset(self, tp) -> int:
-        from clearing.local.broker import true_end_offsets  # right for MSK too: reads the last batch
+        from clearing.adapters.kafka import true_end_offsets  # right for MSK too: reads the last batch
 
         if self._probe is None:  # a second consumer: true_end_offsets re-assigns the one it is given
             self._probe = self._new_consumer("clearing-replay-probe")

@@ -2,7 +2,7 @@
 
 The same code decides in AWS and locally. In AWS the API Gateway JWT authorizer has verified the Cognito
 token (RS256, issuer, audience, expiry) and the Lambda reads its claims from the request context; the
-local console server verifies its development token itself (clearing.local.console) and hands the same
+local console server verifies its development token itself (clearing_tools.local.console) and hands the same
 claims to the same handler. Rules:
 - `custom:member_id` names the member the caller acts for; `cognito:groups` containing `operators`
   makes the caller an operator.

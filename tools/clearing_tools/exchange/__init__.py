@@ -1,0 +1,1 @@
+"""The exchange simulator (a FIX acceptor) and its launcher in the local runtime."""

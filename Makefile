@@ -105,6 +105,10 @@ lock-files:
 	  --output-file layers/clearing_core/requirements.txt
 	@sed -i '1,2c # Generated from uv.lock by `make lock` (uv export, runtime set): do not edit by hand.\n# sam build installs these into the ClearingCoreLayer (arm64 wheels are in the hashes).' \
 	  layers/clearing_core/requirements.txt
+	@# the FIX proxy image: the runtime set plus the proxy extra
+	$(UV) export --frozen --quiet --no-emit-project --no-dev --extra proxy --format requirements-txt \
+	  --output-file requirements/proxy.txt
+	@sed -i '1,2c # Generated from uv.lock by `make lock` (uv export, runtime set + proxy extra): do not edit by hand.\n# proxy/Dockerfile installs these with --require-hashes.' requirements/proxy.txt
 
 clean: ## remove local state, build output and the venvs
 	rm -rf .clearing .aws-sam reports $(VENV) $(UV_HOME) $(CHECKOV_VENV)

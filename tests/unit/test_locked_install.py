@@ -45,8 +45,21 @@ def test_layer_requirements_are_the_locks_runtime_set_with_hashes():
     runtime = {d["name"] for d in project["dependencies"]}
     missing = {n for n in runtime if n not in pins}
     assert not missing, f"runtime dependencies missing from the layer: {missing} (make lock)"
-    # nothing from the local or dev extras ships to Lambda
-    assert not {"moto", "pytest", "aws-sam-cli", "matplotlib", "ruff"} & set(pins)
+    # nothing from the local, proxy or dev extras ships to Lambda (tools-only libraries included)
+    assert not {"moto", "pytest", "aws-sam-cli", "matplotlib", "ruff", "rich", "pyyaml", "simplefix"} & set(
+        pins
+    )
+
+
+def test_the_proxy_image_installs_the_layers_set_plus_the_fix_codec():
+    layer = _pins(ROOT / "layers" / "clearing_core" / "requirements.txt")
+    proxy = _pins(ROOT / "requirements" / "proxy.txt")
+    assert set(proxy) - set(layer) == {"simplefix"}
+    assert all(proxy[n] == v for n, v in layer.items()), "the image and the layer pin the same versions"
+    for name, pinned in proxy.items():
+        assert LOCKED.get(name) == pinned, (
+            f"{name}=={pinned} in requirements/proxy.txt, uv.lock has {LOCKED.get(name)}"
+        )
 
 
 def test_the_lock_pins_moto_and_kafka_python_and_this_venv_has_them():

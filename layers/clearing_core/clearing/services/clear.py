@@ -16,6 +16,7 @@ A trade naming an unknown member or symbol goes to `trades.deadletter` with the 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from clearing.domain import clearing as novation
 from clearing.domain import netting
@@ -130,7 +131,7 @@ class ClearTrades:
     def _apply_to_positions_and_obligations(self, legs_by_offset, source: str) -> None:
         if not legs_by_offset:
             return
-        iso_dates: dict = {}  # a batch has a handful of settlement dates: format each once
+        iso_dates: dict[str, Any] = {}  # a batch has a handful of settlement dates: format each once
         keyed = []
         for offset, legs in legs_by_offset:
             for leg in legs:
@@ -153,8 +154,8 @@ class ClearTrades:
         obligations = {
             k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()
         }
-        new_pos: dict = {}
-        new_obl: dict = {}
+        new_pos: dict[str, Any] = {}
+        new_obl: dict[str, Any] = {}
         for offset, leg, pk, ok in keyed:
             stored, applied = positions.get(pk, (None, -1))
             if offset > applied:  # not yet in the stored item (single writer: this partition)
@@ -219,7 +220,7 @@ class ClearTrades:
 MAX_RECORD_BYTES = 16 * 1024  # match_orders writes ~400 bytes a trade
 
 
-def read_trade(value: bytes | None) -> tuple[dict | None, str, tuple[int, int] | None]:
+def read_trade(value: bytes | None) -> tuple[dict[str, Any] | None, str, tuple[int, int] | None]:
     """(trade, symbol, source (offset, seq)) of a trades.executed record, or (None, what is wrong, None).
 
     Only what positions the trade in its symbol's stream is checked here; its terms are the domain's

@@ -22,6 +22,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -60,7 +61,7 @@ def encode_book(state: SymbolBook) -> bytes:
     return zlib.compress(orjson.dumps(state.book.snapshot()), 1)
 
 
-def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> list[dict]:
+def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> list[dict[str, Any]]:
     """The head item of a symbol's snapshot, preceded by its chunk items when it is too big for one."""
     blob = encode_book(state)
     pk, sk = keys.book_key(symbol)
@@ -84,7 +85,7 @@ def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> l
     return [*chunks, {**head, "chunks": len(parts)}]
 
 
-def decode_book(item: dict, store: ItemStore | None = None) -> SymbolBook:
+def decode_book(item: dict[str, Any], store: ItemStore | None = None) -> SymbolBook:
     blob = item.get("book")
     if item.get("chunks"):
         wanted = [(item["pk"], f"v{item['version']}#c{n}") for n in range(int(item["chunks"]))]
@@ -166,7 +167,7 @@ def _shape_problem(msg) -> str | None:
     return None
 
 
-def read_accepted_order(value: bytes | None, instruments) -> tuple[dict | None, str, str]:
+def read_accepted_order(value: bytes | None, instruments) -> tuple[dict[str, Any] | None, str, str]:
     """(message, "", "") for a record the matcher can use, else (None, reason code, what is wrong)."""
     if value is None:
         return None, MALFORMED_ACCEPTED_ORDER, "empty record (no value)"
@@ -244,7 +245,7 @@ class MatchOrders:
         self._load_books(symbols, ck_item.get("books", {}))
 
         states: dict[str, tuple] = {}  # order id -> its latest state in this batch
-        trades: list[dict] = []
+        trades: list[dict[str, Any]] = []
         outputs: list[OutboundMessage] = []
         touched: set[str] = set()
         for record, msg in messages:
@@ -300,7 +301,7 @@ class MatchOrders:
         return report
 
     @staticmethod
-    def _apply(book: OrderBook, msg: dict) -> tuple[list[tuple], int | None]:
+    def _apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple], int | None]:
         """Run one accepted order action; also returns the reserve price in force before a replace."""
         action = msg["action"]
         if action == "NEW":
@@ -475,7 +476,7 @@ class MatchOrders:
             reason,
         )
 
-    def _state_item(self, order_id, state) -> dict:
+    def _state_item(self, order_id, state) -> dict[str, Any]:
         member, account, quantity, symbol, status, filled, remaining, cancelled, record, reason = state
         clordid = order_id.split(":", 1)[1]
         if status == ev.PARTIALLY_FILLED or status == ev.FILLED:

@@ -30,7 +30,7 @@ OPEN_STATUSES = {"RESTING", "PARTIALLY_FILLED", "ACCEPTED"}
 
 
 # ------------------------------------------------------------------ orders
-def original_message(item: dict) -> dict | None:
+def original_message(item: dict[str, Any]) -> dict[str, Any] | None:
     """The OMS message a rejection item kept (base64 of the original bytes), parsed when it is JSON."""
     raw = item.get("original_b64")
     if not raw:
@@ -50,7 +50,9 @@ def _price(refdata, symbol: str | None, ticks) -> str | None:
     return None
 
 
-def order_view(validation: dict | None, state: dict | None, refdata=None) -> dict[str, Any]:
+def order_view(
+    validation: dict[str, Any] | None, state: dict[str, Any] | None, refdata=None
+) -> dict[str, Any]:
     """One order as people read it: identity, terms, current status, filled / remaining quantity."""
     v, s = validation or {}, state or {}
     original = original_message(v) if v.get("decision") == "REJECTED" else None
@@ -100,7 +102,7 @@ def order_view(validation: dict | None, state: dict | None, refdata=None) -> dic
     }
 
 
-def _is_order_request(v: dict) -> bool:
+def _is_order_request(v: dict[str, Any]) -> bool:
     """A validation item of a NEW (an order), not of a cancel or replace request acting on one."""
     if v.get("decision") == "ACCEPTED":
         return v.get("action") == "NEW"
@@ -112,7 +114,9 @@ def _clordid(sk: str) -> str:
     return sk[2:-2]  # "O#{client_order_id}#V" / "#S"
 
 
-def member_order_items(store: ItemStore, member: str) -> tuple[dict[str, dict], dict[str, dict]]:
+def member_order_items(
+    store: ItemStore, member: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(validation items, state items) of a member, by client order id: one Query of the member's pk."""
     validations, states = {}, {}
     for item in store.query(keys.ORDERS, member, sk_prefix="O#"):
@@ -123,7 +127,7 @@ def member_order_items(store: ItemStore, member: str) -> tuple[dict[str, dict], 
     return validations, states
 
 
-def _status_matches(view: dict, status: str | None) -> bool:
+def _status_matches(view: dict[str, Any], status: str | None) -> bool:
     if not status:
         return True
     wanted = status.upper()
@@ -169,7 +173,7 @@ def list_orders(
 
 
 # ------------------------------------------------------------------ trades
-def trade_view(executed: dict | None, cleared: dict | None) -> dict[str, Any]:
+def trade_view(executed: dict[str, Any] | None, cleared: dict[str, Any] | None) -> dict[str, Any]:
     """A trade with both cleared legs (buyer vs CCP, CCP vs seller) once clear_trades has run."""
     e, c = executed or {}, cleared or {}
     buy = e.get("buy") or {"member_id": c.get("buy_member")}
@@ -193,7 +197,7 @@ def trade_view(executed: dict | None, cleared: dict | None) -> dict[str, Any]:
     }
 
 
-def _position(source: dict | None) -> str | None:
+def _position(source: dict[str, Any] | None) -> str | None:
     if not source:
         return None
     return f"{source['topic']}/{source['partition']}/{source['offset']}"
@@ -216,7 +220,7 @@ def member_symbols(store: ItemStore, member: str) -> set[str]:
     return {p["symbol"] for p in store.query(keys.POSITIONS, member)}
 
 
-def _involves(view: dict, member: str) -> bool:
+def _involves(view: dict[str, Any], member: str) -> bool:
     return member in ((view["buy"] or {}).get("member_id"), (view["sell"] or {}).get("member_id"))
 
 
@@ -288,7 +292,7 @@ def _step(step: str, time: str | None, position: str | None, phase: str, **detai
     }
 
 
-def _read_json(record) -> dict | None:
+def _read_json(record) -> dict[str, Any] | None:
     try:
         value = json.loads(record.value)
     except (ValueError, TypeError):
@@ -296,7 +300,7 @@ def _read_json(record) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _first_by_id(records: Iterable, id_field: str) -> list[tuple[Any, dict]]:
+def _first_by_id(records: Iterable, id_field: str) -> list[tuple[Any, dict[str, Any]]]:
     """(record, message) pairs, keeping the first of messages re-produced after a crash (same id)."""
     seen, out = set(), []
     for r in records:
@@ -491,7 +495,7 @@ def order_life(
     }
 
 
-def _decision_step(d: dict, time: str | None) -> dict[str, Any]:
+def _decision_step(d: dict[str, Any], time: str | None) -> dict[str, Any]:
     if d.get("decision") == "REJECTED":
         return _step(
             "REJECTED",
@@ -516,7 +520,7 @@ def _decision_step(d: dict, time: str | None) -> dict[str, Any]:
     )
 
 
-def _source_times(log, sources: list[dict]) -> dict[tuple[int, int], str | None]:
+def _source_times(log, sources: list[dict[str, Any]]) -> dict[tuple[int, int], str | None]:
     """sent_at of the orders.accepted records that caused events: the business time of each event."""
     out: dict[tuple[int, int], str | None] = {}
     for src in sources:

@@ -189,7 +189,7 @@ def _same(stored: Any, sent: Any) -> bool:
     return bool(clipped) and sent.startswith(clipped.group(1)) and len(sent) == int(clipped.group(2))
 
 
-def _same_payload(decision: dict, value: bytes | None) -> bool:
+def _same_payload(decision: dict[str, Any], value: bytes | None) -> bool:
     """Rejections keep the SHA-256 of the whole payload: the strongest "same record" check there is."""
     digest = decision.get("original_sha256")
     return not isinstance(digest, str) or sha256(value or b"").hexdigest() == digest
@@ -209,8 +209,8 @@ def reconcile(
     store: ItemStore,
     log,
     *,
-    orders: list[dict] | None = None,
-    trades: list[dict] | None = None,
+    orders: list[dict[str, Any]] | None = None,
+    trades: list[dict[str, Any]] | None = None,
     checkpoints: dict[tuple[str, str, int], int] | None = None,
     now_ms: int | None = None,
     pending_max_age_s: float = DEFAULT_PENDING_MAX_AGE_S,
@@ -285,9 +285,11 @@ def _in_failed_batch(failed, topic: str, partition: int, offset: int) -> bool:
     return any(t == topic and p == partition and a <= offset <= b for t, p, a, b in failed)
 
 
-def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation, failed_batches=list) -> None:
+def _decisions(
+    log, orders: list[dict[str, Any]], bounds, ck_of, out: Reconciliation, failed_batches=list
+) -> None:
     new_bounds = bounds[ORDERS_NEW]
-    decisions: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    decisions: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     other_src = 0
     for item in orders:
         if item.get("kind") not in ("VALIDATION", "REJECTION"):
@@ -463,7 +465,7 @@ def _pos(position: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- decisions -> orders.accepted
 
 
-def _published(log, orders: list[dict], bounds, out: Reconciliation) -> None:
+def _published(log, orders: list[dict[str, Any]], bounds, out: Reconciliation) -> None:
     """Every accepted decision is on orders.accepted or orders.exchange (their `source`)."""
     truncated = [
         f"{t}/{p}" for t in (ORDERS_ACCEPTED, ORDERS_EXCHANGE) for p, (b, _) in bounds[t].items() if b > 0
@@ -510,7 +512,7 @@ def _published(log, orders: list[dict], bounds, out: Reconciliation) -> None:
 # ---------------------------------------------------------------- decisions -> order states
 
 
-def _order_states(orders: list[dict], out: Reconciliation) -> None:
+def _order_states(orders: list[dict[str, Any]], out: Reconciliation) -> None:
     state_ids = {o["order_id"] for o in orders if o.get("kind") == "STATE"}
     accepted_new = [
         o
@@ -538,7 +540,7 @@ def _order_states(orders: list[dict], out: Reconciliation) -> None:
 # ---------------------------------------------------------------- trades.executed -> legs / dead letters
 
 
-def _trades(log, trades: list[dict], bounds, ck_of, out: Reconciliation) -> dict[str, int]:
+def _trades(log, trades: list[dict[str, Any]], bounds, ck_of, out: Reconciliation) -> dict[str, int]:
     """Returns trade_id -> timestamp (ms) of its first trades.executed record (the trade reports)."""
     on_log: dict[str, int] = {}
     malformed: list[str] = []

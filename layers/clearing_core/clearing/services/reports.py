@@ -40,7 +40,7 @@ def load_obligations(
 
 def obligations_report(
     store: ItemStore, settlement_date: str | None = None, member: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     obligations = load_obligations(store, settlement_date, member)
     report = netting.netting_report(
         obligations, date.fromisoformat(settlement_date) if settlement_date else None
@@ -319,9 +319,9 @@ class ScanOnce:
 
     def __init__(self, store: ItemStore):
         self.store = store
-        self._scans: dict[str, list[dict]] = {}
+        self._scans: dict[str, list[dict[str, Any]]] = {}
 
-    def scan(self, table: str) -> list[dict]:
+    def scan(self, table: str) -> list[dict[str, Any]]:
         if table not in self._scans:
             self._scans[table] = self.store.scan(table)
         return list(self._scans[table])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -43,7 +44,7 @@ _NOT_USING_UP_ID = frozenset((RejectReason.DUPLICATE_CLORDID, RejectReason.STALE
 RELEASE_STAGE = "release_exposure"
 
 
-def _known_from_item(item: dict) -> KnownOrder | None:
+def _known_from_item(item: dict[str, Any]) -> KnownOrder | None:
     if item.get("decision") != "ACCEPTED":
         return None
     return KnownOrder(
@@ -71,7 +72,7 @@ class _PartitionCache:
     loaded: set[str] = field(default_factory=set)
     known: dict[str, dict[str, KnownOrder | None]] = field(default_factory=dict)
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
-    items: dict[str, dict[str, dict]] = field(default_factory=dict)  # full items from a cold load
+    items: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # full items from a cold load
 
 
 MALFORMED_EVENT = "MALFORMED_EVENT"
@@ -206,7 +207,7 @@ class ValidateOrders:
         known = cache.known
         window = self.sent_at_window
 
-        order_items: list[dict] = []
+        order_items: list[dict[str, Any]] = []
         outputs: list[OutboundMessage] = []
         last_offset_of_member: dict[str, int] = {}
         for record, msg in parsed:
@@ -273,7 +274,7 @@ class ValidateOrders:
         return report
 
     @staticmethod
-    def _replayed(item: dict, msg) -> Acceptance | Rejection:
+    def _replayed(item: dict[str, Any], msg) -> Acceptance | Rejection:
         if item["decision"] != "ACCEPTED":
             return Rejection(
                 reason=RejectReason(item["reason"]),
@@ -323,7 +324,7 @@ class ValidateOrders:
 
     def _accepted(
         self, record: KafkaRecord, msg, decision: Acceptance, refdata
-    ) -> tuple[dict, OutboundMessage]:
+    ) -> tuple[dict[str, Any], OutboundMessage]:
         """The validation record and the orders.accepted / orders.exchange message of an accepted order."""
         price_ticks = decision.price_ticks
         sent_at = _iso(msg.sent_at)

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from binascii import b2a_base64
 from hashlib import sha256
-from typing import Any
+from typing import Any, overload
 
 PREFIX_BYTES = 4096  # of the original payload kept in rejections and dead letters
 MAX_TEXT = 1024  # characters of a message text (error texts can echo the input)
 MAX_ID = 64  # characters of an id read from invalid input (member, client order id, symbol)
+
+
+@overload
+def clip(text: str, limit: int = ...) -> str: ...
+@overload
+def clip(text: None, limit: int = ...) -> None: ...
+@overload
+def clip(text: str | None, limit: int = ...) -> str | None: ...
 
 
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:

@@ -317,7 +317,7 @@ def _duration(ms: int) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def check_sent_at(order, record_timestamp_ms: int | None, window: SentAtWindow) -> Rejection | None:
+def check_sent_at(order: _Message, record_timestamp_ms: int | None, window: SentAtWindow) -> Rejection | None:
     """STALE_OR_FUTURE_SENT_AT when the order's sent_at is implausible, else None.
 
     Compared with the Kafka record's timestamp (CreateTime set by the OMS's producer, or

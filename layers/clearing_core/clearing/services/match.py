@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
 from clearing.domain.bounded import MAX_ID
+from clearing.domain.refdata import Instrument
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
 from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
@@ -86,10 +88,12 @@ def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> l
 
 
 def decode_book(item: dict[str, Any], store: ItemStore | None = None) -> SymbolBook:
-    blob = item.get("book")
+    blob: Any = item.get("book")
     if item.get("chunks"):
         wanted = [(item["pk"], f"v{item['version']}#c{n}") for n in range(int(item["chunks"]))]
-        found = store.get_many(keys.STATE, wanted)
+        found = store.get_many(  # type: ignore[union-attr]  # a chunked book is decoded with its store
+            keys.STATE, wanted
+        )
         blob = b"".join(found[k]["book"] for k in wanted)
     book = OrderBook.restore(orjson.loads(zlib.decompress(blob)))
     return SymbolBook(
@@ -108,17 +112,17 @@ _ACTIONS = frozenset(("NEW", "CANCEL", "REPLACE"))
 _SIDES = frozenset(("BUY", "SELL"))
 
 
-def _text(value, limit: int = MAX_ID) -> bool:
+def _text(value: Any, limit: int = MAX_ID) -> TypeGuard[str]:
     return type(value) is str and 0 < len(value) <= limit
 
 
-def _number(value, optional: bool = False) -> bool:
+def _number(value: Any, optional: bool = False) -> bool:
     if value is None:
         return optional
     return type(value) is int and 0 < value <= MAX_NUMBER
 
 
-def _shape_problem(msg) -> str | None:
+def _shape_problem(msg: Any) -> str | None:
     """What makes a decoded orders.accepted message unusable by the matcher, or None.
 
     The book validates order terms itself (it answers REJECTED); this checks what this service reads
@@ -167,7 +171,9 @@ def _shape_problem(msg) -> str | None:
     return None
 
 
-def read_accepted_order(value: bytes | None, instruments) -> tuple[dict[str, Any] | None, str, str]:
+def read_accepted_order(
+    value: bytes | None, instruments: Mapping[str, Instrument]
+) -> tuple[dict[str, Any] | None, str, str]:
     """(message, "", "") for a record the matcher can use, else (None, reason code, what is wrong)."""
     if value is None:
         return None, MALFORMED_ACCEPTED_ORDER, "empty record (no value)"
@@ -244,7 +250,7 @@ class MatchOrders:
         symbols = {m["symbol"] for _, m in messages}
         self._load_books(symbols, ck_item.get("books", {}))
 
-        states: dict[str, tuple] = {}  # order id -> its latest state in this batch
+        states: dict[str, tuple[Any, ...]] = {}  # order id -> its latest state in this batch
         trades: list[dict[str, Any]] = []
         outputs: list[OutboundMessage] = []
         touched: set[str] = set()
@@ -301,7 +307,7 @@ class MatchOrders:
         return report
 
     @staticmethod
-    def _apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple], int | None]:
+    def _apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple[Any, ...]], int | None]:
         """Run one accepted order action; also returns the reserve price in force before a replace."""
         action = msg["action"]
         if action == "NEW":
@@ -340,7 +346,16 @@ class MatchOrders:
         ), old_reserve
 
     def _translate(
-        self, record, msg, events, book, tick: Decimal, old_reserve, states, trades, outputs
+        self,
+        record: KafkaRecord,
+        msg: dict[str, Any],
+        events: list[tuple[Any, ...]],
+        book: OrderBook,
+        tick: Decimal,
+        old_reserve: int | None,
+        states: dict[str, tuple[Any, ...]],
+        trades: list[dict[str, Any]],
+        outputs: list[OutboundMessage],
     ) -> None:
         p, o = record.partition, record.offset
         topic = record.topic
@@ -460,7 +475,16 @@ class MatchOrders:
 
     @staticmethod
     def _state(
-        states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None
+        states: dict[str, tuple[Any, ...]],
+        order_id: str,
+        owner: list[Any],
+        symbol: str,
+        status: str,
+        filled: int,
+        remaining: int,
+        cancelled: int,
+        record: KafkaRecord,
+        reason: str | None = None,
     ) -> None:
         """Record the order's latest state in this batch; the item is built once, for the last one."""
         states[order_id] = (
@@ -476,7 +500,7 @@ class MatchOrders:
             reason,
         )
 
-    def _state_item(self, order_id, state) -> dict[str, Any]:
+    def _state_item(self, order_id: str, state: tuple[Any, ...]) -> dict[str, Any]:
         member, account, quantity, symbol, status, filled, remaining, cancelled, record, reason = state
         clordid = order_id.split(":", 1)[1]
         if status == ev.PARTIALLY_FILLED or status == ev.FILLED:

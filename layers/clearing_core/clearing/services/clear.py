@@ -201,7 +201,9 @@ class ClearTrades:
             ],
         )
 
-    def _dead_letter(self, record: KafkaRecord, trade: dict[str, Any] | None, reason: str, message: str) -> OutboundMessage:
+    def _dead_letter(
+        self, record: KafkaRecord, trade: dict[str, Any] | None, reason: str, message: str
+    ) -> OutboundMessage:
         """Bounded whatever the record: reason, clipped text, a prefix of the record with its length and
         SHA-256, and its position (which holds the full bytes). `trade` is the decoded trade when the
         record is small enough to be kept whole (the prefix then holds all of it too)."""

@@ -33,12 +33,13 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, ReferenceDataSource
 from clearing.services import keys
+from clearing.services.batch import BatchReport
 from clearing.topics import (
     ORDERS_ACCEPTED,
     ORDERS_DEADLETTER,
@@ -164,7 +165,7 @@ def _dead_letter_of(source_topic: str) -> Callable[[dict[str, Any]], str | None]
 
 
 # output topics of each stage -> how a message is identified (deterministic ids; None: another stage's)
-STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
+STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str | None]]]] = {
     VALIDATE: [
         (ORDERS_ACCEPTED, _source_id),
         (ORDERS_EXCHANGE, _source_id),
@@ -200,7 +201,14 @@ def _batches(
             yield batch
 
 
-def _run(log, topic, from_offsets, batch_size, process, report: ReplayReport) -> None:
+def _run(
+    log: RetainedLog,
+    topic: str,
+    from_offsets: dict[str, dict[int, int]] | None,
+    batch_size: int,
+    process: Callable[[list[KafkaRecord]], BatchReport],
+    report: ReplayReport,
+) -> None:
     for batch in _batches(log, topic, (from_offsets or {}).get(topic, {}), batch_size):
         process(batch)
         report.records_read[topic] = report.records_read.get(topic, 0) + len(batch)
@@ -219,7 +227,7 @@ class ScannedTables:
         return self.tables[table]
 
 
-def seed_credit_decisions(live, target: ItemStore) -> int:
+def seed_credit_decisions(live: ItemStore | ScannedTables, target: ItemStore) -> int:
     """Copy the live CREDIT_LIMIT decisions into the target: validate_orders replays them as recorded."""
     credit = [
         i
@@ -292,7 +300,9 @@ def replay(
     return report
 
 
-def _first_by_id(pairs) -> dict[str, dict[str, Any]]:
+def _first_by_id(
+    pairs: Iterable[tuple[bytes, Callable[[dict[str, Any]], str | None]]],
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for value, id_of in pairs:
         msg = json.loads(value)
@@ -303,7 +313,7 @@ def _first_by_id(pairs) -> dict[str, dict[str, Any]]:
 
 
 def read_topic(
-    log: RetainedLog, topic: str, id_of: Callable[[dict[str, Any]], str]
+    log: RetainedLog, topic: str, id_of: Callable[[dict[str, Any]], str | None]
 ) -> dict[str, dict[str, Any]]:
     """Every message of a live topic by its deterministic id (first occurrence of duplicates).
 
@@ -313,7 +323,7 @@ def read_topic(
     for p in log.partitions(topic):
         for r in log.read(topic, p):
             try:
-                msg = json.loads(r.value)
+                msg = json.loads(r.value)  # type: ignore[arg-type]  # None: TypeError, caught
                 key = id_of(msg)
             except (ValueError, TypeError, KeyError, AttributeError):
                 key, msg = f"unreadable:{r.topic}/{r.partition}/{r.offset}", {"unreadable": True}

@@ -32,9 +32,8 @@ class BatchReport:
     skipped: int = 0  # at or below the checkpoint, or duplicates by deterministic id
     failed: int = 0  # in partitions reported back for retry
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
-    counters: Counter[str] = field(
-        default_factory=Counter
-    )  # stage-specific business counts (trades, legs ...)
+    # stage-specific business counts (trades, legs ...)
+    counters: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)  # batchItemFailures entries
 
     def merge(self, other: BatchReport) -> None:

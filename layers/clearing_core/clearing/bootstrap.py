@@ -27,7 +27,7 @@ def _store(settings):
 
 @cache
 def stream_settings() -> StreamFunctionSettings:
-    return load_settings(StreamFunctionSettings)  # type: ignore[return-value]  # the model asked for
+    return load_settings(StreamFunctionSettings)
 
 
 @cache
@@ -83,7 +83,7 @@ def clear_trades_service():
 
 @cache
 def job_settings() -> ScheduledJobSettings:
-    return load_settings(ScheduledJobSettings)  # type: ignore[return-value]  # the model asked for
+    return load_settings(ScheduledJobSettings)
 
 
 @cache

@@ -7,10 +7,13 @@ missing or bad variable.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from clearing.domain.orders import SentAtWindow
 
 
 class ConfigurationError(RuntimeError):
@@ -67,7 +70,7 @@ class SentAtSettings(BaseSettings):
     sent_at_max_age_seconds: float = Field(default=24 * 3600.0, ge=0)
     sent_at_max_lead_seconds: float = Field(default=300.0, ge=0)
 
-    def window(self):  # -> clearing.domain.orders.SentAtWindow
+    def window(self) -> SentAtWindow:
         from datetime import timedelta
 
         from clearing.domain.orders import SentAtWindow
@@ -114,7 +117,10 @@ class QueryApiSettings(TableSettings):
     refdata_ttl_seconds: float = Field(default=300.0, ge=0)
 
 
-def load_settings(model: type[BaseSettings]) -> BaseSettings:
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(model: type[S]) -> S:
     try:
         return model()
     except ValidationError as exc:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from clearing.domain.refdata import ReferenceData
 
 Item = dict[str, Any]
 Key = tuple[str, str]  # (pk, sk)
@@ -84,7 +87,7 @@ class ItemStore(Protocol):
 
 
 class ReferenceDataSource(Protocol):
-    def current(self):  # -> clearing.domain.refdata.ReferenceData
+    def current(self) -> ReferenceData:
         """The reference data in force (cached with a short TTL by adapters)."""
 
 

@@ -248,7 +248,7 @@ def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", 
 
     # Bounds for a local endpoint (set by the local runtime: a dead moto must fail a call in seconds,
     # not after botocore's 60 s timeouts); unset in AWS, where botocore's defaults stay.
-    bounds = {
+    bounds: dict[str, Any] = {  # connect_timeout / read_timeout for Config
         name: float(os.environ[var])
         for name, var in (
             ("connect_timeout", "DYNAMODB_CONNECT_TIMEOUT"),
@@ -256,7 +256,7 @@ def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", 
         )
         if os.environ.get(var)
     }
-    retries = {"max_attempts": 3, "mode": "standard"}
+    retries: Any = {"max_attempts": 3, "mode": "standard"}  # botocore's _RetryDict
     if os.environ.get("DYNAMODB_MAX_ATTEMPTS"):  # all attempts, the first one included
         retries = {"total_max_attempts": int(os.environ["DYNAMODB_MAX_ATTEMPTS"]), "mode": "standard"}
     config = Config(

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from binascii import b2a_base64
 from hashlib import sha256
+from typing import Any, overload
 
 PREFIX_BYTES = 4096  # of the original payload kept in rejections and dead letters
 MAX_TEXT = 1024  # characters of a message text (error texts can echo the input)
 MAX_ID = 64  # characters of an id read from invalid input (member, client order id, symbol)
+
+
+@overload
+def clip(text: str, limit: int = ...) -> str: ...
+@overload
+def clip(text: None, limit: int = ...) -> None: ...
+@overload
+def clip(text: str | None, limit: int = ...) -> str | None: ...
 
 
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
@@ -26,7 +35,7 @@ def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     return text[: max(0, limit - len(note))] + note
 
 
-def payload_fields(raw: bytes | bytearray | memoryview | None) -> dict:
+def payload_fields(raw: bytes | bytearray | memoryview | None) -> dict[str, Any]:
     """What a record keeps of a payload: the first PREFIX_BYTES as base64, the length and SHA-256."""
     raw = bytes(raw) if raw is not None else b""
     return {

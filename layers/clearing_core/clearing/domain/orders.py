@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -199,8 +199,8 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    seen: dict = {}
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
             raise _DuplicateKey(key)
@@ -317,7 +317,7 @@ def _duration(ms: int) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def check_sent_at(order, record_timestamp_ms: int | None, window: SentAtWindow) -> Rejection | None:
+def check_sent_at(order: _Message, record_timestamp_ms: int | None, window: SentAtWindow) -> Rejection | None:
     """STALE_OR_FUTURE_SENT_AT when the order's sent_at is implausible, else None.
 
     Compared with the Kafka record's timestamp (CreateTime set by the OMS's producer, or
@@ -354,7 +354,7 @@ def check_sent_at(order, record_timestamp_ms: int | None, window: SentAtWindow) 
     )
 
 
-def order_message_json_schema() -> dict:
+def order_message_json_schema() -> dict[str, Any]:
     """The JSON Schema of the `orders.new` contract (committed under schemas/)."""
     schema = _ORDER_MESSAGE.json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

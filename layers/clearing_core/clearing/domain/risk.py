@@ -130,7 +130,7 @@ def assess_order(
     order: NewOrder | CancelOrder | ReplaceOrder,
     refdata: ReferenceData,
     credit: CreditState,
-    known_orders: dict[str, KnownOrder],
+    known_orders: dict[str, KnownOrder | None],
 ) -> Acceptance | Rejection:
     """Run pre-trade risk on one order.
 

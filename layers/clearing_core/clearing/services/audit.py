@@ -40,10 +40,10 @@ def _day_of(time_text: str | None) -> str | None:
 
 def member_day_records(
     store: ItemStore, member: str, day: str
-) -> tuple[dict[str, list[dict]], dict[str, int]]:
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """({kind: records}, notes) for one member and one date (YYYY-MM-DD)."""
     notes = {"undated_rejections": 0}
-    records: dict[str, list[dict]] = {k: [] for k in KINDS}
+    records: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
 
     validations, states = member_order_items(store, member)
     order_days: dict[str, str | None] = {}
@@ -118,7 +118,7 @@ def member_day_records(
     return records, notes
 
 
-def _add_rejection(item: dict, day: str, records: dict, notes: dict) -> None:
+def _add_rejection(item: dict[str, Any], day: str, records: dict[str, Any], notes: dict[str, Any]) -> None:
     original = original_message(item)
     rejected_day = _day_of((original or {}).get("sent_at"))
     if rejected_day is None:
@@ -139,11 +139,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_jsonl(rows: list[dict]) -> bytes:
+def to_jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(_plain(r), sort_keys=True, separators=(",", ":")) + "\n" for r in rows).encode()
 
 
-def to_csv(rows: list[dict]) -> bytes:
+def to_csv(rows: list[dict[str, Any]]) -> bytes:
     """One column per attribute (union over rows, sorted); nested values as JSON text."""
     columns = sorted({k for r in rows for k in r})
     buf = io.StringIO()

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from binascii import a2b_base64
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
-from clearing.ports import InfrastructureError, ItemStore, KafkaRecord, OutboundMessage
+from clearing.ports import InfrastructureError, Item, ItemStore, KafkaRecord, Key, OutboundMessage
 from clearing.services import keys
 
 
@@ -31,8 +31,9 @@ class BatchReport:
     rejected: int = 0
     skipped: int = 0  # at or below the checkpoint, or duplicates by deterministic id
     failed: int = 0  # in partitions reported back for retry
-    rejected_by_reason: Counter = field(default_factory=Counter)
-    counters: Counter = field(default_factory=Counter)  # stage-specific business counts (trades, legs ...)
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    # stage-specific business counts (trades, legs ...)
+    counters: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)  # batchItemFailures entries
 
     def merge(self, other: BatchReport) -> None:
@@ -81,7 +82,7 @@ class MskRecord:
         value = raw.get("value")
         self.value = a2b_base64(value) if value is not None else None
         self.timestamp = int(raw.get("timestamp") or 0)
-        self._position = None
+        self._position: str | None = None
 
     @property
     def key(self) -> bytes | None:
@@ -131,7 +132,9 @@ def run_partitions(
 ) -> BatchReport:
     """Process each partition of the event; infrastructure failures become batch item failures."""
     total = BatchReport()
-    for (topic, partition), records in records_from_event(event).items():
+    # an MskRecord has KafkaRecord's fields (a plain slotted class, for speed): the stages read those
+    batches = cast(dict[tuple[str, int], list[KafkaRecord]], records_from_event(event))
+    for (topic, partition), records in batches.items():
         try:
             total.merge(process_partition(records))
         except InfrastructureError as exc:
@@ -159,7 +162,9 @@ class Checkpoints:
             return -1, None, {}
         return int(item["offset"]), int(item["version"]), item
 
-    def unapplied(self, stage: str, records: list[KafkaRecord], report: BatchReport):
+    def unapplied(
+        self, stage: str, records: list[KafkaRecord], report: BatchReport
+    ) -> tuple[list[KafkaRecord], int, int | None, dict[str, Any]]:
         """Records of one partition above the checkpoint (the rest count as skipped in `report`),
         with the checkpoint's offset, version and item."""
         ck_offset, version, item = self.read(stage, records[0].topic, records[0].partition)
@@ -167,7 +172,9 @@ class Checkpoints:
         report.skipped += len(records) - len(fresh)
         return fresh, ck_offset, version, item
 
-    def unapplied_with(self, stage: str, records: list[KafkaRecord], report: BatchReport, state_keys):
+    def unapplied_with(
+        self, stage: str, records: list[KafkaRecord], report: BatchReport, state_keys: Iterable[Key]
+    ) -> tuple[list[KafkaRecord], int, int | None, Item, dict[Key, Item]]:
         """`unapplied`, plus the items of `state_keys` (state table) read in the same request: one
         BatchGetItem per invocation instead of two, which counts when batches are small."""
         ck_key = keys.checkpoint_key(stage, records[0].topic, records[0].partition)
@@ -204,7 +211,7 @@ def bounded_dead_letter(topic: str, record: KafkaRecord, reason: str, problem: s
     deduplicate on `deadletter_id`). Keyed by the record's symbol when one can be read."""
     symbol = None
     try:
-        symbol = loads(record.value).get("symbol")
+        symbol = loads(record.value).get("symbol")  # type: ignore[arg-type]  # None: TypeError, caught
     except (ValueError, TypeError, AttributeError):
         pass
     symbol = clip(symbol, MAX_ID) if type(symbol) is str and symbol else None

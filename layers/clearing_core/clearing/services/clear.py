@@ -16,12 +16,15 @@ A trade naming an unknown member or symbol goes to `trades.deadletter` with the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
 
 from clearing.domain import clearing as novation
 from clearing.domain import netting
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.clearing import ClearingRejection
-from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
+from clearing.ports import ItemStore, KafkaRecord, Key, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
 from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import TRADES_DEADLETTER
@@ -36,8 +39,8 @@ class ClearTrades:
         publisher: Publisher,
         refdata: ReferenceDataSource,
         writer: str = STAGE,
-        clock=time.time,
-    ):
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.publisher = publisher
         self.refdata = refdata
@@ -69,12 +72,13 @@ class ClearTrades:
                 report.rejected_by_reason["MALFORMED_TRADE"] += 1
                 continue
             mark = marks[symbol]
-            if record.offset <= int(mark.get("applied_offset", -1)) or list(src) <= list(
+            pos: tuple[int, int] = src  # type: ignore[assignment]  # read_trade gives every trade its position
+            if record.offset <= int(mark.get("applied_offset", -1)) or list(pos) <= list(
                 mark.get("watermark", [-1, -1])
             ):
                 report.skipped += 1
                 continue
-            mark["applied_offset"], mark["watermark"] = record.offset, list(src)
+            mark["applied_offset"], mark["watermark"] = record.offset, list(pos)
             result = novation.novate(trade, refdata)
             if isinstance(result, ClearingRejection):
                 dead_letters.append(self._dead_letter(record, trade, result.reason_code, result.message))
@@ -127,10 +131,12 @@ class ClearTrades:
         report.counters["trades_cleared"] += len(cleared_items)
         return report
 
-    def _apply_to_positions_and_obligations(self, legs_by_offset, source: str) -> None:
+    def _apply_to_positions_and_obligations(
+        self, legs_by_offset: Sequence[tuple[int, tuple[novation.ClearedLeg, ...]]], source: str
+    ) -> None:
         if not legs_by_offset:
             return
-        iso_dates: dict = {}  # a batch has a handful of settlement dates: format each once
+        iso_dates: dict[date, str] = {}  # a batch has a handful of settlement dates: format each once
         keyed = []
         for offset, legs in legs_by_offset:
             for leg in legs:
@@ -153,17 +159,17 @@ class ClearTrades:
         obligations = {
             k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()
         }
-        new_pos: dict = {}
-        new_obl: dict = {}
+        new_pos: dict[Key, tuple[novation.Position, int]] = {}
+        new_obl: dict[Key, tuple[netting.NetObligation, int]] = {}
         for offset, leg, pk, ok in keyed:
             stored, applied = positions.get(pk, (None, -1))
             if offset > applied:  # not yet in the stored item (single writer: this partition)
                 current = new_pos[pk][0] if pk in new_pos else stored
                 new_pos[pk] = (novation.position_after_leg(current, leg), offset)
-            stored, applied = obligations.get(ok, (None, -1))
+            stored_o, applied = obligations.get(ok, (None, -1))
             if offset > applied:
-                current = new_obl[ok][0] if ok in new_obl else stored
-                new_obl[ok] = (netting.obligation_after_leg(current, leg), offset)
+                current_o = new_obl[ok][0] if ok in new_obl else stored_o
+                new_obl[ok] = (netting.obligation_after_leg(current_o, leg), offset)
         self.store.put_many(
             keys.POSITIONS,
             [
@@ -195,7 +201,9 @@ class ClearTrades:
             ],
         )
 
-    def _dead_letter(self, record: KafkaRecord, trade, reason: str, message: str) -> OutboundMessage:
+    def _dead_letter(
+        self, record: KafkaRecord, trade: dict[str, Any] | None, reason: str, message: str
+    ) -> OutboundMessage:
         """Bounded whatever the record: reason, clipped text, a prefix of the record with its length and
         SHA-256, and its position (which holds the full bytes). `trade` is the decoded trade when the
         record is small enough to be kept whole (the prefix then holds all of it too)."""
@@ -219,7 +227,7 @@ class ClearTrades:
 MAX_RECORD_BYTES = 16 * 1024  # match_orders writes ~400 bytes a trade
 
 
-def read_trade(value: bytes | None) -> tuple[dict | None, str, tuple[int, int] | None]:
+def read_trade(value: bytes | None) -> tuple[dict[str, Any] | None, str, tuple[int, int] | None]:
     """(trade, symbol, source (offset, seq)) of a trades.executed record, or (None, what is wrong, None).
 
     Only what positions the trade in its symbol's stream is checked here; its terms are the domain's
@@ -234,6 +242,7 @@ def read_trade(value: bytes | None) -> tuple[dict | None, str, tuple[int, int] |
         return None, f"not JSON: {exc}", None
     if not isinstance(trade, dict):
         return None, "not a JSON object", None
+    src: Any  # None or not a mapping: the except below answers it
     symbol, src = trade.get("symbol"), trade.get("source")
     if not (isinstance(symbol, str) and 0 < len(symbol) <= MAX_ID):
         return None, f"symbol must be a string of 1-{MAX_ID} characters", None

@@ -131,6 +131,7 @@ def exchange_request_for(topic: str, value: bytes) -> dict[str, Any] | None:
         raise UnroutableRecord(f"value is not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise UnroutableRecord("value is not a JSON object")
+    request: dict[str, Any] | None
     try:
         if topic == TRADES_EXECUTED:
             request = _trade_report(payload)

@@ -6,6 +6,8 @@ obligations, state, reference, margin. docs/data-model.md describes the access p
 
 from __future__ import annotations
 
+from typing import Any
+
 ORDERS, TRADES, POSITIONS, OBLIGATIONS, STATE, REFERENCE, MARGIN = (
     "orders",
     "trades",
@@ -68,5 +70,5 @@ def obligation_key(member_id: str, symbol: str, settlement_date: str) -> tuple[s
 PROCESSING_TIME_FIELDS = frozenset({"cleared_at", "written_by"})
 
 
-def comparable(item: dict) -> dict:
+def comparable(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in PROCESSING_TIME_FIELDS}

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, TypeGuard
 
 import orjson
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
 from clearing.domain.bounded import MAX_ID
+from clearing.domain.refdata import Instrument
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
 from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
@@ -60,7 +63,7 @@ def encode_book(state: SymbolBook) -> bytes:
     return zlib.compress(orjson.dumps(state.book.snapshot()), 1)
 
 
-def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> list[dict]:
+def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> list[dict[str, Any]]:
     """The head item of a symbol's snapshot, preceded by its chunk items when it is too big for one."""
     blob = encode_book(state)
     pk, sk = keys.book_key(symbol)
@@ -84,11 +87,13 @@ def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> l
     return [*chunks, {**head, "chunks": len(parts)}]
 
 
-def decode_book(item: dict, store: ItemStore | None = None) -> SymbolBook:
-    blob = item.get("book")
+def decode_book(item: dict[str, Any], store: ItemStore | None = None) -> SymbolBook:
+    blob: Any = item.get("book")
     if item.get("chunks"):
         wanted = [(item["pk"], f"v{item['version']}#c{n}") for n in range(int(item["chunks"]))]
-        found = store.get_many(keys.STATE, wanted)
+        found = store.get_many(  # type: ignore[union-attr]  # a chunked book is decoded with its store
+            keys.STATE, wanted
+        )
         blob = b"".join(found[k]["book"] for k in wanted)
     book = OrderBook.restore(orjson.loads(zlib.decompress(blob)))
     return SymbolBook(
@@ -107,17 +112,17 @@ _ACTIONS = frozenset(("NEW", "CANCEL", "REPLACE"))
 _SIDES = frozenset(("BUY", "SELL"))
 
 
-def _text(value, limit: int = MAX_ID) -> bool:
+def _text(value: Any, limit: int = MAX_ID) -> TypeGuard[str]:
     return type(value) is str and 0 < len(value) <= limit
 
 
-def _number(value, optional: bool = False) -> bool:
+def _number(value: Any, optional: bool = False) -> bool:
     if value is None:
         return optional
     return type(value) is int and 0 < value <= MAX_NUMBER
 
 
-def _shape_problem(msg) -> str | None:
+def _shape_problem(msg: Any) -> str | None:
     """What makes a decoded orders.accepted message unusable by the matcher, or None.
 
     The book validates order terms itself (it answers REJECTED); this checks what this service reads
@@ -166,7 +171,9 @@ def _shape_problem(msg) -> str | None:
     return None
 
 
-def read_accepted_order(value: bytes | None, instruments) -> tuple[dict | None, str, str]:
+def read_accepted_order(
+    value: bytes | None, instruments: Mapping[str, Instrument]
+) -> tuple[dict[str, Any] | None, str, str]:
     """(message, "", "") for a record the matcher can use, else (None, reason code, what is wrong)."""
     if value is None:
         return None, MALFORMED_ACCEPTED_ORDER, "empty record (no value)"
@@ -243,8 +250,8 @@ class MatchOrders:
         symbols = {m["symbol"] for _, m in messages}
         self._load_books(symbols, ck_item.get("books", {}))
 
-        states: dict[str, tuple] = {}  # order id -> its latest state in this batch
-        trades: list[dict] = []
+        states: dict[str, tuple[Any, ...]] = {}  # order id -> its latest state in this batch
+        trades: list[dict[str, Any]] = []
         outputs: list[OutboundMessage] = []
         touched: set[str] = set()
         for record, msg in messages:
@@ -300,7 +307,7 @@ class MatchOrders:
         return report
 
     @staticmethod
-    def _apply(book: OrderBook, msg: dict) -> tuple[list[tuple], int | None]:
+    def _apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple[Any, ...]], int | None]:
         """Run one accepted order action; also returns the reserve price in force before a replace."""
         action = msg["action"]
         if action == "NEW":
@@ -339,7 +346,16 @@ class MatchOrders:
         ), old_reserve
 
     def _translate(
-        self, record, msg, events, book, tick: Decimal, old_reserve, states, trades, outputs
+        self,
+        record: KafkaRecord,
+        msg: dict[str, Any],
+        events: list[tuple[Any, ...]],
+        book: OrderBook,
+        tick: Decimal,
+        old_reserve: int | None,
+        states: dict[str, tuple[Any, ...]],
+        trades: list[dict[str, Any]],
+        outputs: list[OutboundMessage],
     ) -> None:
         p, o = record.partition, record.offset
         topic = record.topic
@@ -459,7 +475,16 @@ class MatchOrders:
 
     @staticmethod
     def _state(
-        states, order_id, owner, symbol, status, filled, remaining, cancelled, record, reason=None
+        states: dict[str, tuple[Any, ...]],
+        order_id: str,
+        owner: list[Any],
+        symbol: str,
+        status: str,
+        filled: int,
+        remaining: int,
+        cancelled: int,
+        record: KafkaRecord,
+        reason: str | None = None,
     ) -> None:
         """Record the order's latest state in this batch; the item is built once, for the last one."""
         states[order_id] = (
@@ -475,7 +500,7 @@ class MatchOrders:
             reason,
         )
 
-    def _state_item(self, order_id, state) -> dict:
+    def _state_item(self, order_id: str, state: tuple[Any, ...]) -> dict[str, Any]:
         member, account, quantity, symbol, status, filled, remaining, cancelled, record, reason = state
         clordid = order_id.split(":", 1)[1]
         if status == ev.PARTIALLY_FILLED or status == ev.FILLED:

@@ -18,19 +18,23 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clearing.ports import ItemStore
+from clearing.ports import ItemStore, KafkaRecord
 from clearing.services import keys
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_ACCEPTED, ORDERS_EVENTS, ORDERS_NEW
+
+if TYPE_CHECKING:
+    from clearing.domain.refdata import ReferenceData
+    from clearing.services.replay import RetainedLog
 
 OPEN_STATUSES = {"RESTING", "PARTIALLY_FILLED", "ACCEPTED"}
 
 
 # ------------------------------------------------------------------ orders
-def original_message(item: dict) -> dict | None:
+def original_message(item: dict[str, Any]) -> dict[str, Any] | None:
     """The OMS message a rejection item kept (base64 of the original bytes), parsed when it is JSON."""
     raw = item.get("original_b64")
     if not raw:
@@ -42,7 +46,7 @@ def original_message(item: dict) -> dict | None:
     return msg if isinstance(msg, dict) else None
 
 
-def _price(refdata, symbol: str | None, ticks) -> str | None:
+def _price(refdata: Any, symbol: str | None, ticks: Any) -> str | None:
     if ticks is None:
         return None
     if refdata is not None and symbol in getattr(refdata, "instruments", {}):
@@ -50,7 +54,9 @@ def _price(refdata, symbol: str | None, ticks) -> str | None:
     return None
 
 
-def order_view(validation: dict | None, state: dict | None, refdata=None) -> dict[str, Any]:
+def order_view(
+    validation: dict[str, Any] | None, state: dict[str, Any] | None, refdata: ReferenceData | None = None
+) -> dict[str, Any]:
     """One order as people read it: identity, terms, current status, filled / remaining quantity."""
     v, s = validation or {}, state or {}
     original = original_message(v) if v.get("decision") == "REJECTED" else None
@@ -100,7 +106,7 @@ def order_view(validation: dict | None, state: dict | None, refdata=None) -> dic
     }
 
 
-def _is_order_request(v: dict) -> bool:
+def _is_order_request(v: dict[str, Any]) -> bool:
     """A validation item of a NEW (an order), not of a cancel or replace request acting on one."""
     if v.get("decision") == "ACCEPTED":
         return v.get("action") == "NEW"
@@ -112,7 +118,9 @@ def _clordid(sk: str) -> str:
     return sk[2:-2]  # "O#{client_order_id}#V" / "#S"
 
 
-def member_order_items(store: ItemStore, member: str) -> tuple[dict[str, dict], dict[str, dict]]:
+def member_order_items(
+    store: ItemStore, member: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(validation items, state items) of a member, by client order id: one Query of the member's pk."""
     validations, states = {}, {}
     for item in store.query(keys.ORDERS, member, sk_prefix="O#"):
@@ -123,13 +131,14 @@ def member_order_items(store: ItemStore, member: str) -> tuple[dict[str, dict], 
     return validations, states
 
 
-def _status_matches(view: dict, status: str | None) -> bool:
+def _status_matches(view: dict[str, Any], status: str | None) -> bool:
     if not status:
         return True
     wanted = status.upper()
     if wanted == "OPEN":
         return view["status"] in OPEN_STATUSES
-    return view["status"] == wanted
+    matches: bool = view["status"] == wanted
+    return matches
 
 
 def list_orders(
@@ -137,7 +146,7 @@ def list_orders(
     member: str | None = None,
     symbol: str | None = None,
     status: str | None = None,
-    refdata=None,
+    refdata: ReferenceData | None = None,
 ) -> list[dict[str, Any]]:
     """Orders with their current status; by member (Query pk), by symbol (Query gsi1), or all (Scan)."""
     views = []
@@ -151,11 +160,11 @@ def list_orders(
                 views.append(order_view(None, s, refdata))
     elif symbol:
         # gsi1 of the orders table holds state items under the symbol: orders that reached the book
-        states = store.query(keys.ORDERS, symbol, index="gsi1")
-        states = [s for s in states if s.get("kind") == "STATE"]
-        vkeys = [keys.validation_key(s["member_id"], s["client_order_id"]) for s in states]
+        on_book = store.query(keys.ORDERS, symbol, index="gsi1")
+        on_book = [s for s in on_book if s.get("kind") == "STATE"]
+        vkeys = [keys.validation_key(s["member_id"], s["client_order_id"]) for s in on_book]
         found = store.get_many(keys.ORDERS, vkeys)
-        views = [order_view(found.get(k), s, refdata) for k, s in zip(vkeys, states, strict=True)]
+        views = [order_view(found.get(k), s, refdata) for k, s in zip(vkeys, on_book, strict=True)]
     else:
         items = store.scan(keys.ORDERS)
         by_key = {(i["pk"], i["sk"]): i for i in items}
@@ -169,7 +178,7 @@ def list_orders(
 
 
 # ------------------------------------------------------------------ trades
-def trade_view(executed: dict | None, cleared: dict | None) -> dict[str, Any]:
+def trade_view(executed: dict[str, Any] | None, cleared: dict[str, Any] | None) -> dict[str, Any]:
     """A trade with both cleared legs (buyer vs CCP, CCP vs seller) once clear_trades has run."""
     e, c = executed or {}, cleared or {}
     buy = e.get("buy") or {"member_id": c.get("buy_member")}
@@ -193,7 +202,7 @@ def trade_view(executed: dict | None, cleared: dict | None) -> dict[str, Any]:
     }
 
 
-def _position(source: dict | None) -> str | None:
+def _position(source: dict[str, Any] | None) -> str | None:
     if not source:
         return None
     return f"{source['topic']}/{source['partition']}/{source['offset']}"
@@ -216,7 +225,7 @@ def member_symbols(store: ItemStore, member: str) -> set[str]:
     return {p["symbol"] for p in store.query(keys.POSITIONS, member)}
 
 
-def _involves(view: dict, member: str) -> bool:
+def _involves(view: dict[str, Any], member: str) -> bool:
     return member in ((view["buy"] or {}).get("member_id"), (view["sell"] or {}).get("member_id"))
 
 
@@ -263,6 +272,7 @@ def normalise_time(text: str | None) -> str | None:
     """ISO-8601 UTC with microseconds (also from FIX UTCTimestamp), so that times sort as strings."""
     if not text:
         return None
+    parse: Callable[[str], datetime]
     for parse in (
         lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
         lambda t: datetime.strptime(t, "%Y%m%d-%H:%M:%S.%f"),
@@ -278,7 +288,7 @@ def normalise_time(text: str | None) -> str | None:
     return text
 
 
-def _step(step: str, time: str | None, position: str | None, phase: str, **details) -> dict[str, Any]:
+def _step(step: str, time: str | None, position: str | None, phase: str, **details: Any) -> dict[str, Any]:
     return {
         "step": step,
         "time": normalise_time(time),
@@ -288,17 +298,18 @@ def _step(step: str, time: str | None, position: str | None, phase: str, **detai
     }
 
 
-def _read_json(record) -> dict | None:
+def _read_json(record: KafkaRecord) -> dict[str, Any] | None:
     try:
-        value = json.loads(record.value)
+        value = json.loads(record.value)  # type: ignore[arg-type]  # None: TypeError, caught
     except (ValueError, TypeError):
         return None
     return value if isinstance(value, dict) else None
 
 
-def _first_by_id(records: Iterable, id_field: str) -> list[tuple[Any, dict]]:
+def _first_by_id(records: Iterable[KafkaRecord], id_field: str) -> list[tuple[KafkaRecord, dict[str, Any]]]:
     """(record, message) pairs, keeping the first of messages re-produced after a crash (same id)."""
-    seen, out = set(), []
+    seen: set[Any] = set()
+    out: list[tuple[KafkaRecord, dict[str, Any]]] = []
     for r in records:
         msg = _read_json(r)
         if msg is None or msg.get(id_field) in seen:
@@ -309,7 +320,11 @@ def _first_by_id(records: Iterable, id_field: str) -> list[tuple[Any, dict]]:
 
 
 def order_life(
-    store: ItemStore, log, member: str, client_order_id: str, refdata=None
+    store: ItemStore,
+    log: RetainedLog | None,
+    member: str,
+    client_order_id: str,
+    refdata: ReferenceData | None = None,
 ) -> dict[str, Any] | None:
     """Everything that happened to one order, oldest first; None when the member never sent it.
 
@@ -329,7 +344,8 @@ def order_life(
     order_id = f"{member}:{root}"
 
     # every request of this order on orders.new (the member's partition), following the id chain
-    chain, requests = {root, client_order_id}, []
+    chain: set[Any] = {root, client_order_id}  # ids as read (a bad one just matches nothing)
+    requests = []
     if log is not None:
         partition = log.partition_for(ORDERS_NEW, member.encode())
         for r in log.read(ORDERS_NEW, partition):
@@ -368,7 +384,7 @@ def order_life(
                 quantity=msg.get("quantity"),
             )
         )
-        d = decisions.get(keys.validation_key(member, msg.get("client_order_id")))
+        d = decisions.get(keys.validation_key(member, msg.get("client_order_id")))  # type: ignore[arg-type]  # a request of the chain has its id
         if d is None or d.get("src") != r.position:
             d = rejections_by_position.get(keys.rejection_key(r.topic, r.partition, r.offset))
         if d is not None:
@@ -491,7 +507,7 @@ def order_life(
     }
 
 
-def _decision_step(d: dict, time: str | None) -> dict[str, Any]:
+def _decision_step(d: dict[str, Any], time: str | None) -> dict[str, Any]:
     if d.get("decision") == "REJECTED":
         return _step(
             "REJECTED",
@@ -516,7 +532,7 @@ def _decision_step(d: dict, time: str | None) -> dict[str, Any]:
     )
 
 
-def _source_times(log, sources: list[dict]) -> dict[tuple[int, int], str | None]:
+def _source_times(log: RetainedLog, sources: list[dict[str, Any]]) -> dict[tuple[int, int], str | None]:
     """sent_at of the orders.accepted records that caused events: the business time of each event."""
     out: dict[tuple[int, int], str | None] = {}
     for src in sources:

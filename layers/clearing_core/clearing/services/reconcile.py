@@ -28,15 +28,18 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
 
 from clearing.ports import ItemStore, KafkaRecord
 from clearing.services import keys
+
+if TYPE_CHECKING:
+    from clearing.services.replay import RetainedLog
 from clearing.topics import (
     EXCHANGE_EXECUTIONS,
     ORDERS_ACCEPTED,
@@ -133,7 +136,11 @@ def _parse_src(src: Any) -> tuple[str, int, int] | None:
         return None
 
 
-def _read(log, topic: str, bounds: dict[int, tuple[int, int]]) -> Iterator[KafkaRecord]:
+Bounds: TypeAlias = "dict[str, dict[int, tuple[int, int]]]"  # topic -> partition -> [begin, end)
+CheckpointOffsets: TypeAlias = "dict[tuple[str, str, int], int]"  # (stage, topic, partition) -> offset
+
+
+def _read(log: RetainedLog, topic: str, bounds: dict[int, tuple[int, int]]) -> Iterator[KafkaRecord]:
     for partition, (begin, end) in sorted(bounds.items()):
         if end > begin:
             yield from log.read(topic, partition, begin, end)
@@ -143,7 +150,7 @@ class _OnceLog:
     """The RetainedLog, asking each topic's partitions once per verify: the Kafka adapter waits up to
     5 s for a topic it does not know, and a reset broker may have none of them."""
 
-    def __init__(self, log):
+    def __init__(self, log: RetainedLog) -> None:
         self.log = log
         self._partitions: dict[str, list[int]] = {}
 
@@ -152,23 +159,28 @@ class _OnceLog:
             self._partitions[topic] = self.log.partitions(topic)
         return self._partitions[topic]
 
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return self.log.partition_for(topic, key)
+
     def bounds(self, topic: str) -> dict[int, tuple[int, int]]:
         return _bounds(self.log, topic) if self.partitions(topic) else {}
 
-    def read(self, topic: str, partition: int, start: int = 0, end: int | None = None):
+    def read(
+        self, topic: str, partition: int, start: int = 0, end: int | None = None
+    ) -> Iterator[KafkaRecord]:
         return self.log.read(topic, partition, start, end)
 
 
-def once_per_topic(log) -> _OnceLog:
+def once_per_topic(log: RetainedLog) -> _OnceLog:
     return log if isinstance(log, _OnceLog) else _OnceLog(log)
 
 
-def _bounds(log, topic: str) -> dict[int, tuple[int, int]]:
-    bounds = getattr(log, "bounds", None)
+def _bounds(log: RetainedLog, topic: str) -> dict[int, tuple[int, int]]:
+    bounds: Callable[[str], dict[int, tuple[int, int]]] | None = getattr(log, "bounds", None)
     if bounds is not None:
         return bounds(topic)
     # a RetainedLog without bounds(): read everything once to find them (tests' fakes)
-    out = {}
+    out: dict[int, tuple[int, int]] = {}
     for p in log.partitions(topic):
         offsets = [r.offset for r in log.read(topic, p)]
         out[p] = (offsets[0], offsets[-1] + 1) if offsets else (0, 0)
@@ -186,10 +198,10 @@ def _same(stored: Any, sent: Any) -> bool:
     if sent == stored or sent.startswith(stored):
         return True
     clipped = _CLIPPED.match(stored)
-    return bool(clipped) and sent.startswith(clipped.group(1)) and len(sent) == int(clipped.group(2))
+    return clipped is not None and sent.startswith(clipped.group(1)) and len(sent) == int(clipped.group(2))
 
 
-def _same_payload(decision: dict, value: bytes | None) -> bool:
+def _same_payload(decision: dict[str, Any], value: bytes | None) -> bool:
     """Rejections keep the SHA-256 of the whole payload: the strongest "same record" check there is."""
     digest = decision.get("original_sha256")
     return not isinstance(digest, str) or sha256(value or b"").hexdigest() == digest
@@ -199,7 +211,7 @@ def _status(missing: int) -> str:
     return FAIL if missing else OK
 
 
-def _examples(items, n: int = 5) -> str:
+def _examples(items: Iterable[Any], n: int = 5) -> str:
     items = list(items)
     shown = ", ".join(str(i) for i in items[:n])
     return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
@@ -207,10 +219,10 @@ def _examples(items, n: int = 5) -> str:
 
 def reconcile(
     store: ItemStore,
-    log,
+    log: RetainedLog,
     *,
-    orders: list[dict] | None = None,
-    trades: list[dict] | None = None,
+    orders: list[dict[str, Any]] | None = None,
+    trades: list[dict[str, Any]] | None = None,
     checkpoints: dict[tuple[str, str, int], int] | None = None,
     now_ms: int | None = None,
     pending_max_age_s: float = DEFAULT_PENDING_MAX_AGE_S,
@@ -251,7 +263,7 @@ def reconcile(
 # ---------------------------------------------------------------- orders.new -> decisions
 
 
-def read_checkpoints(store: ItemStore, log) -> dict[tuple[str, str, int], int]:
+def read_checkpoints(store: ItemStore, log: RetainedLog) -> dict[tuple[str, str, int], int]:
     """(stage, topic, partition) -> checkpointed offset, in one BatchGetItem.
 
     Read before the tables are scanned: a checkpoint is written after its decisions, so an offset at
@@ -265,7 +277,7 @@ def read_checkpoints(store: ItemStore, log) -> dict[tuple[str, str, int], int]:
     return {(c["stage"], c["topic"], int(c["partition"])): int(c["offset"]) for c in found.values()}
 
 
-def _onfailure(log) -> list[tuple[str, int, int, int]]:
+def _onfailure(log: RetainedLog) -> list[tuple[str, int, int, int]]:
     """(topic, partition, first offset, last offset) of every batch an event-source mapping gave up on."""
     out = []
     for r in _read(log, ONFAILURE_TOPIC, _bounds(log, ONFAILURE_TOPIC)):
@@ -281,13 +293,22 @@ def _onfailure(log) -> list[tuple[str, int, int, int]]:
     return out
 
 
-def _in_failed_batch(failed, topic: str, partition: int, offset: int) -> bool:
+def _in_failed_batch(
+    failed: list[tuple[str, int, int, int]], topic: str, partition: int, offset: int
+) -> bool:
     return any(t == topic and p == partition and a <= offset <= b for t, p, a, b in failed)
 
 
-def _decisions(log, orders: list[dict], bounds, ck_of, out: Reconciliation, failed_batches=list) -> None:
+def _decisions(
+    log: RetainedLog,
+    orders: list[dict[str, Any]],
+    bounds: Bounds,
+    ck_of: CheckpointOffsets,
+    out: Reconciliation,
+    failed_batches: Callable[[], list[tuple[str, int, int, int]]] = list,
+) -> None:
     new_bounds = bounds[ORDERS_NEW]
-    decisions: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    decisions: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     other_src = 0
     for item in orders:
         if item.get("kind") not in ("VALIDATION", "REJECTION"):
@@ -463,7 +484,7 @@ def _pos(position: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- decisions -> orders.accepted
 
 
-def _published(log, orders: list[dict], bounds, out: Reconciliation) -> None:
+def _published(log: RetainedLog, orders: list[dict[str, Any]], bounds: Bounds, out: Reconciliation) -> None:
     """Every accepted decision is on orders.accepted or orders.exchange (their `source`)."""
     truncated = [
         f"{t}/{p}" for t in (ORDERS_ACCEPTED, ORDERS_EXCHANGE) for p, (b, _) in bounds[t].items() if b > 0
@@ -510,7 +531,7 @@ def _published(log, orders: list[dict], bounds, out: Reconciliation) -> None:
 # ---------------------------------------------------------------- decisions -> order states
 
 
-def _order_states(orders: list[dict], out: Reconciliation) -> None:
+def _order_states(orders: list[dict[str, Any]], out: Reconciliation) -> None:
     state_ids = {o["order_id"] for o in orders if o.get("kind") == "STATE"}
     accepted_new = [
         o
@@ -538,7 +559,13 @@ def _order_states(orders: list[dict], out: Reconciliation) -> None:
 # ---------------------------------------------------------------- trades.executed -> legs / dead letters
 
 
-def _trades(log, trades: list[dict], bounds, ck_of, out: Reconciliation) -> dict[str, int]:
+def _trades(
+    log: RetainedLog,
+    trades: list[dict[str, Any]],
+    bounds: Bounds,
+    ck_of: CheckpointOffsets,
+    out: Reconciliation,
+) -> dict[str, int]:
     """Returns trade_id -> timestamp (ms) of its first trades.executed record (the trade reports)."""
     on_log: dict[str, int] = {}
     malformed: list[str] = []
@@ -647,7 +674,14 @@ def _trades(log, trades: list[dict], bounds, ck_of, out: Reconciliation) -> dict
 # ---------------------------------------------------------------- exchange answers
 
 
-def _exchange(log, bounds, trade_requests: dict[str, int], now_ms: int, max_age_s: float, out) -> None:
+def _exchange(
+    log: RetainedLog,
+    bounds: Bounds,
+    trade_requests: dict[str, int],
+    now_ms: int,
+    max_age_s: float,
+    out: Reconciliation,
+) -> None:
     orders: dict[str, int] = {}
     unroutable: list[str] = []
     for r in _read(log, ORDERS_EXCHANGE, bounds[ORDERS_EXCHANGE]):
@@ -664,7 +698,7 @@ def _exchange(log, bounds, trade_requests: dict[str, int], now_ms: int, max_age_
         body = _loads(r.value)
         if not isinstance(body, dict):
             continue
-        ids = {body.get(k) for k in ("request_id", "cl_ord_id", "trade_report_id")} - {None}
+        ids: set[str] = {body.get(k) for k in ("request_id", "cl_ord_id", "trade_report_id")} - {None}  # type: ignore[assignment]  # None removed
         answered |= ids
         if body.get("msg_type") in ("Reject", "BusinessMessageReject") or "REJECTED" in (
             body.get("exec_type"),

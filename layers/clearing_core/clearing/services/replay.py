@@ -33,12 +33,13 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, ReferenceDataSource
 from clearing.services import keys
+from clearing.services.batch import BatchReport
 from clearing.topics import (
     ORDERS_ACCEPTED,
     ORDERS_DEADLETTER,
@@ -122,14 +123,14 @@ class ReplayReport:
 
 
 # ------------------------------------------------------------------ what each stage owns
-def _decoded_book(item: dict) -> dict:
+def _decoded_book(item: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in item.items() if k != "version"}  # version counts invocations
     if isinstance(item.get("book"), bytes | bytearray):
         out["book"] = json.loads(zlib.decompress(item["book"]))
     return out
 
 
-ItemFilter = Callable[[dict], bool]
+ItemFilter = Callable[[dict[str, Any]], bool]
 STAGE_ITEMS: dict[str, list[tuple[str, ItemFilter]]] = {
     VALIDATE: [
         (keys.ORDERS, lambda i: i.get("kind") in ("VALIDATION", "REJECTION")),
@@ -149,22 +150,22 @@ STAGE_ITEMS: dict[str, list[tuple[str, ItemFilter]]] = {
 }
 
 
-def _source_id(msg: dict) -> str:
+def _source_id(msg: dict[str, Any]) -> str:
     s = msg.get("source") or {}
     return f"{s.get('topic')}/{s.get('partition')}/{s.get('offset')}"
 
 
-def _dead_letter_of(source_topic: str) -> Callable[[dict], str | None]:
+def _dead_letter_of(source_topic: str) -> Callable[[dict[str, Any]], str | None]:
     """orders.deadletter holds two stages' dead letters: each stage compares those of its input."""
 
-    def id_of(msg: dict) -> str | None:
+    def id_of(msg: dict[str, Any]) -> str | None:
         return _source_id(msg) if (msg.get("source") or {}).get("topic") == source_topic else None
 
     return id_of
 
 
 # output topics of each stage -> how a message is identified (deterministic ids; None: another stage's)
-STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict], str]]]] = {
+STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str | None]]]] = {
     VALIDATE: [
         (ORDERS_ACCEPTED, _source_id),
         (ORDERS_EXCHANGE, _source_id),
@@ -180,7 +181,7 @@ STAGE_OUTPUTS: dict[str, list[tuple[str, Callable[[dict], str]]]] = {
 }
 
 
-def comparable_item(item: dict) -> dict:
+def comparable_item(item: dict[str, Any]) -> dict[str, Any]:
     item = keys.comparable(item)
     return _decoded_book(item) if item.get("pk", "").startswith("BOOK#") else item
 
@@ -200,7 +201,14 @@ def _batches(
             yield batch
 
 
-def _run(log, topic, from_offsets, batch_size, process, report: ReplayReport) -> None:
+def _run(
+    log: RetainedLog,
+    topic: str,
+    from_offsets: dict[str, dict[int, int]] | None,
+    batch_size: int,
+    process: Callable[[list[KafkaRecord]], BatchReport],
+    report: ReplayReport,
+) -> None:
     for batch in _batches(log, topic, (from_offsets or {}).get(topic, {}), batch_size):
         process(batch)
         report.records_read[topic] = report.records_read.get(topic, 0) + len(batch)
@@ -211,15 +219,15 @@ class ScannedTables:
 
     def __init__(self, store: ItemStore):
         self.store = store
-        self.tables: dict[str, list[dict]] = {}
+        self.tables: dict[str, list[dict[str, Any]]] = {}
 
-    def scan(self, table: str) -> list[dict]:
+    def scan(self, table: str) -> list[dict[str, Any]]:
         if table not in self.tables:
             self.tables[table] = self.store.scan(table)
         return self.tables[table]
 
 
-def seed_credit_decisions(live, target: ItemStore) -> int:
+def seed_credit_decisions(live: ItemStore | ScannedTables, target: ItemStore) -> int:
     """Copy the live CREDIT_LIMIT decisions into the target: validate_orders replays them as recorded."""
     credit = [
         i
@@ -292,8 +300,10 @@ def replay(
     return report
 
 
-def _first_by_id(pairs) -> dict[str, dict]:
-    out: dict[str, dict] = {}
+def _first_by_id(
+    pairs: Iterable[tuple[bytes, Callable[[dict[str, Any]], str | None]]],
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     for value, id_of in pairs:
         msg = json.loads(value)
         key = id_of(msg)
@@ -302,16 +312,18 @@ def _first_by_id(pairs) -> dict[str, dict]:
     return out
 
 
-def read_topic(log: RetainedLog, topic: str, id_of: Callable[[dict], str]) -> dict[str, dict]:
+def read_topic(
+    log: RetainedLog, topic: str, id_of: Callable[[dict[str, Any]], str | None]
+) -> dict[str, dict[str, Any]]:
     """Every message of a live topic by its deterministic id (first occurrence of duplicates).
 
     A message without one (not JSON, not ours: a rogue producer) is kept under its position, so that
     it is reported as live output the stage would not produce, rather than stopping the replay."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for p in log.partitions(topic):
         for r in log.read(topic, p):
             try:
-                msg = json.loads(r.value)
+                msg = json.loads(r.value)  # type: ignore[arg-type]  # None: TypeError, caught
                 key = id_of(msg)
             except (ValueError, TypeError, KeyError, AttributeError):
                 key, msg = f"unreadable:{r.topic}/{r.partition}/{r.offset}", {"unreadable": True}
@@ -320,7 +332,7 @@ def read_topic(log: RetainedLog, topic: str, id_of: Callable[[dict], str]) -> di
     return out
 
 
-def _field_differences(live: dict, rebuilt: dict) -> dict[str, Any]:
+def _field_differences(live: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any]:
     return {
         k: {"live": live.get(k), "rebuilt": rebuilt.get(k)}
         for k in sorted(set(live) | set(rebuilt))
@@ -329,7 +341,7 @@ def _field_differences(live: dict, rebuilt: dict) -> dict[str, Any]:
 
 
 def compare_items(
-    table: str, live_items: list[dict], rebuilt_items: list[dict]
+    table: str, live_items: list[dict[str, Any]], rebuilt_items: list[dict[str, Any]]
 ) -> tuple[int, list[Difference]]:
     live = {(i["pk"], i["sk"]): comparable_item(i) for i in live_items}
     rebuilt = {(i["pk"], i["sk"]): comparable_item(i) for i in rebuilt_items}
@@ -348,7 +360,10 @@ def compare_items(
 
 
 def compare_messages(
-    where: str, live: dict[str, dict], rebuilt: dict[str, dict], only_rebuilt: bool = False
+    where: str,
+    live: dict[str, dict[str, Any]],
+    rebuilt: dict[str, dict[str, Any]],
+    only_rebuilt: bool = False,
 ) -> tuple[int, list[Difference]]:
     ids = set(rebuilt) if only_rebuilt else set(live) | set(rebuilt)
     diffs = []

@@ -13,16 +13,22 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clearing.domain import invariants, margin, netting
 from clearing.domain.clearing import ClearedLeg, Position
 from clearing.domain.netting import NetObligation
+from clearing.domain.refdata import ReferenceData
 from clearing.ports import ItemStore, SettlementFileSink
 from clearing.services import keys
 
+if TYPE_CHECKING:
+    from clearing.services.replay import RetainedLog
 
-def _obligation_items(store: ItemStore, settlement_date: str | None = None, member: str | None = None):
+
+def _obligation_items(
+    store: ItemStore, settlement_date: str | None = None, member: str | None = None
+) -> list[dict[str, Any]]:
     if settlement_date and not member:
         items = store.query(keys.OBLIGATIONS, settlement_date)
     elif member:
@@ -40,7 +46,7 @@ def load_obligations(
 
 def obligations_report(
     store: ItemStore, settlement_date: str | None = None, member: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     obligations = load_obligations(store, settlement_date, member)
     report = netting.netting_report(
         obligations, date.fromisoformat(settlement_date) if settlement_date else None
@@ -77,7 +83,7 @@ class VerifyResult:
 
 def verify(
     store: ItemStore,
-    log=None,
+    log: RetainedLog | None = None,
     max_violations: int = 200,
     *,
     now_ms: int | None = None,
@@ -238,7 +244,7 @@ def verify(
 
 
 def run_margin(
-    store: ItemStore, refdata, run_at: datetime | None = None, write: bool = True
+    store: ItemStore, refdata: ReferenceData, run_at: datetime | None = None, write: bool = True
 ) -> dict[str, Any]:
     """IM by scenario scan + VM against last settlement prices per member; margin calls stored."""
     run_at = run_at or datetime.now(UTC)
@@ -278,7 +284,7 @@ def run_margin(
 
 
 def settle_eod(
-    store: ItemStore, refdata, settlement_date: str, sink: SettlementFileSink | None = None
+    store: ItemStore, refdata: ReferenceData, settlement_date: str, sink: SettlementFileSink | None = None
 ) -> dict[str, Any]:
     """Settlement instructions per member for one date: DynamoDB items, and CSV and JSON files
     through the sink (a folder locally, S3 in AWS) when one is given."""
@@ -319,12 +325,12 @@ class ScanOnce:
 
     def __init__(self, store: ItemStore):
         self.store = store
-        self._scans: dict[str, list[dict]] = {}
+        self._scans: dict[str, list[dict[str, Any]]] = {}
 
-    def scan(self, table: str) -> list[dict]:
+    def scan(self, table: str) -> list[dict[str, Any]]:
         if table not in self._scans:
             self._scans[table] = self.store.scan(table)
         return list(self._scans[table])
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -15,12 +15,15 @@ Exactly-once effects without transactions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.orders import (
+    CancelOrder,
     NewOrder,
     Rejection,
     RejectReason,
@@ -30,8 +33,9 @@ from clearing.domain.orders import (
     check_sent_at,
     parse_order,
 )
+from clearing.domain.refdata import ReferenceData
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
-from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
+from clearing.ports import ItemStore, KafkaRecord, Key, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.services import keys
 from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
 from clearing.topics import ORDERS_ACCEPTED, ORDERS_DEADLETTER, ORDERS_EXCHANGE, ORDERS_REJECTED
@@ -43,7 +47,7 @@ _NOT_USING_UP_ID = frozenset((RejectReason.DUPLICATE_CLORDID, RejectReason.STALE
 RELEASE_STAGE = "release_exposure"
 
 
-def _known_from_item(item: dict) -> KnownOrder | None:
+def _known_from_item(item: dict[str, Any]) -> KnownOrder | None:
     if item.get("decision") != "ACCEPTED":
         return None
     return KnownOrder(
@@ -56,7 +60,7 @@ def _known_from_item(item: dict) -> KnownOrder | None:
     )
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     """ISO-8601 with a Z suffix (sent_at is UTC by contract); orjson writes the same text as
     isoformat() with +00:00 replaced, at a fraction of the cost of pydantic's tzinfo."""
     return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode() if value is not None else None
@@ -71,7 +75,7 @@ class _PartitionCache:
     loaded: set[str] = field(default_factory=set)
     known: dict[str, dict[str, KnownOrder | None]] = field(default_factory=dict)
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
-    items: dict[str, dict[str, dict]] = field(default_factory=dict)  # full items from a cold load
+    items: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # full items from a cold load
 
 
 MALFORMED_EVENT = "MALFORMED_EVENT"
@@ -79,7 +83,7 @@ MAX_EVENT_BYTES = 16 * 1024  # match_orders writes ~400 bytes an event
 MAX_EXPOSURE = Decimal(10) ** 30  # far above any exposure a contract order can carry
 
 
-def read_order_event(value: bytes | None):
+def read_order_event(value: bytes | None) -> tuple[str, tuple[str, list[int]], Decimal | None] | str:
     """(member id, (source partition, [offset, seq]), exposure delta or None) of an orders.events
     record, or a text saying why it cannot be applied."""
     if value is None:
@@ -151,7 +155,9 @@ class ValidateOrders:
         if cache is None or cache.version != version:
             cache = self._cache[partition] = _PartitionCache(version)
         for member_id in members - cache.loaded:
-            known, sources, items = {}, {}, {}
+            known: dict[str, KnownOrder | None] = {}
+            sources: dict[str, Any] = {}  # client order id -> "topic/partition/offset" of its record
+            items: dict[str, dict[str, Any]] = {}
             for item in self.store.query(keys.ORDERS, member_id, sk_prefix="O#"):
                 if item.get("kind") != "VALIDATION":
                     continue
@@ -206,7 +212,7 @@ class ValidateOrders:
         known = cache.known
         window = self.sent_at_window
 
-        order_items: list[dict] = []
+        order_items: list[dict[str, Any]] = []
         outputs: list[OutboundMessage] = []
         last_offset_of_member: dict[str, int] = {}
         for record, msg in parsed:
@@ -230,8 +236,8 @@ class ValidateOrders:
                 # (unknown or suspended member, checked before duplicates) is keyed by its position
                 held_by = cache.sources[member_id].get(msg.client_order_id, record.position)
                 used_up = decision.reason not in _NOT_USING_UP_ID and held_by == record.position
-                vkey = keys.validation_key(member_id, msg.client_order_id) if used_up else None
-                self._reject(record, decision, vkey, order_items, outputs, report)
+                reject_key = keys.validation_key(member_id, msg.client_order_id) if used_up else None
+                self._reject(record, decision, reject_key, order_items, outputs, report)
                 if used_up:
                     known[member_id][msg.client_order_id] = None
                     cache.sources[member_id][msg.client_order_id] = record.position
@@ -273,7 +279,7 @@ class ValidateOrders:
         return report
 
     @staticmethod
-    def _replayed(item: dict, msg) -> Acceptance | Rejection:
+    def _replayed(item: dict[str, Any], msg: NewOrder | CancelOrder | ReplaceOrder) -> Acceptance | Rejection:
         if item["decision"] != "ACCEPTED":
             return Rejection(
                 reason=RejectReason(item["reason"]),
@@ -313,7 +319,7 @@ class ValidateOrders:
                 msg.quantity,
                 decision.reserve_ticks,
             )
-        target = decision.known
+        target: KnownOrder = decision.known  # type: ignore[assignment]  # a CANCEL/REPLACE has its target
         if type(msg) is ReplaceOrder:
             qty = msg.quantity if msg.quantity is not None else target.quantity
             return KnownOrder(
@@ -322,8 +328,8 @@ class ValidateOrders:
         return target
 
     def _accepted(
-        self, record: KafkaRecord, msg, decision: Acceptance, refdata
-    ) -> tuple[dict, OutboundMessage]:
+        self, record: KafkaRecord, msg: Any, decision: Acceptance, refdata: ReferenceData
+    ) -> tuple[dict[str, Any], OutboundMessage]:
         """The validation record and the orders.accepted / orders.exchange message of an accepted order."""
         price_ticks = decision.price_ticks
         sent_at = _iso(msg.sent_at)
@@ -388,7 +394,7 @@ class ValidateOrders:
             if route == _EXCHANGE:
                 topic = ORDERS_EXCHANGE
         else:
-            t = decision.known
+            t: KnownOrder = decision.known  # type: ignore[assignment]  # a CANCEL/REPLACE has its target
             body = {
                 "action": msg.action,
                 "order_id": decision.order_id,
@@ -432,7 +438,15 @@ class ValidateOrders:
             }
         return item, OutboundMessage(topic, symbol.encode(), dumps(body))
 
-    def _reject(self, record: KafkaRecord, rejection: Rejection, vkey, order_items, outputs, report) -> None:
+    def _reject(
+        self,
+        record: KafkaRecord,
+        rejection: Rejection,
+        vkey: Key | None,
+        order_items: list[dict[str, Any]],
+        outputs: list[OutboundMessage],
+        report: BatchReport,
+    ) -> None:
         # bounded whatever the input (a DynamoDB item holds 400 KB): a prefix of the original, its length
         # and SHA-256; the source position holds the full bytes
         original = payload_fields(record.value)

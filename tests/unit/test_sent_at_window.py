@@ -163,7 +163,7 @@ def test_every_sent_at_validate_orders_accepts_is_clearable(sent_at):
 
 def test_clearing_publish_stamps_each_record_with_its_orders_sent_at():
     # the simulator's clock is synthetic: its records carry CreateTime = sent_at, as an OMS's would
-    from clearing_tools.cli.commands.publish import _create_time_ms
+    from clearing_tools.local.oms import create_time_ms as _create_time_ms
     from clearing_tools.local.oms import generate_orders
 
     [msg] = generate_orders(1, seed=1)

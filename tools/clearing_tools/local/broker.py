@@ -22,14 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from clearing_tools.local.processes import (
-    RuntimeStartError,
-    ensure_port_free,
-    spawn,
-    stop_started,
-    wait_for_port,
-    with_log_cause,
-)
+from clearing_tools.local.processes import RuntimeStartError, start_listening
 
 
 def broker_binary() -> str:
@@ -66,16 +59,9 @@ def start_broker(
     host: str, port: int, log_path: Path, pid_path: Path | None = None, detached: bool = True
 ) -> subprocess.Popen:
     """Start Tansu on host:port (memory storage) and wait until it accepts connections."""
-    ensure_port_free(host, port, "broker")
-    proc = spawn(broker_argv(host, port), log_path, pid_path, detached=detached)
-    try:
-        wait_for_port(host, port, timeout=15, proc=proc)
-    except BaseException as exc:
-        stop_started(proc)  # never leave it behind
-        if isinstance(exc, RuntimeStartError):
-            raise RuntimeStartError(with_log_cause(f"broker: {exc}", log_path)) from exc
-        raise
-    return proc
+    return start_listening(
+        "broker", broker_argv(host, port), host, port, log_path, pid_path, detached, timeout=15
+    )
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:

@@ -38,6 +38,7 @@ from clearing.services import keys
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_NEW
 
 from clearing_tools.local.config import RuntimeConfig
+from clearing_tools.local.processes import pid_alive, read_pid
 
 FAULT_KINDS = (
     "worker-kill",
@@ -332,12 +333,6 @@ def _exchange_ids(config: RuntimeConfig) -> set[str]:
 
 
 # ----------------------------------------------------------------------------- faults
-def _pid_of(config: RuntimeConfig, component: str) -> int | None:
-    from clearing_tools.local.processes import read_pid
-
-    return read_pid(config.state_path / "pids" / f"{component}.pid")
-
-
 def _live_worker(config: RuntimeConfig, mapping_prefix: str, not_in: set[int]) -> int | None:
     from clearing_tools.local.esm import read_worker_states
 
@@ -409,6 +404,11 @@ class FaultInjector:
         self.t0 = time.monotonic()
         self.killed: set[int] = set()
 
+    def _pid(self, component: str) -> int | None:
+        """The running pid of one of the runtime's components (from its pid file)."""
+        found = [c for c in self.runtime.components if c.name == component]
+        return read_pid(found[0].pid_path) if found else None
+
     def _record(self, kind: str, target: str, recovered: float | None, detail: str = "") -> None:
         self.faults.append(Fault(kind, target, time.monotonic() - self.t0, recovered, detail))
         if recovered is None:
@@ -425,7 +425,7 @@ class FaultInjector:
         self._record("worker-kill", mapping, recovered, f"pid {pid}")
 
     def kill_component(self, kind: str, component: str) -> None:
-        pid = _pid_of(self.config, component)
+        pid = self._pid(component)
         if pid is None:
             self.errors.append(f"{kind}: {component} not running")
             return
@@ -433,7 +433,7 @@ class FaultInjector:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         started = time.monotonic()
-        _wait(lambda: not _alive(pid), 10)
+        _wait(lambda: not pid_alive(pid), 10)
         self.runtime.start()  # idempotent `up`: starts what is missing, as ECS replaces a stopped task
         healthy = _wait(
             lambda: any(
@@ -463,9 +463,7 @@ class FaultInjector:
         for m in mappings:
             steps.append(functools.partial(self.kill_worker, m))
         steps.append(
-            lambda: self.pause(
-                "broker-pause", _pid_of(self.config, "broker"), lambda: _answers_kafka(self.config)
-            )
+            lambda: self.pause("broker-pause", self._pid("broker"), lambda: _answers_kafka(self.config))
         )
         steps.append(
             lambda: self.pause("dynamodb-pause", self.moto_pid, lambda: _answers_dynamodb(self.moto_url))
@@ -480,12 +478,6 @@ class FaultInjector:
                 step()
             except Exception as exc:  # noqa: BLE001 - a failed injection is reported, not fatal
                 self.errors.append(f"{step}: {exc!r}")
-
-
-def _alive(pid: int) -> bool:
-    from clearing_tools.local.processes import pid_alive
-
-    return pid_alive(pid)
 
 
 # ----------------------------------------------------------------------------- one run

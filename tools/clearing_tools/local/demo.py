@@ -58,15 +58,6 @@ def _stamp(raw: bytes, now: float) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _sent_at_ms(raw: bytes, now: float) -> int:
-    """The order's sent_at in epoch milliseconds (the publish time when it has none readable)."""
-    try:
-        body = json.loads(raw)
-        return int(datetime.fromisoformat(body["sent_at"].replace("Z", "+00:00")).timestamp() * 1000)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return int(now * 1000)
-
-
 def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     from clearing_tools.local.broker import probe_consumer, topic_partitions, true_end_offsets
 
@@ -92,7 +83,7 @@ def publish_orders(
     runs that must be byte-for-byte reproducible."""
     from kafka import KafkaProducer
 
-    from clearing_tools.local.oms import generate_orders, wait_until_due
+    from clearing_tools.local.oms import create_time_ms, generate_orders, wait_until_due
 
     run = DemoRun(orders=n)
     run.start_offsets = _end_offsets(config.bootstrap_servers, ORDERS_NEW)
@@ -118,9 +109,7 @@ def publish_orders(
                 ORDERS_NEW, key=msg.key.encode(), value=_stamp(msg.value, now), timestamp_ms=int(now * 1000)
             )
         else:  # reproducible runs: the record's timestamp is the order's own sent_at, as an OMS would set it
-            producer.send(
-                ORDERS_NEW, key=msg.key.encode(), value=msg.value, timestamp_ms=_sent_at_ms(msg.value, now)
-            )
+            producer.send(ORDERS_NEW, key=msg.key.encode(), value=msg.value, timestamp_ms=create_time_ms(msg))
         run.published_at.append(now)
         if progress is not None and i % 500 == 0:
             progress.update(task, completed=i)

@@ -23,14 +23,7 @@ import boto3
 from botocore.config import Config
 
 from clearing_tools import template_model
-from clearing_tools.local.processes import (
-    RuntimeStartError,
-    ensure_port_free,
-    spawn,
-    stop_started,
-    wait_for_port,
-    with_log_cause,
-)
+from clearing_tools.local.processes import RuntimeStartError, start_listening
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 INSTRUMENT_PK = "INSTRUMENT"
@@ -56,16 +49,9 @@ def start_moto(
     host: str, port: int, log_path: Path, pid_path: Path | None = None, detached: bool = True
 ) -> subprocess.Popen:
     """Start moto_server on host:port and wait until it answers."""
-    ensure_port_free(host, port, "moto")
-    proc = spawn(moto_argv(host, port), log_path, pid_path, detached=detached)
-    try:
-        wait_for_port(host, port, timeout=30, proc=proc)
-    except BaseException as exc:
-        stop_started(proc)  # never leave it behind
-        if isinstance(exc, RuntimeStartError):
-            raise RuntimeStartError(with_log_cause(f"moto: {exc}", log_path)) from exc
-        raise
-    return proc
+    return start_listening(
+        "moto", moto_argv(host, port), host, port, log_path, pid_path, detached, timeout=30
+    )
 
 
 def dynamodb_resource(endpoint_url: str | None, region: str = "us-east-1"):

@@ -45,15 +45,19 @@ def moto_version() -> str:
 
 
 def _need(module: str, attribute: str) -> Any:
+    """`module`'s `attribute` (a dotted path such as "DynamoHandler.dispatch"), or MotoIncompatible."""
     import importlib
 
     try:
-        return getattr(importlib.import_module(module), attribute)
+        found: Any = importlib.import_module(module)
+        for name in attribute.split("."):
+            found = getattr(found, name)
+        return found
     except (ImportError, AttributeError) as exc:
         raise MotoIncompatible(
             f"moto {moto_version()}: {module}.{attribute} is missing ({exc}); the local DynamoDB launcher "
-            f"was tested with moto {TESTED} (pinned in uv.lock): adapt clearing_tools/local/moto_compat.py or "
-            f"reinstall from the lock (make install)"
+            f"was tested with moto {TESTED} (pinned in uv.lock): adapt clearing_tools/local/moto_compat.py "
+            f"or reinstall from the lock (make install)"
         ) from exc
 
 
@@ -71,8 +75,8 @@ def _backend_request_class() -> tuple[type, Callable[[Any], str]]:
 
 def check() -> str:
     """Verify every internal the launcher uses; returns the moto version, raises MotoIncompatible."""
-    _need("moto.dynamodb.responses", "DynamoHandler").dispatch  # noqa: B018
-    _need("moto.dynamodb.responses", "DynamoResult").execute_result  # noqa: B018
+    _need("moto.dynamodb.responses", "DynamoHandler.dispatch")
+    _need("moto.dynamodb.responses", "DynamoResult.execute_result")
     _need("moto.server", "DomainDispatcherApplication")
     _need("moto.server", "create_backend_app")
     _need("moto.dynamodb.models.table", "RESULT_SIZE_LIMIT")
@@ -80,7 +84,6 @@ def check() -> str:
     _need("moto.core.responses", "gen_amzn_requestid_long")
     _need("moto.utilities.aws_headers", "gen_amzn_requestid_long")
     request_class, _ = _backend_request_class()
-    core_request = _need("moto.core.request", "normalize_request")  # noqa: F841 (present in every 5.2)
     import moto.core.request as core
 
     # From 5.2.4 on, handlers read `from_wsgi_server` (and `raw_url`) off moto's own Request: the

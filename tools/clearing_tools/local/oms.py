@@ -85,6 +85,25 @@ class OmsMessage:
         return (self.order or {}).get("action")
 
 
+def create_time_ms(message: OmsMessage) -> int | None:
+    """The record's CreateTime: the order's sent_at, as an OMS producer stamps a record when it sends
+    the order. The simulator's clock is synthetic (the same seed gives the same bytes), and
+    validate_orders checks sent_at against the record's timestamp: stamping the record with the
+    wall clock would make every simulated order implausible a day after its synthetic date. None
+    (the producer's clock) when the message has no readable sent_at."""
+    sent_at = (message.order or {}).get("sent_at") if isinstance(message.order, dict) else None
+    if not isinstance(sent_at, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(sent_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    ms = int(moment.timestamp() * 1000)
+    return ms if ms > 0 else None
+
+
 @dataclass
 class _Resting:
     client_order_id: str  # latest id (changes on replace)

@@ -183,6 +183,30 @@ def stop_started(proc: subprocess.Popen, timeout: float = 5.0) -> None:
             proc.wait(timeout)
 
 
+def start_listening(
+    what: str,
+    argv: list[str],
+    host: str,
+    port: int,
+    log_path: Path,
+    pid_path: Path | None = None,
+    detached: bool = True,
+    timeout: float = 30.0,
+) -> subprocess.Popen:
+    """Spawn a server and wait until it listens on host:port; on any failure stop it (never leave it
+    behind) and name the cause from its log."""
+    ensure_port_free(host, port, what)
+    proc = spawn(argv, log_path, pid_path, detached=detached)
+    try:
+        wait_for_port(host, port, timeout=timeout, proc=proc)
+    except BaseException as exc:
+        stop_started(proc)
+        if isinstance(exc, RuntimeStartError):
+            raise RuntimeStartError(with_log_cause(f"{what}: {exc}", log_path)) from exc
+        raise
+    return proc
+
+
 def read_pid(pid_path: Path) -> int | None:
     try:
         return int(pid_path.read_text().strip())

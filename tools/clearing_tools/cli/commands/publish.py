@@ -65,27 +65,6 @@ def _messages(args: argparse.Namespace):
     )
 
 
-def _create_time_ms(message) -> int | None:
-    """The record's CreateTime: the order's sent_at, as an OMS producer stamps a record when it sends
-    the order. The simulator's clock is synthetic (the same seed gives the same bytes), and
-    validate_orders checks sent_at against the record's timestamp: stamping the record with the
-    wall clock would make every simulated order implausible a day after its synthetic date. None
-    (the producer's clock) when the message has no readable sent_at."""
-    from datetime import datetime
-
-    sent_at = (message.order or {}).get("sent_at") if isinstance(message.order, dict) else None
-    if not isinstance(sent_at, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(sent_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    ms = int(moment.timestamp() * 1000)
-    return ms if ms > 0 else None
-
-
 def cmd_publish(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -98,7 +77,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 0
     from kafka import KafkaProducer
 
-    from clearing_tools.local.oms import wait_until_due
+    from clearing_tools.local.oms import create_time_ms, wait_until_due
 
     bootstrap = _bootstrap(args)
     lost = _lost_broker(args)
@@ -123,7 +102,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 args.topic,
                 key=message.key.encode() if message.key else None,
                 value=message.value,
-                timestamp_ms=_create_time_ms(message),
+                timestamp_ms=create_time_ms(message),
             )
             sent += 1
             invalid += message.invalid is not None

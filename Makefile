@@ -51,7 +51,7 @@ test: install-dev ## every test (unit, integration, e2e, template checks), as CI
 test-unit: install-dev ## fast unit tests only
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
-lint: install-dev ## ruff check + ruff format --check + mypy (strict on domain and services; config in pyproject)
+lint: install-dev ## ruff check + ruff format --check + mypy (strict on domain, repositories and services; config in pyproject)
 	$(BIN)/ruff check layers proxy tools functions tests
 	$(BIN)/ruff format --check layers proxy tools functions tests
 	$(BIN)/mypy

@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing_tools.local.chaos import comparable_state
 from clearing_tools.local.config import RuntimeConfig
 from clearing_tools.local.processes import free_port

@@ -71,7 +71,7 @@ def test_replay_of_a_seeded_runs_log_into_fresh_prefixed_tables_equals_live(live
     from clearing.adapters.retained_log import KafkaRetainedLog
     from clearing.config import KafkaSettings
     from clearing.ports import OutboundMessage
-    from clearing.services import keys
+    from clearing.repositories import keys
     from clearing_tools.cli.context import data_store
     from clearing_tools.cli.main import main
     from clearing_tools.local.oms import generate_orders

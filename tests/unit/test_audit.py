@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.services.audit import KINDS, export_member_day
 from clearing.services.queries import original_message
 from clearing.services.reports import run_margin

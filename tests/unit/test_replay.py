@@ -10,7 +10,7 @@ from clearing.adapters.memory import InMemoryItemStore
 from clearing.adapters.refdata import StaticReferenceData
 from clearing.adapters.retained_log import InMemoryRetainedLog
 from clearing.domain.refdata import ReferenceData, bundled_reference_data_raw
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.services.replay import STAGE_ITEMS, replay
 from clearing_tools.bench.harness import InMemoryPipeline
 from clearing_tools.local.oms import generate_orders

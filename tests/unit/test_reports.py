@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 from clearing.adapters.files import DirectorySink
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.services.reports import obligations_report, run_margin, settle_eod, verify
 from clearing_tools.bench.harness import InMemoryPipeline
 from clearing_tools.local.oms import generate_orders

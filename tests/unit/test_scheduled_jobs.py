@@ -6,7 +6,7 @@ import boto3
 import pytest
 from clearing import bootstrap
 from clearing.adapters.refdata import seed_reference_data
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing_tools.bench.harness import InMemoryPipeline
 from clearing_tools.local.oms import generate_orders
 from moto import mock_aws

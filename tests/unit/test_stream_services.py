@@ -6,7 +6,7 @@ import json
 
 import pytest
 from clearing.ports import InfrastructureError
-from clearing.services.keys import comparable
+from clearing.repositories.keys import comparable
 from clearing_tools.bench.harness import InMemoryPipeline
 
 
@@ -214,7 +214,7 @@ def test_a_retry_on_another_warm_container_replays_the_decisions_the_dead_one_pu
     from clearing.adapters.memory import InMemoryItemStore, InMemoryPublisher
     from clearing.adapters.refdata import StaticReferenceData
     from clearing.domain.refdata import load_bundled_reference_data
-    from clearing.services import keys as k
+    from clearing.repositories import keys as k
     from clearing.services.validate import ValidateOrders
 
     from tests.unit.msk import msk_event, msk_record
@@ -251,9 +251,9 @@ def test_a_retry_on_another_warm_container_replays_the_decisions_the_dead_one_pu
 
 
 def test_a_deep_book_snapshot_is_split_into_chunks_and_restores_exactly(monkeypatch):
-    from clearing.services import match
+    from clearing.repositories import state
 
-    monkeypatch.setattr(match, "CHUNK_BYTES", 2_000)  # force chunking with a small book
+    monkeypatch.setattr(state, "CHUNK_BYTES", 2_000)  # force chunking with a small book
     orders = [
         order(
             f"R{i}",
@@ -271,6 +271,6 @@ def test_a_deep_book_snapshot_is_split_into_chunks_and_restores_exactly(monkeypa
     head = items[("BOOK#ACME", "-")]
     assert head["chunks"] > 1 and "book" not in head
     assert all(("BOOK#ACME", f"v{head['version']}#c{n}") in items for n in range(head["chunks"]))
-    restored = match.decode_book(head, p.store)
+    restored = state.decode_book(head, p.store)
     assert restored.book.snapshot() == p.match.books["ACME"].book.snapshot()
     assert len(restored.book) == head["resting_orders"] > 100

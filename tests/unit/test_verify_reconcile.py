@@ -13,7 +13,7 @@ import orjson
 import pytest
 from clearing.adapters.memory import InMemoryItemStore
 from clearing.adapters.retained_log import InMemoryRetainedLog
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.services.reports import verify
 from clearing.topics import (
     EXCHANGE_EXECUTIONS,

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_NEW
 
 from clearing_tools.local.config import RuntimeConfig

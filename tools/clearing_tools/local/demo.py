@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.topics import ORDERS_NEW
 
 from clearing_tools.local.config import RuntimeConfig

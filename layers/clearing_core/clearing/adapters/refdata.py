@@ -8,7 +8,7 @@ from typing import Any
 
 from clearing.domain.refdata import ReferenceData, bundled_reference_data_raw
 from clearing.ports import ItemStore
-from clearing.services import keys
+from clearing.repositories import keys
 
 
 class StaticReferenceData:

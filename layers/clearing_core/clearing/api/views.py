@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from clearing.ports import ItemStore
-from clearing.services import keys, queries
+from clearing.repositories import keys
+from clearing.services import queries
 from clearing.services.reports import load_obligations
 
 MAX_LIMIT = 500

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from clearing.ports import ItemStore
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.services.queries import member_order_items, member_symbols, normalise_time, original_message
 
 KINDS = ("orders", "rejections", "trades", "legs", "obligations", "margin", "margin_calls")

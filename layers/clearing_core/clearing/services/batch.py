@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.ports import InfrastructureError, Item, ItemStore, KafkaRecord, Key, OutboundMessage
-from clearing.services import keys
+from clearing.repositories.state import CheckpointRecords
 
 
 @dataclass
@@ -153,11 +153,11 @@ class Checkpoints:
 
     def __init__(self, store: ItemStore):
         self.store = store
+        self.records = CheckpointRecords(store)
 
     def read(self, stage: str, topic: str, partition: int) -> tuple[int, int | None, dict[str, Any]]:
         """(last applied offset or -1, version or None, the whole item)."""
-        key = keys.checkpoint_key(stage, topic, partition)
-        item = self.store.get_many(keys.STATE, [key]).get(key)
+        item = self.records.read(stage, topic, partition)
         if item is None:
             return -1, None, {}
         return int(item["offset"]), int(item["version"]), item
@@ -177,9 +177,7 @@ class Checkpoints:
     ) -> tuple[list[KafkaRecord], int, int | None, Item, dict[Key, Item]]:
         """`unapplied`, plus the items of `state_keys` (state table) read in the same request: one
         BatchGetItem per invocation instead of two, which counts when batches are small."""
-        ck_key = keys.checkpoint_key(stage, records[0].topic, records[0].partition)
-        found = self.store.get_many(keys.STATE, [ck_key, *state_keys])
-        item = found.pop(ck_key, None)
+        item, found = self.records.read_with(stage, records[0].topic, records[0].partition, state_keys)
         ck_offset, version = (-1, None) if item is None else (int(item["offset"]), int(item["version"]))
         fresh = [r for r in records if r.offset > ck_offset]
         report.skipped += len(records) - len(fresh)
@@ -188,19 +186,8 @@ class Checkpoints:
     def advance(
         self, stage: str, topic: str, partition: int, offset: int, version: int | None, **extra: Any
     ) -> int:
-        pk, sk = keys.checkpoint_key(stage, topic, partition)
         new_version = (version or 0) + 1
-        item = {
-            "pk": pk,
-            "sk": sk,
-            "stage": stage,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "version": new_version,
-            **extra,
-        }
-        self.store.put_if_version(keys.STATE, item, version)
+        self.records.write(stage, topic, partition, offset, new_version, version, **extra)
         return new_version
 
 

@@ -25,7 +25,10 @@ from clearing.domain import netting
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.clearing import ClearingRejection
 from clearing.ports import ItemStore, KafkaRecord, Key, OutboundMessage, Publisher, ReferenceDataSource
-from clearing.services import keys
+from clearing.repositories.obligations import ObligationRecords
+from clearing.repositories.positions import PositionRecords
+from clearing.repositories.state import ClearingStates
+from clearing.repositories.trades import TradeRecords
 from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
 from clearing.topics import TRADES_DEADLETTER
 
@@ -47,13 +50,17 @@ class ClearTrades:
         self.writer = writer
         self.clock = clock
         self.checkpoints = Checkpoints(store)
+        self.trades = TradeRecords(store, writer)
+        self.positions = PositionRecords(store, writer)
+        self.obligations = ObligationRecords(store, writer)
+        self.clearing_states = ClearingStates(store, writer)
 
     def clear_partition(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(consumed=len(records))
         topic, partition = records[0].topic, records[0].partition
         # decoded before the checkpoint is read: the symbols' clearing states come in the same request
         parsed = [(r, *read_trade(r.value)) for r in records]
-        wanted = {keys.clearing_state_key(s) for _, t, s, _ in parsed if t is not None}
+        wanted = {ClearingStates.key(s) for _, t, s, _ in parsed if t is not None}
         fresh, ck_offset, version, _, found = self.checkpoints.unapplied_with(STAGE, records, report, wanted)
         if not fresh:
             return report
@@ -61,9 +68,10 @@ class ClearTrades:
         if len(fresh) < len(records):
             parsed = [p for p in parsed if p[0].offset > ck_offset]
         symbols = {s for _, t, s, _ in parsed if t is not None}
-        marks = {s: found.get(keys.clearing_state_key(s), {}) for s in symbols}
+        marks = {s: ClearingStates.mark_of(found, s) for s in symbols}
 
-        cleared_items, dead_letters, legs_by_offset = [], [], []
+        cleared: list[tuple[novation.NovatedTrade, dict[str, Any], str]] = []
+        dead_letters, legs_by_offset = [], []
         now_ms = int(self.clock() * 1000)
         for record, trade, symbol, src in parsed:
             if trade is None:  # unreadable: `symbol` says what is wrong with it
@@ -85,50 +93,19 @@ class ClearTrades:
                 report.rejected += 1
                 report.rejected_by_reason[result.reason_code] += 1
                 continue
-            pk, sk = keys.trade_key(result.trade_id, "CLEARED")
-            cleared_items.append(
-                {
-                    "pk": pk,
-                    "sk": sk,
-                    **result.to_dict(),
-                    "price": trade["price"],
-                    "quantity": trade["quantity"],
-                    "executed_at": trade.get("executed_at"),
-                    "buy_member": result.buy_leg.member_id,
-                    "sell_member": result.sell_leg.member_id,
-                    "src": record.position,
-                    "cleared_at": now_ms,
-                    "gsi1pk": f"CLEARED#{result.symbol}",
-                    "gsi1sk": f"{trade.get('executed_at')}#{result.trade_id}",
-                    "written_by": self.writer,
-                }
-            )
+            cleared.append((result, trade, record.position))
             legs_by_offset.append((record.offset, result.legs))
             report.accepted += 1
             report.counters["legs"] += 2
             report.counters["cleared_notional"] += int(result.buy_leg.notional)
 
-        self.store.put_many(keys.TRADES, cleared_items)
+        self.trades.record_cleared(cleared, now_ms)
         self.publisher.publish(dead_letters)
         self._apply_to_positions_and_obligations(legs_by_offset, f"{topic}/{partition}")
-        state_items = []
-        for s in symbols:
-            if "applied_offset" in marks[s]:
-                pk, sk = keys.clearing_state_key(s)
-                state_items.append(
-                    {
-                        "pk": pk,
-                        "sk": sk,
-                        "symbol": s,
-                        "applied_offset": marks[s]["applied_offset"],
-                        "watermark": marks[s]["watermark"],
-                        "written_by": self.writer,
-                    }
-                )
-        self.store.put_many(keys.STATE, state_items)
+        self.clearing_states.save(marks)
         self.checkpoints.advance(STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer)
         report.counters["dead_lettered"] += len(dead_letters)
-        report.counters["trades_cleared"] += len(cleared_items)
+        report.counters["trades_cleared"] += len(cleared)
         return report
 
     def _apply_to_positions_and_obligations(
@@ -147,18 +124,12 @@ class ClearTrades:
                     (
                         offset,
                         leg,
-                        keys.position_key(leg.member_id, leg.symbol, leg.account, day),
-                        keys.obligation_key(leg.member_id, leg.symbol, day),
+                        PositionRecords.key(leg.member_id, leg.symbol, leg.account, day),
+                        ObligationRecords.key(leg.member_id, leg.symbol, day),
                     )
                 )
-        stored_pos = self.store.get_many(keys.POSITIONS, {pk for _, _, pk, _ in keyed})
-        stored_obl = self.store.get_many(keys.OBLIGATIONS, {ok for _, _, _, ok in keyed})
-        positions = {
-            k: (novation.Position.from_dict(v), int(v["applied_offset"])) for k, v in stored_pos.items()
-        }
-        obligations = {
-            k: (netting.NetObligation.from_dict(v), int(v["applied_offset"])) for k, v in stored_obl.items()
-        }
+        positions = self.positions.load({pk for _, _, pk, _ in keyed})
+        obligations = self.obligations.load({ok for _, _, _, ok in keyed})
         new_pos: dict[Key, tuple[novation.Position, int]] = {}
         new_obl: dict[Key, tuple[netting.NetObligation, int]] = {}
         for offset, leg, pk, ok in keyed:
@@ -170,36 +141,8 @@ class ClearTrades:
             if offset > applied:
                 current_o = new_obl[ok][0] if ok in new_obl else stored_o
                 new_obl[ok] = (netting.obligation_after_leg(current_o, leg), offset)
-        self.store.put_many(
-            keys.POSITIONS,
-            [
-                {
-                    "pk": k[0],
-                    "sk": k[1],
-                    **p.to_dict(),
-                    "applied_offset": o,
-                    "last_src": f"{source}/{o}",
-                    "written_by": self.writer,
-                }
-                for k, (p, o) in new_pos.items()
-            ],
-        )
-        self.store.put_many(
-            keys.OBLIGATIONS,
-            [
-                {
-                    "pk": k[0],
-                    "sk": k[1],
-                    **ob.to_dict(),
-                    "applied_offset": o,
-                    "last_src": f"{source}/{o}",
-                    "gsi1pk": ob.member_id,
-                    "gsi1sk": f"{ob.settlement_date.isoformat()}#{ob.symbol}",
-                    "written_by": self.writer,
-                }
-                for k, (ob, o) in new_obl.items()
-            ],
-        )
+        self.positions.save(new_pos, source)
+        self.obligations.save(new_obl, source)
 
     def _dead_letter(
         self, record: KafkaRecord, trade: dict[str, Any] | None, reason: str, message: str

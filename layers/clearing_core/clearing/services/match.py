@@ -19,20 +19,18 @@ different snapshot version than the cached one.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeGuard
-
-import orjson
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
 from clearing.domain.bounded import MAX_ID
 from clearing.domain.refdata import Instrument
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
-from clearing.services import keys
+from clearing.repositories.orders import OrderRecords
+from clearing.repositories.state import BookSnapshots, SymbolBook
+from clearing.repositories.trades import TradeRecords
 from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
 from clearing.topics import ORDERS_DEADLETTER, ORDERS_EVENTS, TRADES_EXECUTED
 
@@ -42,63 +40,6 @@ STAGE = "match_orders"
 # quantity is the order's total quantity as the OMS set it (NEW, then REPLACE), tracked apart from the
 # book's fills so that `clearing verify` can check filled + resting + cancelled == quantity.
 _MEMBER, _ACCOUNT, _CLORDID, _RESERVE, _QUANTITY = 0, 1, 2, 3, 4
-
-
-@dataclass
-class SymbolBook:
-    book: OrderBook
-    version: int = 0
-    applied_offset: int = -1
-    watermarks: dict[str, int] = field(default_factory=dict)
-
-
-# A DynamoDB item holds at most 400 KB: a deep book's snapshot is split into chunk items keyed by the
-# snapshot version (written first; the head item, written last, names the version and chunk count),
-# so a crash between chunk writes never leaves a torn snapshot. Superseded chunks expire by TTL.
-CHUNK_BYTES = 300_000
-CHUNK_TTL_SECONDS = 2 * 24 * 3600
-
-
-def encode_book(state: SymbolBook) -> bytes:
-    return zlib.compress(orjson.dumps(state.book.snapshot()), 1)
-
-
-def snapshot_items(symbol: str, state: SymbolBook, writer: str, now: float) -> list[dict[str, Any]]:
-    """The head item of a symbol's snapshot, preceded by its chunk items when it is too big for one."""
-    blob = encode_book(state)
-    pk, sk = keys.book_key(symbol)
-    head = {
-        "pk": pk,
-        "sk": sk,
-        "symbol": symbol,
-        "version": state.version,
-        "applied_offset": state.applied_offset,
-        "watermarks": state.watermarks,
-        "resting_orders": len(state.book),
-        "written_by": writer,
-    }
-    if len(blob) <= CHUNK_BYTES:
-        return [{**head, "book": blob, "chunks": 0}]
-    parts = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
-    chunks = [
-        {"pk": pk, "sk": f"v{state.version}#c{n}", "book": part, "expires_at": int(now) + CHUNK_TTL_SECONDS}
-        for n, part in enumerate(parts)
-    ]
-    return [*chunks, {**head, "chunks": len(parts)}]
-
-
-def decode_book(item: dict[str, Any], store: ItemStore | None = None) -> SymbolBook:
-    blob: Any = item.get("book")
-    if item.get("chunks"):
-        wanted = [(item["pk"], f"v{item['version']}#c{n}") for n in range(int(item["chunks"]))]
-        found = store.get_many(  # type: ignore[union-attr]  # a chunked book is decoded with its store
-            keys.STATE, wanted
-        )
-        blob = b"".join(found[k]["book"] for k in wanted)
-    book = OrderBook.restore(orjson.loads(zlib.decompress(blob)))
-    return SymbolBook(
-        book, int(item["version"]), int(item["applied_offset"]), dict(item.get("watermarks", {}))
-    )
 
 
 # ------------------------------------------------------------------ reading orders.accepted
@@ -208,6 +149,9 @@ class MatchOrders:
         self.refdata = refdata
         self.writer = writer
         self.checkpoints = Checkpoints(store)
+        self.orders = OrderRecords(store, writer)
+        self.trades = TradeRecords(store, writer)
+        self.snapshots = BookSnapshots(store, writer)
         self.books: dict[str, SymbolBook] = {}  # warm cache across invocations
 
     def match_partition(self, records: list[KafkaRecord]) -> BatchReport:
@@ -224,10 +168,8 @@ class MatchOrders:
         ]
         if not missing:
             return
-        found = self.store.get_many(keys.STATE, [keys.book_key(s) for s in missing])
-        for s in missing:
-            item = found.get(keys.book_key(s))
-            self.books[s] = decode_book(item, self.store) if item else SymbolBook(OrderBook(s))
+        for s, stored in self.snapshots.load(missing).items():
+            self.books[s] = stored or SymbolBook(OrderBook(s))
 
     def _match_partition(self, records: list[KafkaRecord], topic: str, partition: int) -> BatchReport:
         report = BatchReport(consumed=len(records))
@@ -269,33 +211,12 @@ class MatchOrders:
             self._translate(record, msg, events, sb.book, tick, old_reserve, states, trades, outputs)
             report.accepted += 1
 
-        trade_items = []
-        for t in trades:
-            pk, sk = keys.trade_key(t["trade_id"], "EXECUTED")
-            trade_items.append(
-                {
-                    "pk": pk,
-                    "sk": sk,
-                    **t,
-                    "gsi1pk": t["symbol"],
-                    "gsi1sk": f"{t['executed_at']}#{t['trade_id']}",
-                    "written_by": self.writer,
-                }
-            )
-        self.store.put_many(keys.ORDERS, [self._state_item(order_id, st) for order_id, st in states.items()])
-        self.store.put_many(keys.TRADES, trade_items)
+        self.orders.save_states(states)
+        self.trades.record_executed(trades)
         self.publisher.publish(outputs + dead_letters)
-        snapshots, heads = [], []
-        now = time.time()
         for s in touched:
-            sb = self.books[s]
-            sb.version += 1
-            *chunks, head = snapshot_items(s, sb, self.writer, now)
-            snapshots.extend(chunks)
-            heads.append(head)
-        self.store.put_many(keys.STATE, snapshots)  # chunks of deep books first, then the heads
-        self.store.put_many(keys.STATE, heads)
-        snapshots += heads
+            self.books[s].version += 1
+        snapshots = self.snapshots.save({s: self.books[s] for s in touched}, time.time())
         named = dict(ck_item.get("books", {}))
         named.update({s: self.books[s].version for s in touched})
         self.checkpoints.advance(
@@ -303,7 +224,7 @@ class MatchOrders:
         )
         report.counters["trades"] += len(trades)
         report.counters["dead_lettered"] += len(dead_letters)
-        report.counters["items_written"] += len(states) + len(trade_items) + len(snapshots) + 1
+        report.counters["items_written"] += len(states) + len(trades) + snapshots + 1
         return report
 
     @staticmethod
@@ -499,32 +420,3 @@ class MatchOrders:
             record,
             reason,
         )
-
-    def _state_item(self, order_id: str, state: tuple[Any, ...]) -> dict[str, Any]:
-        member, account, quantity, symbol, status, filled, remaining, cancelled, record, reason = state
-        clordid = order_id.split(":", 1)[1]
-        if status == ev.PARTIALLY_FILLED or status == ev.FILLED:
-            status = "FILLED" if remaining == 0 else "PARTIALLY_FILLED"
-        elif status == "RESTING" and filled:
-            status = "PARTIALLY_FILLED"
-        pk, sk = keys.order_state_key(member, clordid)
-        return {
-            "pk": pk,
-            "sk": sk,
-            "kind": "STATE",
-            "order_id": order_id,
-            "member_id": member,
-            "account": account,
-            "client_order_id": clordid,
-            "symbol": symbol,
-            "status": status,
-            "filled_qty": filled,
-            "remaining_qty": remaining,
-            "cancelled_qty": cancelled,
-            "quantity": quantity,
-            "reason": reason,
-            "last_src": record.position,
-            "gsi1pk": symbol,
-            "gsi1sk": order_id,
-            "written_by": self.writer,
-        }

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from clearing.ports import ItemStore, KafkaRecord
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_ACCEPTED, ORDERS_EVENTS, ORDERS_NEW
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import orjson
 
 from clearing.ports import ItemStore, KafkaRecord
-from clearing.services import keys
+from clearing.repositories import keys
 
 if TYPE_CHECKING:
     from clearing.services.replay import RetainedLog

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, ReferenceDataSource
-from clearing.services import keys
+from clearing.repositories import keys
 from clearing.services.batch import BatchReport
 from clearing.topics import (
     ORDERS_ACCEPTED,

@@ -20,7 +20,7 @@ from clearing.domain.clearing import ClearedLeg, Position
 from clearing.domain.netting import NetObligation
 from clearing.domain.refdata import ReferenceData
 from clearing.ports import ItemStore, SettlementFileSink
-from clearing.services import keys
+from clearing.repositories import keys
 
 if TYPE_CHECKING:
     from clearing.services.replay import RetainedLog

@@ -23,7 +23,6 @@ import orjson
 
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.orders import (
-    CancelOrder,
     NewOrder,
     Rejection,
     RejectReason,
@@ -35,8 +34,9 @@ from clearing.domain.orders import (
 )
 from clearing.domain.refdata import ReferenceData
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
-from clearing.ports import ItemStore, KafkaRecord, Key, OutboundMessage, Publisher, ReferenceDataSource
-from clearing.services import keys
+from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
+from clearing.repositories.orders import OrderDecisions, OrderRecords
+from clearing.repositories.state import ExposureLedger
 from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
 from clearing.topics import ORDERS_ACCEPTED, ORDERS_DEADLETTER, ORDERS_EXCHANGE, ORDERS_REJECTED
 
@@ -45,19 +45,6 @@ _EXCHANGE = str(Route.EXCHANGE)
 # rejections that do not use up the client order id (the OMS may send the order again under it)
 _NOT_USING_UP_ID = frozenset((RejectReason.DUPLICATE_CLORDID, RejectReason.STALE_OR_FUTURE_SENT_AT))
 RELEASE_STAGE = "release_exposure"
-
-
-def _known_from_item(item: dict[str, Any]) -> KnownOrder | None:
-    if item.get("decision") != "ACCEPTED":
-        return None
-    return KnownOrder(
-        order_id=item["order_id"],
-        symbol=item["symbol"],
-        side=item["side"],
-        price_ticks=item.get("price_ticks"),
-        quantity=int(item["quantity"]),
-        reserve_ticks=int(item["reserve_ticks"]),
-    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -130,6 +117,8 @@ class ValidateOrders:
         self.refdata = refdata
         self.writer = writer
         self.checkpoints = Checkpoints(store)
+        self.orders = OrderRecords(store, writer)
+        self.exposure = ExposureLedger(store, writer)
         self._cache: dict[int, _PartitionCache] = {}
         if sent_at_window is None:  # the function's setting (SENT_AT_MAX_*): replays decide like live
             from clearing.config import SentAtSettings, load_settings
@@ -158,12 +147,9 @@ class ValidateOrders:
             known: dict[str, KnownOrder | None] = {}
             sources: dict[str, Any] = {}  # client order id -> "topic/partition/offset" of its record
             items: dict[str, dict[str, Any]] = {}
-            for item in self.store.query(keys.ORDERS, member_id, sk_prefix="O#"):
-                if item.get("kind") != "VALIDATION":
-                    continue
-                clordid = item["sk"][2:-2]
+            for clordid, item in self.orders.member_decisions(member_id):
                 known[clordid], sources[clordid], items[clordid] = (
-                    _known_from_item(item),
+                    OrderRecords.known_order(item),
                     item.get("src"),
                     item,
                 )
@@ -179,10 +165,7 @@ class ValidateOrders:
         # an invocation of this partition writes RESERVED, and one that claimed before us is over.
         parsed = [(r, parse_order(r.value)) for r in records]
         ledger_keys = {
-            keys.exposure_key(m.member_id, p)
-            for _, m in parsed
-            if not isinstance(m, Rejection)
-            for p in ("RESERVED", "RELEASED")
+            k for _, m in parsed if not isinstance(m, Rejection) for k in ExposureLedger.keys(m.member_id)
         }
         fresh, ck_offset, version, _, ledger = self.checkpoints.unapplied_with(
             STAGE, records, report, ledger_keys
@@ -204,29 +187,25 @@ class ValidateOrders:
         reserved: dict[str, Decimal] = {}
         applied: dict[str, int] = {}
         for m in members:
-            res = ledger.get(keys.exposure_key(m, "RESERVED"), {})
-            rel = ledger.get(keys.exposure_key(m, "RELEASED"), {})
-            reserved[m] = Decimal(res.get("reserved", "0"))
-            applied[m] = int(res.get("applied", {}).get(str(partition), -1))
-            credit[m] = CreditState(exposure=reserved[m] + Decimal(rel.get("adjustment", "0")))
+            reserved[m], applied[m], adjustment = ExposureLedger.of_member(ledger, m, partition)
+            credit[m] = CreditState(exposure=reserved[m] + adjustment)
         known = cache.known
         window = self.sent_at_window
 
-        order_items: list[dict[str, Any]] = []
+        decisions = self.orders.decisions()
         outputs: list[OutboundMessage] = []
         last_offset_of_member: dict[str, int] = {}
         for record, msg in parsed:
             if isinstance(msg, Rejection):
-                self._reject(record, msg, None, order_items, outputs, report)
+                self._reject(record, msg, None, decisions, outputs, report)
                 continue
             member_id = msg.member_id
             if cache.sources[member_id].get(msg.client_order_id) == record.position:
                 # our own earlier attempt (a redelivery): replay its stored decision
                 previous = cache.items[member_id].get(msg.client_order_id)
                 if previous is None:
-                    vkey = keys.validation_key(member_id, msg.client_order_id)
-                    previous = self.store.get_many(keys.ORDERS, [vkey])[vkey]
-                decision = self._replayed(previous, msg)
+                    previous = self.orders.decision(member_id, msg.client_order_id)
+                decision = OrderRecords.replayed(previous, msg)
             else:
                 decision = check_sent_at(msg, record.timestamp, window) or assess_order(
                     msg, refdata, credit[member_id], known[member_id]
@@ -236,8 +215,8 @@ class ValidateOrders:
                 # (unknown or suspended member, checked before duplicates) is keyed by its position
                 held_by = cache.sources[member_id].get(msg.client_order_id, record.position)
                 used_up = decision.reason not in _NOT_USING_UP_ID and held_by == record.position
-                reject_key = keys.validation_key(member_id, msg.client_order_id) if used_up else None
-                self._reject(record, decision, reject_key, order_items, outputs, report)
+                uses_up = (member_id, msg.client_order_id) if used_up else None
+                self._reject(record, decision, uses_up, decisions, outputs, report)
                 if used_up:
                     known[member_id][msg.client_order_id] = None
                     cache.sources[member_id][msg.client_order_id] = record.position
@@ -248,64 +227,19 @@ class ValidateOrders:
                 last_offset_of_member[member_id] = record.offset
             known[member_id][msg.client_order_id] = self._known_after(decision)
             cache.sources[member_id][msg.client_order_id] = record.position
-            item, message = self._accepted(record, msg, decision, refdata)
-            order_items.append(item)
-            outputs.append(message)
+            outputs.append(self._accepted(record, msg, decision, refdata, decisions))
             report.accepted += 1
 
-        self.store.put_many(keys.ORDERS, order_items)
+        written = decisions.save()
         self.publisher.publish(outputs)
-        exposure_items = []
-        for member_id, offset in last_offset_of_member.items():
-            pk, sk = keys.exposure_key(member_id, "RESERVED")
-            prior = ledger.get((pk, sk), {}).get("applied", {})
-            exposure_items.append(
-                {
-                    "pk": pk,
-                    "sk": sk,
-                    "member_id": member_id,
-                    "reserved": str(reserved[member_id]),
-                    "applied": {**prior, str(partition): offset},
-                    "written_by": self.writer,
-                }
-            )
-        self.store.put_many(keys.STATE, exposure_items)
+        written += self.exposure.save_reserved(ledger, partition, reserved, last_offset_of_member)
         cache.version = self.checkpoints.advance(
             STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer
         )
         for member_items in cache.items.values():
             member_items.clear()  # full items serve replays right after a cold load only
-        report.counters["items_written"] += len(order_items) + len(exposure_items) + 2
+        report.counters["items_written"] += written + 2
         return report
-
-    @staticmethod
-    def _replayed(item: dict[str, Any], msg: NewOrder | CancelOrder | ReplaceOrder) -> Acceptance | Rejection:
-        if item["decision"] != "ACCEPTED":
-            return Rejection(
-                reason=RejectReason(item["reason"]),
-                message=item["message"],
-                member_id=msg.member_id,
-                client_order_id=msg.client_order_id,
-                symbol=msg.symbol,
-            )
-        known = None
-        if item.get("target_order_id"):
-            known = KnownOrder(
-                item["target_order_id"],
-                msg.symbol,
-                item["side"],
-                item.get("target_price_ticks"),
-                int(item.get("target_quantity", 0)),
-                int(item.get("target_reserve_ticks", 0)),
-            )
-        return Acceptance(
-            msg,
-            item["order_id"],
-            item.get("price_ticks"),
-            int(item["reserve_ticks"]),
-            Decimal(item.get("exposure_reserved", "0")),
-            known,
-        )
 
     @staticmethod
     def _known_after(decision: Acceptance) -> KnownOrder:
@@ -328,15 +262,20 @@ class ValidateOrders:
         return target
 
     def _accepted(
-        self, record: KafkaRecord, msg: Any, decision: Acceptance, refdata: ReferenceData
-    ) -> tuple[dict[str, Any], OutboundMessage]:
-        """The validation record and the orders.accepted / orders.exchange message of an accepted order."""
+        self,
+        record: KafkaRecord,
+        msg: Any,
+        decision: Acceptance,
+        refdata: ReferenceData,
+        decisions: OrderDecisions,
+    ) -> OutboundMessage:
+        """Record the acceptance in `decisions`; returns its orders.accepted / orders.exchange message."""
         price_ticks = decision.price_ticks
         sent_at = _iso(msg.sent_at)
         member_id, clordid, symbol = msg.member_id, msg.client_order_id, msg.symbol
         price = str(refdata.instruments[symbol].to_price(price_ticks)) if price_ticks is not None else None
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        pk, sk = keys.validation_key(member_id, clordid)
+        decisions.record_acceptance(record.position, msg, decision, sent_at)
         topic = ORDERS_ACCEPTED
         if type(msg) is NewOrder:
             # str() of a StrEnum member is its value (several times cheaper than .value)
@@ -368,29 +307,6 @@ class ValidateOrders:
                 "stp": str(msg.stp) if msg.stp else None,
                 "route": route,
             }
-            item = {
-                "pk": pk,
-                "sk": sk,
-                "kind": "VALIDATION",
-                "decision": "ACCEPTED",
-                "src": record.position,
-                "order_id": decision.order_id,
-                "action": "NEW",
-                "member_id": member_id,
-                "client_order_id": clordid,
-                "symbol": symbol,
-                "price_ticks": price_ticks,
-                "reserve_ticks": decision.reserve_ticks,
-                "exposure_reserved": str(decision.exposure_reserved),
-                "sent_at": sent_at,
-                "written_by": self.writer,
-                "side": side,
-                "quantity": quantity,
-                "account": account,
-                "type": order_type,
-                "time_in_force": tif,
-                "route": route,
-            }
             if route == _EXCHANGE:
                 topic = ORDERS_EXCHANGE
         else:
@@ -412,38 +328,14 @@ class ValidateOrders:
             if replace:
                 body["quantity"] = msg.quantity
                 body["side"] = t.side
-            item = {
-                "pk": pk,
-                "sk": sk,
-                "kind": "VALIDATION",
-                "decision": "ACCEPTED",
-                "src": record.position,
-                "order_id": decision.order_id,
-                "action": msg.action,
-                "member_id": member_id,
-                "client_order_id": clordid,
-                "symbol": symbol,
-                "price_ticks": price_ticks,
-                "reserve_ticks": decision.reserve_ticks,
-                "exposure_reserved": str(decision.exposure_reserved),
-                "sent_at": sent_at,
-                "written_by": self.writer,
-                "side": t.side,
-                "orig_client_order_id": msg.orig_client_order_id,
-                "target_order_id": t.order_id,
-                "target_price_ticks": t.price_ticks,
-                "target_quantity": t.quantity,
-                "target_reserve_ticks": t.reserve_ticks,
-                "quantity": msg.quantity if replace and msg.quantity else t.quantity,
-            }
-        return item, OutboundMessage(topic, symbol.encode(), dumps(body))
+        return OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(
         self,
         record: KafkaRecord,
         rejection: Rejection,
-        vkey: Key | None,
-        order_items: list[dict[str, Any]],
+        uses_up: tuple[str, str] | None,
+        decisions: OrderDecisions,
         outputs: list[OutboundMessage],
         report: BatchReport,
     ) -> None:
@@ -470,26 +362,17 @@ class ValidateOrders:
             "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
             **original,
         }
-        pk, sk = vkey if vkey else keys.rejection_key(record.topic, record.partition, record.offset)
-        item = {
-            "pk": pk,
-            "sk": sk,
-            "kind": "VALIDATION" if vkey else "REJECTION",
-            "decision": "REJECTED",
-            "src": record.position,
-            "rejection_id": rejection_id,
-            "reason": reason,
-            "message": message,
-            "member_id": member_id,
-            "client_order_id": clordid,
-            "symbol": symbol,
-            **original,
-            "written_by": self.writer,
-        }
-        if member_id:
-            item["gsi1pk"] = f"REJ#{member_id}"
-            item["gsi1sk"] = f"{record.topic}#{record.partition}#{record.offset:020d}"
-        order_items.append(item)
+        decisions.record_rejection(
+            record,
+            rejection_id=rejection_id,
+            reason=reason,
+            message=message,
+            member_id=member_id,
+            client_order_id=clordid,
+            symbol=symbol,
+            original=original,
+            uses_up=uses_up,
+        )
         key = (member_id or "UNKNOWN").encode()
         outputs.append(OutboundMessage(ORDERS_REJECTED, key, dumps(body)))
         report.rejected += 1
@@ -506,7 +389,7 @@ class ValidateOrders:
         topic, partition = records[0].topic, records[0].partition
         # decoded before the checkpoint is read: the RELEASED items come in the same request
         decoded = [(r, read_order_event(r.value)) for r in records]
-        wanted = {keys.exposure_key(d[0], "RELEASED") for _, d in decoded if type(d) is tuple}
+        wanted = {ExposureLedger.released_key(d[0]) for _, d in decoded if type(d) is tuple}
         fresh, ck_offset, version, _, items = self.checkpoints.unapplied_with(
             RELEASE_STAGE, records, report, wanted
         )
@@ -523,9 +406,9 @@ class ValidateOrders:
                 continue
             events.append((r, *d))
         members = {m for _, m, _, _ in events}
-        state = {m: items.get(keys.exposure_key(m, "RELEASED"), {}) for m in members}
-        adjustment = {m: Decimal(state[m].get("adjustment", "0")) for m in members}
-        marks = {m: dict(state[m].get("watermarks", {})) for m in members}
+        adjustment, marks = {}, {}
+        for m in members:
+            adjustment[m], marks[m] = ExposureLedger.released_of(items, m)
         touched = set()
         for _, member_id, (src_part, position), delta in events:
             mark = marks[member_id].get(src_part)
@@ -537,20 +420,7 @@ class ValidateOrders:
                 adjustment[member_id] += delta
             touched.add(member_id)
             report.accepted += 1
-        out = []
-        for m in touched:
-            pk, sk = keys.exposure_key(m, "RELEASED")
-            out.append(
-                {
-                    "pk": pk,
-                    "sk": sk,
-                    "member_id": m,
-                    "adjustment": str(adjustment[m]),
-                    "watermarks": marks[m],
-                    "written_by": self.writer,
-                }
-            )
-        self.store.put_many(keys.STATE, out)
+        self.exposure.save_released({m: (adjustment[m], marks[m]) for m in touched})
         self.publisher.publish(dead_letters)
         report.counters["dead_lettered"] += len(dead_letters)
         self.checkpoints.advance(

@@ -93,7 +93,7 @@ def create_tables(dynamodb, table_prefix: str, template: dict[str, Any] | None =
 
 def reference_items(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """The ReferenceTable items for a reference-data dict (the layout in the module docstring)."""
-    from clearing.adapters.refdata import reference_items as items_for
+    from clearing.repositories.reference import reference_items as items_for
 
     return items_for(raw)
 

@@ -196,6 +196,11 @@ class OrderRecords:
             known,
         )
 
+    # ------------------------------------------------------------------ reads
+    def all(self) -> list[Item]:
+        """Every record of the orders table (a Scan: reports, verify and replay only)."""
+        return self.store.scan(ORDERS)
+
     # ------------------------------------------------------------------ order states
     def save_states(self, states: Mapping[str, OrderState]) -> int:
         """Write each order's latest state of a match_orders batch (one put_many, even when empty)."""

@@ -20,28 +20,20 @@ from clearing.domain.clearing import ClearedLeg, Position
 from clearing.domain.netting import NetObligation
 from clearing.domain.refdata import ReferenceData
 from clearing.ports import ItemStore, SettlementFileSink
-from clearing.repositories import keys
+from clearing.repositories.margin import MarginRecords
+from clearing.repositories.obligations import ObligationRecords
+from clearing.repositories.orders import OrderRecords
+from clearing.repositories.positions import PositionRecords
+from clearing.repositories.trades import TradeRecords
 
 if TYPE_CHECKING:
     from clearing.services.replay import RetainedLog
 
 
-def _obligation_items(
-    store: ItemStore, settlement_date: str | None = None, member: str | None = None
-) -> list[dict[str, Any]]:
-    if settlement_date and not member:
-        items = store.query(keys.OBLIGATIONS, settlement_date)
-    elif member:
-        items = store.query(keys.OBLIGATIONS, member, sk_prefix=settlement_date or "", index="gsi1")
-    else:
-        items = store.scan(keys.OBLIGATIONS)
-    return [i for i in items if i.get("kind") != "INSTRUCTION"]
-
-
 def load_obligations(
     store: ItemStore, settlement_date: str | None = None, member: str | None = None
 ) -> list[NetObligation]:
-    return [NetObligation.from_dict(i) for i in _obligation_items(store, settlement_date, member)]
+    return ObligationRecords(store).find(settlement_date, member)
 
 
 def obligations_report(
@@ -55,7 +47,7 @@ def obligations_report(
 
 
 def load_positions(store: ItemStore) -> list[Position]:
-    return [Position.from_dict(i) for i in store.scan(keys.POSITIONS)]
+    return PositionRecords(store).all()
 
 
 @dataclass
@@ -103,8 +95,8 @@ def verify(
     if log is not None:
         log = reconcile.once_per_topic(log)  # one partition lookup per topic for the whole verify
     checkpoints = reconcile.read_checkpoints(store, log) if log is not None else None
-    trades = store.scan(keys.TRADES)
-    orders = store.scan(keys.ORDERS)
+    trades = TradeRecords(store).all()
+    orders = OrderRecords(store).all()
     found: list[invariants.Violation] = []
     rows: list[reconcile.Check] = []
     dead_lettered: set[str] = set()
@@ -252,30 +244,7 @@ def run_margin(
     requirements = margin.margin_requirements(load_positions(store), refdata)
     calls = [r for r in requirements if r.is_call]
     if write:
-        items = [
-            {
-                "pk": r.member_id,
-                "sk": f"RUN#{run_id}",
-                "kind": "MARGIN",
-                "run_id": run_id,
-                **r.to_dict(),
-                "is_call": r.is_call,
-            }
-            for r in requirements
-        ]
-        items += [
-            {
-                "pk": f"CALL#{run_id[:10]}",
-                "sk": f"{r.member_id}#{run_id}",
-                "kind": "MARGIN_CALL",
-                "run_id": run_id,
-                **r.to_dict(),
-                "gsi1pk": r.member_id,
-                "gsi1sk": run_id,
-            }
-            for r in calls
-        ]
-        store.put_many(keys.MARGIN, items)
+        MarginRecords(store).record_run(run_id, requirements)
     return {
         "run_id": run_id,
         "requirements": [r.to_dict() for r in requirements],
@@ -290,16 +259,7 @@ def settle_eod(
     through the sink (a folder locally, S3 in AWS) when one is given."""
     day = date.fromisoformat(settlement_date)
     rows = netting.settlement_instructions(load_obligations(store, settlement_date), day, refdata.ccp_id)
-    items = [
-        {
-            "pk": f"INSTRUCTIONS#{settlement_date}",
-            "sk": f"{r['member_id']}#{n:06d}",
-            "kind": "INSTRUCTION",
-            **{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()},
-        }
-        for n, r in enumerate(rows)
-    ]
-    store.put_many(keys.OBLIGATIONS, items)
+    ObligationRecords(store).record_instructions(settlement_date, rows)
     plain = [{k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in r.items()} for r in rows]
     files = {}
     if sink is not None:

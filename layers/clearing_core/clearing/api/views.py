@@ -15,7 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from clearing.ports import ItemStore
-from clearing.repositories import keys
+from clearing.repositories.margin import MarginRecords
+from clearing.repositories.obligations import ObligationRecords
+from clearing.repositories.orders import OrderRecords
+from clearing.repositories.positions import PositionRecords
+from clearing.repositories.trades import TradeRecords
 from clearing.services import queries
 from clearing.services.reports import load_obligations
 
@@ -93,9 +97,10 @@ def resolve_order_id(store: ItemStore, refdata, order_id: str, member: str | Non
         if prefix in refdata.members and rest:
             return (prefix, rest) if member in (None, prefix) else None
     candidates = [member] if member else sorted(refdata.members)
-    found = store.get_many(keys.ORDERS, [keys.validation_key(m, order_id) for m in candidates])
-    found |= store.get_many(keys.ORDERS, [keys.order_state_key(m, order_id) for m in candidates])
-    members = sorted({pk for pk, _ in found})
+    orders = OrderRecords(store)
+    found = orders.decisions_of((m, order_id) for m in candidates)
+    found |= orders.states_of((m, order_id) for m in candidates)
+    members = sorted({m for m, _ in found})
     if len(members) == 1:
         return members[0], order_id
     if len(members) > 1:
@@ -126,8 +131,9 @@ def _newest_symbol_trades(store: ItemStore, symbol: str, count: int) -> tuple[li
     and whether older ones may exist. Every cleared trade has its EXECUTED item under the same sort
     key (executed_at#trade_id), so the newest `count` executed items are the newest trades and their
     cleared items are within the newest `count` cleared ones."""
-    executed = store.query(keys.TRADES, symbol, index="gsi1", newest_first=True, limit=count)
-    cleared = store.query(keys.TRADES, f"CLEARED#{symbol}", index="gsi1", newest_first=True, limit=count)
+    records = TradeRecords(store)
+    executed = records.executed_in(symbol, newest_first=True, limit=count)
+    cleared = records.cleared_in(symbol, newest_first=True, limit=count)
     by_id_e = {i["trade_id"]: i for i in executed if i.get("sk") == "EXECUTED"}
     by_id_c = {i["trade_id"]: i for i in cleared}
     views = [queries.trade_view(by_id_e.get(t), by_id_c.get(t)) for t in set(by_id_e) | set(by_id_c)]
@@ -172,7 +178,7 @@ def newest_trades(
 
 def trade(store: ItemStore, trade_id: str, member: str | None) -> dict | None:
     """One trade by id (two GetItems); None when unknown or when `member` is on neither side."""
-    found = store.get_many(keys.TRADES, [keys.trade_key(trade_id, p) for p in ("EXECUTED", "CLEARED")])
+    found = TradeRecords(store).by_ids([trade_id])
     if not found:
         return None
     view = queries.trade_view(found.get((trade_id, "EXECUTED")), found.get((trade_id, "CLEARED")))
@@ -199,7 +205,7 @@ def _members(refdata, member: str | None) -> list[str]:
 def positions(store: ItemStore, refdata, member: str | None, symbol: str | None) -> list[dict]:
     rows = []
     for m in _members(refdata, member):
-        for item in store.query(keys.POSITIONS, m, sk_prefix=f"{symbol}#" if symbol else ""):
+        for item in PositionRecords(store).of_member(m, symbol):
             rows.append({k: v for k, v in item.items() if k not in ("pk", "sk", "written_by")})
     return rows
 
@@ -265,12 +271,12 @@ def margin(store: ItemStore, refdata, member: str | None) -> dict[str, Any]:
     index: calls are found through the runs' dates."""
     latest = []
     for m in _members(refdata, member):
-        runs = store.query(keys.MARGIN, m, sk_prefix="RUN#")
+        runs = MarginRecords(store).runs_of(m)
         if runs:
             latest.append({k: v for k, v in runs[-1].items() if k not in ("pk", "sk", "kind")})
     calls = []
     for day in sorted({r["run_id"][:10] for r in latest if r.get("run_id")}):
-        for call in store.query(keys.MARGIN, f"CALL#{day}", sk_prefix=f"{member}#" if member else ""):
+        for call in MarginRecords(store).calls_on(day, member):
             calls.append({k: v for k, v in call.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "kind")})
     calls.sort(key=lambda c: (c.get("run_id") or "", c["member_id"]), reverse=True)
     return {"requirements": latest, "margin_calls": calls}
@@ -287,8 +293,6 @@ def settlement_instructions(
         dates = sorted({o["settlement_date"] for o in obligations(store, refdata, member, None)["rows"]})
     rows = []
     for d in dates:
-        for item in store.query(
-            keys.OBLIGATIONS, f"INSTRUCTIONS#{d}", sk_prefix=f"{member}#" if member else ""
-        ):
+        for item in ObligationRecords(store).instructions(d, member):
             rows.append({k: v for k, v in item.items() if k not in ("pk", "sk", "kind")})
     return rows

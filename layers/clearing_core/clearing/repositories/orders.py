@@ -12,7 +12,7 @@ Records (docs/data-model.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -200,6 +200,52 @@ class OrderRecords:
     def all(self) -> list[Item]:
         """Every record of the orders table (a Scan: reports, verify and replay only)."""
         return self.store.scan(ORDERS)
+
+    def of_member(self, member_id: str) -> tuple[dict[str, Item], dict[str, Item]]:
+        """(decisions, states) of a member, each by client order id: one Query of the member's pk."""
+        decisions, states = {}, {}
+        for item in self.store.query(ORDERS, member_id, sk_prefix="O#"):
+            sk = item["sk"]
+            if sk.endswith("#V"):
+                decisions[sk[2:-2]] = item
+            elif sk.endswith("#S"):
+                states[sk[2:-2]] = item
+        return decisions, states
+
+    def states_in(self, symbol: str) -> list[Item]:
+        """The order states of a symbol (gsi1): the orders that reached its book."""
+        return [s for s in self.store.query(ORDERS, symbol, index="gsi1") if s.get("kind") == "STATE"]
+
+    def decisions_of(self, orders: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Item]:
+        """The stored decisions of these (member, client order id), keyed by them (one request)."""
+        wanted = {validation_key(m, c): (m, c) for m, c in orders}
+        return {wanted[k]: v for k, v in self.store.get_many(ORDERS, list(wanted)).items()}
+
+    def decision_and_state(self, member_id: str, client_order_id: str) -> tuple[Item | None, Item | None]:
+        """The decision and the state of one client order id (one request)."""
+        vkey, skey = validation_key(member_id, client_order_id), order_state_key(member_id, client_order_id)
+        found = self.store.get_many(ORDERS, [vkey, skey])
+        return found.get(vkey), found.get(skey)
+
+    def states_of(self, orders: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Item]:
+        """The stored states of the orders first placed under these (member, client order id)."""
+        wanted = {order_state_key(m, c): (m, c) for m, c in orders}
+        return {wanted[k]: v for k, v in self.store.get_many(ORDERS, list(wanted)).items()}
+
+    def state(self, member_id: str, client_order_id: str) -> Item | None:
+        """The state of the order first placed under `client_order_id`."""
+        key = order_state_key(member_id, client_order_id)
+        return self.store.get_many(ORDERS, [key]).get(key)
+
+    def rejections_at(self, positions: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int, int], Item]:
+        """Rejections keyed by their orders.new position (topic, partition, offset) (one request)."""
+        wanted = {rejection_key(*p): p for p in positions}
+        return {wanted[k]: v for k, v in self.store.get_many(ORDERS, list(wanted)).items()}
+
+    def rejections_of(self, member_id: str) -> list[Item]:
+        """The member's rejections (gsi1 `REJ#{member}`: those keyed by position and those that used
+        up a client order id), in orders.new position order."""
+        return self.store.query(ORDERS, f"REJ#{member_id}", index="gsi1")
 
     # ------------------------------------------------------------------ order states
     def save_states(self, states: Mapping[str, OrderState]) -> int:

@@ -46,6 +46,11 @@ class CheckpointRecords:
         found = self.store.get_many(STATE, [ck_key, *state_keys])
         return found.pop(ck_key, None), found
 
+    def offsets(self, checkpoints: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
+        """(stage, topic, partition) -> checkpointed offset of those that exist, in one request."""
+        found = self.store.get_many(STATE, [checkpoint_key(*c) for c in checkpoints])
+        return {(c["stage"], c["topic"], int(c["partition"])): int(c["offset"]) for c in found.values()}
+
     def write(
         self,
         stage: str,

@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from clearing.ports import ItemStore
-from clearing.repositories import keys
+from clearing.repositories.margin import MarginRecords
+from clearing.repositories.obligations import ObligationRecords
+from clearing.repositories.orders import OrderRecords
+from clearing.repositories.trades import TradeRecords
 from clearing.services.queries import member_order_items, member_symbols, normalise_time, original_message
 
 KINDS = ("orders", "rejections", "trades", "legs", "obligations", "margin", "margin_calls")
@@ -57,18 +60,16 @@ def member_day_records(
     for cid, s in states.items():
         if order_days.get(cid) == day:
             records["orders"].append(s)
-    for rej in store.query(keys.ORDERS, f"REJ#{member}", index="gsi1"):
+    for rej in OrderRecords(store).rejections_of(member):
         # validation-keyed rejections are in the index too: already taken from the member's pk
         if rej.get("member_id") == member and rej.get("kind") == "REJECTION":
             _add_rejection(rej, day, records, notes)
 
     cleared_ids = []
+    trades = TradeRecords(store)
     for symbol in sorted(member_symbols(store, member)):
-        executed = store.query(keys.TRADES, symbol, sk_prefix=day, index="gsi1")
-        cleared = {
-            i["trade_id"]: i
-            for i in store.query(keys.TRADES, f"CLEARED#{symbol}", sk_prefix=day, index="gsi1")
-        }
+        executed = trades.executed_in(symbol, day)
+        cleared = {i["trade_id"]: i for i in trades.cleared_in(symbol, day)}
         for t in executed:
             if t.get("sk") != "EXECUTED" or member not in (t["buy"]["member_id"], t["sell"]["member_id"]):
                 continue
@@ -97,20 +98,13 @@ def member_day_records(
                         )
 
     for settlement_date in sorted({leg["settlement_date"] for leg in records["legs"]}):
-        for o in store.query(keys.OBLIGATIONS, member, sk_prefix=settlement_date, index="gsi1"):
-            if o.get("kind") != "INSTRUCTION" and o.get("member_id") == member:
+        for o in ObligationRecords(store).items(settlement_date, member):
+            if o.get("member_id") == member:
                 records["obligations"].append(o)
 
-    records["margin"] = [
-        m
-        for m in store.query(keys.MARGIN, member, sk_prefix=f"RUN#{day}")
-        if m.get("member_id", member) == member
-    ]
-    records["margin_calls"] = [
-        m
-        for m in store.query(keys.MARGIN, member, sk_prefix=day, index="gsi1")
-        if m.get("kind") == "MARGIN_CALL"
-    ]
+    margin = MarginRecords(store)
+    records["margin"] = [m for m in margin.runs_of(member, day) if m.get("member_id", member) == member]
+    records["margin_calls"] = margin.calls_of(member, day)
     for kind in KINDS:
         records[kind].sort(
             key=lambda i: (str(i.get("pk", "")), str(i.get("sk", "")), str(i.get("leg_id", "")))

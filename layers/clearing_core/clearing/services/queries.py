@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from clearing.ports import ItemStore, KafkaRecord
-from clearing.repositories import keys
+from clearing.repositories.orders import OrderRecords
+from clearing.repositories.positions import PositionRecords
+from clearing.repositories.trades import TradeRecords
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_ACCEPTED, ORDERS_EVENTS, ORDERS_NEW
 
 if TYPE_CHECKING:
@@ -114,21 +116,11 @@ def _is_order_request(v: dict[str, Any]) -> bool:
     return original is None or original.get("action", "NEW") == "NEW"
 
 
-def _clordid(sk: str) -> str:
-    return sk[2:-2]  # "O#{client_order_id}#V" / "#S"
-
-
 def member_order_items(
     store: ItemStore, member: str
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(validation items, state items) of a member, by client order id: one Query of the member's pk."""
-    validations, states = {}, {}
-    for item in store.query(keys.ORDERS, member, sk_prefix="O#"):
-        if item["sk"].endswith("#V"):
-            validations[_clordid(item["sk"])] = item
-        elif item["sk"].endswith("#S"):
-            states[_clordid(item["sk"])] = item
-    return validations, states
+    return OrderRecords(store).of_member(member)
 
 
 def _status_matches(view: dict[str, Any], status: str | None) -> bool:
@@ -160,13 +152,13 @@ def list_orders(
                 views.append(order_view(None, s, refdata))
     elif symbol:
         # gsi1 of the orders table holds state items under the symbol: orders that reached the book
-        on_book = store.query(keys.ORDERS, symbol, index="gsi1")
-        on_book = [s for s in on_book if s.get("kind") == "STATE"]
-        vkeys = [keys.validation_key(s["member_id"], s["client_order_id"]) for s in on_book]
-        found = store.get_many(keys.ORDERS, vkeys)
-        views = [order_view(found.get(k), s, refdata) for k, s in zip(vkeys, on_book, strict=True)]
+        orders = OrderRecords(store)
+        on_book = orders.states_in(symbol)
+        ids = [(s["member_id"], s["client_order_id"]) for s in on_book]
+        found = orders.decisions_of(ids)
+        views = [order_view(found.get(i), s, refdata) for i, s in zip(ids, on_book, strict=True)]
     else:
-        items = store.scan(keys.ORDERS)
+        items = OrderRecords(store).all()
         by_key = {(i["pk"], i["sk"]): i for i in items}
         for (pk, sk), item in by_key.items():
             if sk.endswith("#V") and item.get("kind") == "VALIDATION" and _is_order_request(item):
@@ -210,10 +202,9 @@ def _position(source: dict[str, Any] | None) -> str | None:
 
 def symbol_trades(store: ItemStore, symbol: str, since: str | None = None) -> list[dict[str, Any]]:
     """Two Queries on gsi1: cleared trades (CLEARED#symbol) and executed ones (symbol), by executed_at."""
-    cleared = {i["trade_id"]: i for i in store.query(keys.TRADES, f"CLEARED#{symbol}", index="gsi1")}
-    executed = {
-        i["trade_id"]: i for i in store.query(keys.TRADES, symbol, index="gsi1") if i.get("sk") == "EXECUTED"
-    }
+    trades = TradeRecords(store)
+    cleared = {i["trade_id"]: i for i in trades.cleared_in(symbol)}
+    executed = {i["trade_id"]: i for i in trades.executed_in(symbol) if i.get("sk") == "EXECUTED"}
     views = [trade_view(executed.get(t), cleared.get(t)) for t in sorted(set(cleared) | set(executed))]
     if since:
         views = [v for v in views if (v["executed_at"] or "") >= since]
@@ -222,7 +213,7 @@ def symbol_trades(store: ItemStore, symbol: str, since: str | None = None) -> li
 
 def member_symbols(store: ItemStore, member: str) -> set[str]:
     """Symbols a member has positions in (Query positions pk=member): where its trades can be."""
-    return {p["symbol"] for p in store.query(keys.POSITIONS, member)}
+    return {p["symbol"] for p in PositionRecords(store).of_member(member)}
 
 
 def _involves(view: dict[str, Any], member: str) -> bool:
@@ -239,7 +230,7 @@ def list_trades(
         # but not cleared yet in a symbol the member never held before is not found until it is cleared.
         views = [v for s in sorted(member_symbols(store, member)) for v in symbol_trades(store, s, since)]
     else:
-        items = store.scan(keys.TRADES)
+        items = TradeRecords(store).all()
         executed = {i["trade_id"]: i for i in items if i["sk"] == "EXECUTED"}
         cleared = {i["trade_id"]: i for i in items if i["sk"] == "CLEARED"}
         views = [trade_view(executed.get(t), cleared.get(t)) for t in set(executed) | set(cleared)]
@@ -333,11 +324,8 @@ def order_life(
     NEW, CANCEL, REPLACE, with its position) and of orders.events (every matching-engine event), the
     cleared trade items of its fills, and the symbol's partition of exchange.executions. `log` may be
     None (Kafka retention passed): the life is then what the tables hold."""
-    first = store.get_many(
-        keys.ORDERS,
-        [keys.validation_key(member, client_order_id), keys.order_state_key(member, client_order_id)],
-    )
-    v = first.get(keys.validation_key(member, client_order_id))
+    orders = OrderRecords(store)
+    v, _ = orders.decision_and_state(member, client_order_id)
     root = client_order_id
     if v and v.get("target_order_id"):  # the id of a cancel or replace: the order is its target
         root = v["target_order_id"].split(":", 1)[1]
@@ -355,20 +343,16 @@ def order_life(
             if msg.get("client_order_id") in chain or msg.get("orig_client_order_id") in chain:
                 chain.add(msg.get("client_order_id"))
                 requests.append((r, msg))
-    decisions = store.get_many(keys.ORDERS, [keys.validation_key(member, c) for c in chain if c])
-    state = store.get_many(keys.ORDERS, [keys.order_state_key(member, root)]).get(
-        keys.order_state_key(member, root)
-    )
-    root_v = decisions.get(keys.validation_key(member, root))
+    decisions = orders.decisions_of((member, c) for c in chain if c)
+    state = orders.state(member, root)
+    root_v = decisions.get((member, root))
     if root_v is None and state is None and not requests:
         return None
 
     steps: list[dict[str, Any]] = []
     seen_decisions = set()
     positions = {r.position for r, _ in requests}
-    rejections_by_position = store.get_many(
-        keys.ORDERS, [keys.rejection_key(r.topic, r.partition, r.offset) for r, _ in requests]
-    )
+    rejections_by_position = orders.rejections_at((r.topic, r.partition, r.offset) for r, _ in requests)
     for r, msg in requests:
         steps.append(
             _step(
@@ -384,9 +368,9 @@ def order_life(
                 quantity=msg.get("quantity"),
             )
         )
-        d = decisions.get(keys.validation_key(member, msg.get("client_order_id")))  # type: ignore[arg-type]  # a request of the chain has its id
+        d = decisions.get((member, msg.get("client_order_id")))  # type: ignore[arg-type]  # a request of the chain has its id
         if d is None or d.get("src") != r.position:
-            d = rejections_by_position.get(keys.rejection_key(r.topic, r.partition, r.offset))
+            d = rejections_by_position.get((r.topic, r.partition, r.offset))
         if d is not None:
             steps.append(_decision_step(d, msg.get("sent_at")))
             seen_decisions.add(d["src"])
@@ -436,9 +420,7 @@ def order_life(
             )
 
     side = (root_v or {}).get("side")
-    trades = store.get_many(
-        keys.TRADES, [keys.trade_key(t, p) for t in trade_ids for p in ("EXECUTED", "CLEARED")]
-    )
+    trades = TradeRecords(store).by_ids(trade_ids)
     for t in trade_ids:
         executed, cleared = trades.get((t, "EXECUTED")), trades.get((t, "CLEARED"))
         if cleared is None:

@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import orjson
 
 from clearing.ports import ItemStore, KafkaRecord
-from clearing.repositories import keys
+from clearing.repositories.orders import OrderRecords
+from clearing.repositories.state import CheckpointRecords
+from clearing.repositories.trades import TradeRecords
 
 if TYPE_CHECKING:
     from clearing.services.replay import RetainedLog
@@ -232,8 +234,8 @@ def reconcile(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     log = once_per_topic(log)
     checkpoints = read_checkpoints(store, log) if checkpoints is None else checkpoints
-    orders = store.scan(keys.ORDERS) if orders is None else orders
-    trades = store.scan(keys.TRADES) if trades is None else trades
+    orders = OrderRecords(store).all() if orders is None else orders
+    trades = TradeRecords(store).all() if trades is None else trades
     out = Reconciliation()
     topics = (
         ORDERS_NEW,
@@ -269,12 +271,11 @@ def read_checkpoints(store: ItemStore, log: RetainedLog) -> dict[tuple[str, str,
     Read before the tables are scanned: a checkpoint is written after its decisions, so an offset at
     or below a checkpoint read first has its decision in the scan; one without is lost, not in flight."""
     log = once_per_topic(log)
-    ck_keys = []
+    wanted = []
     for stage, topic in CHECKPOINTED:
         n = max(len(log.partitions(topic)), len(log.partitions(ORDERS_NEW)), MIN_PARTITIONS_PROBED)
-        ck_keys += [keys.checkpoint_key(stage, topic, p) for p in range(n)]
-    found = store.get_many(keys.STATE, ck_keys)
-    return {(c["stage"], c["topic"], int(c["partition"])): int(c["offset"]) for c in found.values()}
+        wanted += [(stage, topic, p) for p in range(n)]
+    return CheckpointRecords(store).offsets(wanted)
 
 
 def _onfailure(log: RetainedLog) -> list[tuple[str, int, int, int]]:

@@ -3,6 +3,11 @@
 - `clearing` (the core, the Lambda layer) imports neither `clearing_fix` nor `clearing_tools`;
 - `clearing_fix` (the FIX proxy image) does not import `clearing_tools`;
 - `clearing.domain` imports only itself, the standard library, pydantic and orjson (a parser: no I/O);
+- inside the core, layers point inwards: `clearing.repositories` (key layout and item shapes) imports
+  only the domain, the ports and itself; `clearing.services` imports the domain, the ports, the
+  repositories, itself and the shared plain modules (topics, config, the FIX gateway protocol), never
+  an adapter, the API, the bootstrap or the Lambda handler glue; `clearing.adapters` never imports
+  the services, the API or the bootstrap;
 - the core and the Lambda entry points import none of the tools' third-party libraries;
 - the local runtime (`clearing_tools.local`) does not import the CLI (`clearing_tools.cli`).
 
@@ -102,6 +107,32 @@ def test_the_domain_imports_only_itself_the_stdlib_and_pydantic():
         )
 
     assert violations("clearing", allowed) == []
+
+
+def _core_layer_rule(layer: str, may_import: set[str]):
+    """Modules of `clearing.{layer}` import, of the core, only `clearing.{x}` for x in may_import."""
+
+    def allowed(module: str, name: str) -> bool:
+        if not module.startswith(f"clearing.{layer}") or top(name) != "clearing" or name == "clearing":
+            return True
+        return name.split(".")[1] in may_import
+
+    return violations("clearing", allowed)
+
+
+def test_repositories_import_only_the_domain_and_the_ports():
+    assert "clearing.repositories.orders" in modules("clearing")
+    assert _core_layer_rule("repositories", {"domain", "ports", "repositories"}) == []
+
+
+def test_services_import_no_adapter_api_or_bootstrap():
+    allowed = {"domain", "ports", "repositories", "services", "topics", "config", "fix"}
+    assert _core_layer_rule("services", allowed) == []
+
+
+def test_adapters_never_import_the_services():
+    allowed = {"domain", "ports", "repositories", "adapters", "config"}
+    assert _core_layer_rule("adapters", allowed) == []
 
 
 def test_the_core_and_the_functions_use_no_tool_library():

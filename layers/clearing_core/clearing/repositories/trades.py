@@ -9,7 +9,7 @@ Records (docs/data-model.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from clearing.domain.clearing import NovatedTrade
@@ -25,7 +25,7 @@ class TradeRecords:
         self.writer = writer
 
     # ------------------------------------------------------------------ writes
-    def record_executed(self, trades: Sequence[dict[str, Any]]) -> int:
+    def record_executed(self, trades: Sequence[Mapping[str, Any]]) -> int:
         """The trades of a match_orders batch, as published on trades.executed (one put_many, even
         when empty)."""
         writer = self.writer
@@ -46,7 +46,7 @@ class TradeRecords:
         return len(items)
 
     def record_cleared(
-        self, cleared: Sequence[tuple[NovatedTrade, dict[str, Any], str]], cleared_at_ms: int
+        self, cleared: Sequence[tuple[NovatedTrade, Mapping[str, Any], str]], cleared_at_ms: int
     ) -> int:
         """The novated trades of a clear_trades batch: (novated trade, the executed trade it came from,
         its trades.executed position) each (one put_many, even when empty)."""

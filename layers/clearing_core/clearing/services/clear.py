@@ -16,7 +16,7 @@ A trade naming an unknown member or symbol goes to `trades.deadletter` with the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -70,7 +70,7 @@ class ClearTrades:
         symbols = {s for _, t, s, _ in parsed if t is not None}
         marks = {s: ClearingStates.mark_of(found, s) for s in symbols}
 
-        cleared: list[tuple[novation.NovatedTrade, dict[str, Any], str]] = []
+        cleared: list[tuple[novation.NovatedTrade, Mapping[str, object], str]] = []
         dead_letters, legs_by_offset = [], []
         now_ms = int(self.clock() * 1000)
         for record, trade, symbol, src in parsed:

@@ -5,9 +5,9 @@
 - `clearing.domain` imports only itself, the standard library, pydantic and orjson (a parser: no I/O);
 - inside the core, layers point inwards: `clearing.repositories` (key layout and item shapes) imports
   only the domain, the ports and itself; `clearing.services` imports the domain, the ports, the
-  repositories, itself and the shared plain modules (topics, config, the FIX gateway protocol), never
-  an adapter, the API, the bootstrap or the Lambda handler glue; `clearing.adapters` never imports
-  the services, the API or the bootstrap;
+  repositories, itself and the shared plain modules (topics, config, messages, the FIX gateway
+  protocol), never an adapter, the API, the bootstrap or the Lambda handler glue;
+  `clearing.adapters` never imports the services, the API or the bootstrap;
 - the core and the Lambda entry points import none of the tools' third-party libraries;
 - the local runtime (`clearing_tools.local`) does not import the CLI (`clearing_tools.cli`).
 
@@ -126,7 +126,8 @@ def test_repositories_import_only_the_domain_and_the_ports():
 
 
 def test_services_import_no_adapter_api_or_bootstrap():
-    allowed = {"domain", "ports", "repositories", "services", "topics", "config", "fix"}
+    # messages: the typed wire contracts (clearing.messages, issue 15 item 2), plain TypedDicts
+    allowed = {"domain", "ports", "repositories", "services", "messages", "topics", "config", "fix"}
     assert _core_layer_rule("services", allowed) == []
 
 

@@ -202,7 +202,7 @@ def test_the_exposure_release_and_clear_trades_name_what_breaks_their_contract()
     assert "seq" in read_order_event(
         json.dumps({**event, "source": {"topic": "orders.accepted", "partition": 0, "offset": 1}}).encode()
     )
-    assert "type" in read_order_event(json.dumps({**event, "type": "EXPLODED"}).encode())
+    assert "member_id" in read_order_event(json.dumps({**event, "member_id": 7}).encode())
     trade, problem, position = read_trade(json.dumps({"symbol": "ACME", "quantity": 1.5}).encode())
     assert trade is None and position is None and "trade_id" in problem
 

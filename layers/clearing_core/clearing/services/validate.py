@@ -36,12 +36,12 @@ from clearing.domain.orders import (
 from clearing.domain.refdata import ReferenceData
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
 from clearing.messages import (
-    ORDER_EVENT,
+    ORDER_EVENT_HEADER,
     AcceptedCancel,
     AcceptedNewOrder,
     AcceptedReplace,
     MessageError,
-    OrderEvent,
+    OrderEventHeader,
     OrderRejection,
     Source,
     parse,
@@ -103,7 +103,8 @@ def read_order_event(value: bytes | None) -> tuple[str, tuple[str, list[int]], D
     if len(value) > MAX_EVENT_BYTES:
         return f"record is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}"
     try:
-        ev: OrderEvent = parse(ORDER_EVENT, value)  # the orders.events contract (clearing.messages)
+        # the part of the orders.events contract every event shares (clearing.messages)
+        ev: OrderEventHeader = parse(ORDER_EVENT_HEADER, value)
     except MessageError as exc:
         return str(exc)
     src, text = ev["source"], ev["exposure_delta"]

@@ -20,7 +20,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export CHECKOV_VENV := $(abspath $(CHECKOV_VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev demo test test-unit lint format bench validate checkov build up down status \
+.PHONY: help install install-dev demo test test-unit lint format bench validate checkov build up down status schemas \
         lock upgrade clean openapi
 
 help: ## show this help
@@ -83,6 +83,9 @@ down: ## stop what `make up` started
 
 status: ## components, addresses and consumer lag per function
 	$(BIN)/clearing status
+
+schemas: install ## regenerate schemas/*.schema.json and docs/wire-format.md from clearing/messages.py (a test checks them)
+	$(BIN)/clearing schemas
 
 openapi: install ## regenerate docs/api/openapi.json from the member API's routes (a test checks it)
 	$(BIN)/python -c "from clearing.api.routes import openapi_json; print(openapi_json())" > docs/api/openapi.json

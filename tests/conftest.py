@@ -82,3 +82,34 @@ def dynamodb_tables(moto_server: str) -> dict[str, str]:
 
     prefix = f"test-{uuid.uuid4().hex[:6]}-"
     return create_tables(dynamodb_resource(moto_server), prefix)
+
+
+@pytest.fixture(autouse=True)
+def every_published_message_follows_its_topic_contract(monkeypatch):
+    """Every message any test publishes through the in-memory publishers (the core's, the in-memory
+    log of the bench harness and the replay, and the FIX proxy's) is parsed with its topic's pydantic adapter (clearing.messages): a producer that drifts
+    from the committed schema fails the test that made it produce."""
+    from clearing.adapters.memory import InMemoryPublisher
+    from clearing.messages import EXCHANGE_MESSAGE, TOPIC_MESSAGES
+    from clearing_fix.publisher import InMemoryExecutionPublisher
+    from clearing_tools.bench.harness import InMemoryLog
+
+    def checked(publish):
+        def checked_publish(self, messages):
+            for m in messages:
+                adapter = TOPIC_MESSAGES.get(m.topic)
+                if adapter is not None:
+                    adapter.validate_json(m.value)
+            return publish(self, messages)
+
+        return checked_publish
+
+    submit = InMemoryExecutionPublisher.submit
+
+    def checked_submit(self, key, value):
+        EXCHANGE_MESSAGE.validate_python(value)
+        return submit(self, key, value)
+
+    monkeypatch.setattr(InMemoryPublisher, "publish", checked(InMemoryPublisher.publish))
+    monkeypatch.setattr(InMemoryLog, "publish", checked(InMemoryLog.publish))
+    monkeypatch.setattr(InMemoryExecutionPublisher, "submit", checked_submit)

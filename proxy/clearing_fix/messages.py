@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import simplefix
+from clearing.messages import ExchangeMessage
 
 BEGIN_STRING = "FIX.4.4"
 
@@ -281,10 +282,11 @@ def describe(msg: simplefix.FixMessage) -> str:
     return "|".join(parts)
 
 
-def decode_exchange_message(msg: simplefix.FixMessage) -> dict[str, Any]:
-    """JSON-ready view of an inbound application message or reject, FIX codes decoded to names."""
+def decode_exchange_message(msg: simplefix.FixMessage) -> ExchangeMessage:
+    """JSON-ready view of an inbound application message or reject, FIX codes decoded to names: the
+    `exchange.executions` message (clearing.messages.ExchangeMessage, schemas/exchange.executions.schema.json)."""
     code = msg_type_of(msg)
-    record: dict[str, Any] = {
+    record: ExchangeMessage = {
         "msg_type": MSG_TYPE_NAMES.get(code, code.decode("latin-1")),
         "msg_seq_num": seq_num_of(msg),
         "sending_time": _text(msg, 52),
@@ -297,52 +299,60 @@ def decode_exchange_message(msg: simplefix.FixMessage) -> dict[str, Any]:
         exec_type = _text(msg, 150)
         ord_status = _text(msg, 39)
         record.update(
-            request_id=_text(msg, 11),
-            cl_ord_id=_text(msg, 11),
-            orig_cl_ord_id=_text(msg, 41),
-            order_id=_text(msg, 37),
-            exec_id=_text(msg, 17),
-            exec_type=EXEC_TYPE_NAMES.get(exec_type or "", exec_type),
-            ord_status=ORD_STATUS_NAMES.get(ord_status or "", ord_status),
-            symbol=_text(msg, 55),
-            side=SIDE_NAMES.get(side or "", side),
-            order_qty=_int(msg, 38),
-            price=_text(msg, 44),
-            last_qty=_int(msg, 32),
-            last_px=_text(msg, 31),
-            leaves_qty=_int(msg, 151),
-            cum_qty=_int(msg, 14),
-            avg_px=_text(msg, 6),
-            transact_time=_text(msg, 60),
-            ord_rej_reason=_int(msg, 103),
-            text=_text(msg, 58),
+            {
+                "request_id": _text(msg, 11),
+                "cl_ord_id": _text(msg, 11),
+                "orig_cl_ord_id": _text(msg, 41),
+                "order_id": _text(msg, 37),
+                "exec_id": _text(msg, 17),
+                "exec_type": EXEC_TYPE_NAMES.get(exec_type or "", exec_type),
+                "ord_status": ORD_STATUS_NAMES.get(ord_status or "", ord_status),
+                "symbol": _text(msg, 55),
+                "side": SIDE_NAMES.get(side or "", side),
+                "order_qty": _int(msg, 38),
+                "price": _text(msg, 44),
+                "last_qty": _int(msg, 32),
+                "last_px": _text(msg, 31),
+                "leaves_qty": _int(msg, 151),
+                "cum_qty": _int(msg, 14),
+                "avg_px": _text(msg, 6),
+                "transact_time": _text(msg, 60),
+                "ord_rej_reason": _int(msg, 103),
+                "text": _text(msg, 58),
+            }
         )
     elif code == TRADE_CAPTURE_REPORT_ACK:
         status = _text(msg, 939)
         record.update(
-            request_id=_text(msg, 571),
-            trade_report_id=_text(msg, 571),
-            trade_id=_text(msg, 1003),
-            trd_rpt_status=TRD_RPT_STATUS_NAMES.get(status or "", status),
-            trade_report_reject_reason=_int(msg, 751),
-            symbol=_text(msg, 55),
-            text=_text(msg, 58),
+            {
+                "request_id": _text(msg, 571),
+                "trade_report_id": _text(msg, 571),
+                "trade_id": _text(msg, 1003),
+                "trd_rpt_status": TRD_RPT_STATUS_NAMES.get(status or "", status),
+                "trade_report_reject_reason": _int(msg, 751),
+                "symbol": _text(msg, 55),
+                "text": _text(msg, 58),
+            }
         )
     elif code == REJECT:
         record.update(
-            ref_seq_num=_int(msg, 45),
-            ref_tag_id=_int(msg, 371),
-            ref_msg_type=_text(msg, 372),
-            session_reject_reason=_int(msg, 373),
-            text=_text(msg, 58),
+            {
+                "ref_seq_num": _int(msg, 45),
+                "ref_tag_id": _int(msg, 371),
+                "ref_msg_type": _text(msg, 372),
+                "session_reject_reason": _int(msg, 373),
+                "text": _text(msg, 58),
+            }
         )
     elif code == BUSINESS_MESSAGE_REJECT:
         record.update(
-            ref_seq_num=_int(msg, 45),
-            ref_msg_type=_text(msg, 372),
-            request_id=_text(msg, 379),
-            business_reject_reason=_int(msg, 380),
-            text=_text(msg, 58),
+            {
+                "ref_seq_num": _int(msg, 45),
+                "ref_msg_type": _text(msg, 372),
+                "request_id": _text(msg, 379),
+                "business_reject_reason": _int(msg, 380),
+                "text": _text(msg, 58),
+            }
         )
     record["fields"] = {
         str(int(tag)): value.decode("latin-1") for tag, value in msg.pairs if int(tag) not in (9, 10)

@@ -336,6 +336,10 @@ def test_the_exposure_release_dead_letters_order_events_it_cannot_read_and_goes_
             "symbol": "ACME",
             "exposure_delta": delta,
             "source": {"topic": "orders.accepted", "partition": 0, "offset": offset, "seq": 0},
+            "cancelled_qty": 10,
+            "reason": "USER",
+            "filled_qty": 0,
+            "remaining_qty": 0,
             **changes,
         }
 

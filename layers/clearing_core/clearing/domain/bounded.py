@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from binascii import b2a_base64
 from hashlib import sha256
-from typing import Any, overload
+from typing import TypedDict, overload
 
 PREFIX_BYTES = 4096  # of the original payload kept in rejections and dead letters
 MAX_TEXT = 1024  # characters of a message text (error texts can echo the input)
@@ -35,7 +35,14 @@ def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     return text[: max(0, limit - len(note))] + note
 
 
-def payload_fields(raw: bytes | bytearray | memoryview | None) -> dict[str, Any]:
+class PayloadFields(TypedDict):
+    original_b64: str
+    original_length: int
+    original_sha256: str
+    original_truncated: bool
+
+
+def payload_fields(raw: bytes | bytearray | memoryview | None) -> PayloadFields:
     """What a record keeps of a payload: the first PREFIX_BYTES as base64, the length and SHA-256."""
     raw = bytes(raw) if raw is not None else b""
     return {

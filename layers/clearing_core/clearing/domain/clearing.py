@@ -15,7 +15,7 @@ Conventions (see docs/clearing.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -224,7 +224,7 @@ def _party(raw: Any) -> tuple[str, str] | None:
 
 def _parse_terms(trade: Any) -> _TradeTerms | str:
     """The trade's terms, or a message saying what is malformed."""
-    if not isinstance(trade, dict):
+    if not isinstance(trade, Mapping):
         return "trade is not an object"
     trade_id, symbol, quantity = trade.get("trade_id"), trade.get("symbol"), trade.get("quantity")
     if not (isinstance(trade_id, str) and trade_id):
@@ -322,11 +322,11 @@ def _leg(
     )
 
 
-def novate(trade: dict[str, Any], refdata: ReferenceData) -> NovatedTrade | ClearingRejection:
+def novate(trade: Mapping[str, Any], refdata: ReferenceData) -> NovatedTrade | ClearingRejection:
     """Replace an executed trade by buyer-vs-CCP and CCP-vs-seller legs, or reject it with a reason."""
     terms = _parse_terms(trade)
     if isinstance(terms, str):
-        trade_id = trade.get("trade_id") if isinstance(trade, dict) else None
+        trade_id = trade.get("trade_id") if isinstance(trade, Mapping) else None
         return ClearingRejection(trade_id if isinstance(trade_id, str) else None, MALFORMED_TRADE, terms)
     instrument = refdata.instruments.get(terms.symbol)
     if instrument is None:

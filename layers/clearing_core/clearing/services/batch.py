@@ -18,6 +18,7 @@ import orjson
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
+from clearing.messages import DeadLetter
 from clearing.ports import InfrastructureError, Item, ItemStore, KafkaRecord, Key, OutboundMessage
 from clearing.repositories.state import CheckpointRecords
 
@@ -202,7 +203,7 @@ def bounded_dead_letter(topic: str, record: KafkaRecord, reason: str, problem: s
     except (ValueError, TypeError, AttributeError):
         pass
     symbol = clip(symbol, MAX_ID) if type(symbol) is str and symbol else None
-    body = {
+    body: DeadLetter = {
         "deadletter_id": f"D-{record.topic}-{record.partition}-{record.offset}",
         "reason": reason,
         "message": clip(problem),

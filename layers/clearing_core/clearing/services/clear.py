@@ -18,18 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
-from typing import Any
 
 from clearing.domain import clearing as novation
 from clearing.domain import netting
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.clearing import ClearingRejection
+from clearing.messages import EXECUTED_TRADE, ExecutedTrade, MessageError, TradeDeadLetter, parse
 from clearing.ports import ItemStore, KafkaRecord, Key, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.repositories.obligations import ObligationRecords
 from clearing.repositories.positions import PositionRecords
 from clearing.repositories.state import ClearingStates
 from clearing.repositories.trades import TradeRecords
-from clearing.services.batch import BatchReport, Checkpoints, dumps, loads
+from clearing.services.batch import BatchReport, Checkpoints, dumps
 from clearing.topics import TRADES_DEADLETTER
 
 STAGE = "clear_trades"
@@ -145,7 +145,7 @@ class ClearTrades:
         self.obligations.save(new_obl, source)
 
     def _dead_letter(
-        self, record: KafkaRecord, trade: dict[str, Any] | None, reason: str, message: str
+        self, record: KafkaRecord, trade: ExecutedTrade | None, reason: str, message: str
     ) -> OutboundMessage:
         """Bounded whatever the record: reason, clipped text, a prefix of the record with its length and
         SHA-256, and its position (which holds the full bytes). `trade` is the decoded trade when the
@@ -154,7 +154,7 @@ class ClearTrades:
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         symbol = clip(symbol, MAX_ID) if isinstance(symbol, str) and symbol else None
         trade_id = trade.get("trade_id") if isinstance(trade, dict) else None
-        body = {
+        body: TradeDeadLetter = {
             "deadletter_id": f"D-{record.topic}-{record.partition}-{record.offset}",
             "reason": reason,
             "message": clip(message),
@@ -170,27 +170,17 @@ class ClearTrades:
 MAX_RECORD_BYTES = 16 * 1024  # match_orders writes ~400 bytes a trade
 
 
-def read_trade(value: bytes | None) -> tuple[dict[str, Any] | None, str, tuple[int, int] | None]:
+def read_trade(value: bytes | None) -> tuple[ExecutedTrade | None, str, tuple[int, int] | None]:
     """(trade, symbol, source (offset, seq)) of a trades.executed record, or (None, what is wrong, None).
 
-    Only what positions the trade in its symbol's stream is checked here; its terms are the domain's
-    (clearing.domain.clearing.novate), which dead-letters a trade it cannot clear."""
+    The record is parsed with the trades.executed contract (clearing.messages); the trade's terms are
+    the domain's (clearing.domain.clearing.novate), which dead-letters a trade it cannot clear."""
     if value is None:
         return None, "empty record (no value)", None
     if len(value) > MAX_RECORD_BYTES:
         return None, f"record is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}", None
     try:
-        trade = loads(value)
-    except ValueError as exc:
-        return None, f"not JSON: {exc}", None
-    if not isinstance(trade, dict):
-        return None, "not a JSON object", None
-    src: Any  # None or not a mapping: the except below answers it
-    symbol, src = trade.get("symbol"), trade.get("source")
-    if not (isinstance(symbol, str) and 0 < len(symbol) <= MAX_ID):
-        return None, f"symbol must be a string of 1-{MAX_ID} characters", None
-    try:
-        position = (int(src["offset"]), int(src.get("seq", 0)))
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
-        return None, "source must name the orders.accepted offset (and seq)", None
-    return trade, symbol, position
+        trade: ExecutedTrade = parse(EXECUTED_TRADE, value)
+    except MessageError as exc:
+        return None, str(exc), None
+    return trade, trade["symbol"], (trade["source"]["offset"], trade["source"]["seq"])

@@ -15,14 +15,14 @@ partition's order.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from clearing.fix.gateway_protocol import GatewayStatus, parse_request
+from clearing.messages import ACCEPTED_ORDER, EXECUTED_TRADE, ExecutedTrade, MessageError, parse
 from clearing.ports import ExchangeProxy, ExchangeUnavailable
 from clearing.topics import ORDERS_EXCHANGE, TRADES_EXECUTED
 
@@ -73,7 +73,7 @@ class GatewayOutcome:
         }
 
 
-def _trade_report(trade: dict[str, Any]) -> dict[str, Any]:
+def _trade_report(trade: ExecutedTrade) -> dict[str, Any]:
     return {
         "request_id": trade["trade_id"],
         "kind": "TRADE_REPORT",
@@ -89,12 +89,12 @@ def _trade_report(trade: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cl_ord_id_for(order: dict[str, Any]) -> str:
+def cl_ord_id_for(order: Mapping[str, Any]) -> str:
     """Deterministic ClOrdID: unique per member because validate_orders rejects reused client ids."""
     return f"{order['member_id']}:{order['client_order_id']}"
 
 
-def _order_request(order: dict[str, Any]) -> dict[str, Any] | None:
+def _order_request(order: Mapping[str, Any]) -> dict[str, Any] | None:
     if order.get("route") != "EXCHANGE":
         return None
     cl_ord_id = cl_ord_id_for(order)
@@ -124,21 +124,18 @@ def _order_request(order: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def exchange_request_for(topic: str, value: bytes) -> dict[str, Any] | None:
-    """The proxy request for one record, None when the record is not for the exchange."""
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnroutableRecord(f"value is not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise UnroutableRecord("value is not a JSON object")
+    """The proxy request for one record, None when the record is not for the exchange. The record is
+    parsed with its topic's contract (clearing.messages); one that does not follow it is unroutable."""
     request: dict[str, Any] | None
     try:
         if topic == TRADES_EXECUTED:
-            request = _trade_report(payload)
+            request = _trade_report(parse(EXECUTED_TRADE, value))
         elif topic == ORDERS_EXCHANGE:
-            request = _order_request(payload)
+            request = _order_request(parse(ACCEPTED_ORDER, value))
         else:
             raise UnroutableRecord(f"topic {topic!r} is not consumed by exchange_gateway")
+    except MessageError as exc:
+        raise UnroutableRecord(f"not a {topic} message: {exc}") from exc
     except KeyError as exc:
         raise UnroutableRecord(f"missing field {exc}") from exc
     if request is None:

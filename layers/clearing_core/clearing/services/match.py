@@ -21,17 +21,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypeGuard
+from typing import Any
 
 from clearing.domain import book_events as ev
 from clearing.domain.book import OrderBook
-from clearing.domain.bounded import MAX_ID
 from clearing.domain.refdata import Instrument
+from clearing.messages import ACCEPTED_ORDER, AcceptedOrder, MessageError, parse
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.repositories.orders import OrderRecords
 from clearing.repositories.state import BookSnapshots, SymbolBook
 from clearing.repositories.trades import TradeRecords
-from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
+from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps
 from clearing.topics import ORDERS_DEADLETTER, ORDERS_EVENTS, TRADES_EXECUTED
 
 STAGE = "match_orders"
@@ -44,78 +44,17 @@ _MEMBER, _ACCOUNT, _CLORDID, _RESERVE, _QUANTITY = 0, 1, 2, 3, 4
 
 # ------------------------------------------------------------------ reading orders.accepted
 MAX_RECORD_BYTES = 16 * 1024  # validate_orders writes ~500 bytes an order
-MAX_NUMBER = (
-    10**18
-)  # ticks, shares: above anything validate accepts (price < 1e9 on a tick >= 1e-8, quantity <= 1e9), far below DynamoDB's 38 digits
 MALFORMED_ACCEPTED_ORDER = "MALFORMED_ACCEPTED_ORDER"
 UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
-_ACTIONS = frozenset(("NEW", "CANCEL", "REPLACE"))
-_SIDES = frozenset(("BUY", "SELL"))
-
-
-def _text(value: Any, limit: int = MAX_ID) -> TypeGuard[str]:
-    return type(value) is str and 0 < len(value) <= limit
-
-
-def _number(value: Any, optional: bool = False) -> bool:
-    if value is None:
-        return optional
-    return type(value) is int and 0 < value <= MAX_NUMBER
-
-
-def _shape_problem(msg: Any) -> str | None:
-    """What makes a decoded orders.accepted message unusable by the matcher, or None.
-
-    The book validates order terms itself (it answers REJECTED); this checks what this service reads
-    unguarded: the types of ids, keys and numbers, and that the source position is there."""
-    if type(msg) is not dict:
-        return "not a JSON object"
-    action = msg.get("action")
-    if action not in _ACTIONS:
-        return "action must be NEW, CANCEL or REPLACE"
-    for name in ("symbol", "member_id", "client_order_id"):
-        if not _text(msg.get(name)):
-            return f"{name} must be a string of 1-{MAX_ID} characters"
-    order_id = msg.get("order_id")
-    if not _text(order_id, 2 * MAX_ID + 1) or ":" not in order_id:
-        return "order_id must be 'member_id:client_order_id'"
-    src = msg.get("source")
-    if (
-        type(src) is not dict
-        or type(src.get("partition")) is not int
-        or type(src.get("offset")) is not int
-        or src["partition"] < 0
-        or src["offset"] < 0
-    ):
-        return "source must name the orders.new partition and offset"
-    sent_at = msg.get("sent_at")
-    if sent_at is not None and not _text(sent_at):
-        return "sent_at must be a string"
-    if action == "NEW":
-        if not _text(msg.get("account")) or msg.get("side") not in _SIDES:
-            return "a NEW needs an account and a side BUY or SELL"
-        if not _number(msg.get("quantity")) or not _number(msg.get("reserve_price_ticks")):
-            return f"quantity and reserve_price_ticks must be integers in 1..{MAX_NUMBER}"
-        if not _number(msg.get("price_ticks"), optional=True):
-            return f"price_ticks must be null or an integer in 1..{MAX_NUMBER}"
-        if type(msg.get("type")) is not str or type(msg.get("time_in_force")) is not str:
-            return "type and time_in_force must be strings"
-        if type(msg.get("post_only", False)) is not bool or not (msg.get("stp") is None or _text(msg["stp"])):
-            return "post_only must be a boolean and stp null or a string"
-    elif action == "REPLACE":
-        if not _number(msg.get("reserve_price_ticks")):
-            return f"reserve_price_ticks must be an integer in 1..{MAX_NUMBER}"
-        if not _number(msg.get("price_ticks"), optional=True) or not _number(
-            msg.get("quantity"), optional=True
-        ):
-            return f"price_ticks and quantity must be null or integers in 1..{MAX_NUMBER}"
-    return None
 
 
 def read_accepted_order(
     value: bytes | None, instruments: Mapping[str, Instrument]
-) -> tuple[dict[str, Any] | None, str, str]:
-    """(message, "", "") for a record the matcher can use, else (None, reason code, what is wrong)."""
+) -> tuple[AcceptedOrder | None, str, str]:
+    """(message, "", "") for a record the matcher can use, else (None, reason code, what is wrong).
+
+    The record is parsed with the orders.accepted contract (clearing.messages: types of ids, keys and
+    numbers, the source position); the book validates order terms itself (it answers REJECTED)."""
     if value is None:
         return None, MALFORMED_ACCEPTED_ORDER, "empty record (no value)"
     if len(value) > MAX_RECORD_BYTES:
@@ -125,12 +64,9 @@ def read_accepted_order(
             f"record is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}",
         )
     try:
-        msg = loads(value)
-    except (ValueError, TypeError) as exc:
-        return None, MALFORMED_ACCEPTED_ORDER, f"not JSON: {exc}"
-    problem = _shape_problem(msg)
-    if problem is not None:
-        return None, MALFORMED_ACCEPTED_ORDER, problem
+        msg: AcceptedOrder = parse(ACCEPTED_ORDER, value)
+    except MessageError as exc:
+        return None, MALFORMED_ACCEPTED_ORDER, str(exc)
     if msg["symbol"] not in instruments:
         return None, UNKNOWN_SYMBOL, f"unknown symbol {msg['symbol']}"
     return msg, "", ""
@@ -177,7 +113,7 @@ class MatchOrders:
         if not fresh:
             return report
         refdata = self.refdata.current()
-        messages = []
+        messages: list[tuple[KafkaRecord, Any]] = []  # typed AcceptedOrder; the book reads it by key
         dead_letters: list[OutboundMessage] = []
         for r in fresh:
             msg, reason, problem = read_accepted_order(r.value, refdata.instruments)

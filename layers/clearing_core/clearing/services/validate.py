@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -34,10 +34,21 @@ from clearing.domain.orders import (
 )
 from clearing.domain.refdata import ReferenceData
 from clearing.domain.risk import Acceptance, CreditState, KnownOrder, assess_order
+from clearing.messages import (
+    ORDER_EVENT_HEADER,
+    AcceptedCancel,
+    AcceptedNewOrder,
+    AcceptedReplace,
+    MessageError,
+    OrderEventHeader,
+    OrderRejection,
+    Source,
+    parse,
+)
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.repositories.orders import OrderDecisions, OrderRecords
 from clearing.repositories.state import ExposureLedger
-from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps, loads
+from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps
 from clearing.topics import ORDERS_ACCEPTED, ORDERS_DEADLETTER, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
@@ -66,6 +77,7 @@ class _PartitionCache:
 
 
 MALFORMED_EVENT = "MALFORMED_EVENT"
+_SIDE_TEXT: dict[str, Literal["BUY", "SELL"]] = {"BUY": "BUY", "SELL": "SELL"}  # a Side (StrEnum) is a str
 MAX_EVENT_BYTES = 16 * 1024  # match_orders writes ~400 bytes an event
 MAX_EXPOSURE = Decimal(10) ** 30  # far above any exposure a contract order can carry
 
@@ -78,26 +90,17 @@ def read_order_event(value: bytes | None) -> tuple[str, tuple[str, list[int]], D
     if len(value) > MAX_EVENT_BYTES:
         return f"record is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}"
     try:
-        ev = loads(value)
-    except ValueError as exc:
-        return f"not JSON: {exc}"
-    if type(ev) is not dict:
-        return "not a JSON object"
-    member_id, src, delta = ev.get("member_id"), ev.get("source"), ev.get("exposure_delta")
-    if not (type(member_id) is str and 0 < len(member_id) <= MAX_ID):
-        return f"member_id must be a string of 1-{MAX_ID} characters"
-    if type(src) is not dict:
-        return "source must name the orders.accepted partition, offset and seq"
-    partition, offset, seq = src.get("partition"), src.get("offset"), src.get("seq", 0)
-    if not all(type(v) is int and v >= 0 for v in (partition, offset, seq)):
-        return "source partition, offset and seq must be integers >= 0"
-    if delta is not None:
-        try:
-            delta = Decimal(delta) if type(delta) is str and len(delta) <= 64 else None
-        except ArithmeticError:
-            delta = None
-        if delta is None or not delta.is_finite() or abs(delta) >= MAX_EXPOSURE:
+        # the part of the orders.events contract every event shares (clearing.messages)
+        ev: OrderEventHeader = parse(ORDER_EVENT_HEADER, value)
+    except MessageError as exc:
+        return str(exc)
+    src, text = ev["source"], ev["exposure_delta"]
+    delta = None
+    if text is not None:
+        delta = Decimal(text)  # the contract's pattern: a finite decimal of at most 64 characters
+        if abs(delta) >= MAX_EXPOSURE:
             return f"exposure_delta must be a decimal string below {MAX_EXPOSURE:.0E} in size"
+    member_id, partition, offset, seq = ev["member_id"], src["partition"], src["offset"], src["seq"]
     return member_id, (str(partition), [offset, seq]), delta
 
 
@@ -274,19 +277,19 @@ class ValidateOrders:
         sent_at = _iso(msg.sent_at)
         member_id, clordid, symbol = msg.member_id, msg.client_order_id, msg.symbol
         price = str(refdata.instruments[symbol].to_price(price_ticks)) if price_ticks is not None else None
-        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        source: Source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         decisions.record_acceptance(record.position, msg, decision, sent_at)
         topic = ORDERS_ACCEPTED
         if type(msg) is NewOrder:
             # str() of a StrEnum member is its value (several times cheaper than .value)
             side, route, order_type, tif = (
-                str(msg.side),
+                _SIDE_TEXT[msg.side],
                 str(msg.route),
                 str(msg.type),
                 str(msg.time_in_force),
             )
             account, quantity = msg.account, msg.quantity
-            body = {
+            body: AcceptedNewOrder | AcceptedCancel | AcceptedReplace = {
                 "action": "NEW",
                 "order_id": decision.order_id,
                 "member_id": member_id,
@@ -311,23 +314,37 @@ class ValidateOrders:
                 topic = ORDERS_EXCHANGE
         else:
             t: KnownOrder = decision.known  # type: ignore[assignment]  # a CANCEL/REPLACE has its target
-            body = {
-                "action": msg.action,
-                "order_id": decision.order_id,
-                "member_id": member_id,
-                "client_order_id": clordid,
-                "orig_client_order_id": msg.orig_client_order_id,
-                "symbol": symbol,
-                "price_ticks": price_ticks,
-                "price": price,
-                "reserve_price_ticks": decision.reserve_ticks,
-                "sent_at": sent_at,
-                "source": source,
-            }
             replace = type(msg) is ReplaceOrder
             if replace:
-                body["quantity"] = msg.quantity
-                body["side"] = t.side
+                body = {
+                    "action": "REPLACE",
+                    "order_id": decision.order_id,
+                    "member_id": member_id,
+                    "client_order_id": clordid,
+                    "orig_client_order_id": msg.orig_client_order_id,
+                    "symbol": symbol,
+                    "price_ticks": price_ticks,
+                    "price": price,
+                    "reserve_price_ticks": decision.reserve_ticks,
+                    "sent_at": sent_at,
+                    "source": source,
+                    "quantity": msg.quantity,
+                    "side": _SIDE_TEXT[t.side],
+                }
+            else:
+                body = {
+                    "action": "CANCEL",
+                    "order_id": decision.order_id,
+                    "member_id": member_id,
+                    "client_order_id": clordid,
+                    "orig_client_order_id": msg.orig_client_order_id,
+                    "symbol": symbol,
+                    "price_ticks": price_ticks,
+                    "price": price,
+                    "reserve_price_ticks": decision.reserve_ticks,
+                    "sent_at": sent_at,
+                    "source": source,
+                }
         return OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(
@@ -352,7 +369,7 @@ class ValidateOrders:
             clip(rejection.client_order_id, MAX_ID),
             clip(rejection.symbol, MAX_ID),
         )
-        body = {
+        body: OrderRejection = {
             "rejection_id": rejection_id,
             "reason": reason,
             "message": message,

@@ -28,7 +28,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from clearing.domain import book_events as ev
-from clearing.domain.book import OrderBook
+from clearing.domain.book import OrderBook, cancel_command, replace_command, submit_command
 from clearing.domain.bounded import MAX_ID
 from clearing.domain.refdata import Instrument
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
@@ -42,6 +42,61 @@ STAGE = "match_orders"
 # quantity is the order's total quantity as the OMS set it (NEW, then REPLACE), tracked apart from the
 # book's fills so that `clearing verify` can check filled + resting + cancelled == quantity.
 _MEMBER, _ACCOUNT, _CLORDID, _RESERVE, _QUANTITY = 0, 1, 2, 3, 4
+_RESERVE_AND_QUANTITY = slice(_RESERVE, _QUANTITY + 1)
+
+
+def accepted_commands(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """`OrderBook.apply` commands for accepted orders of one symbol, built without reading the book.
+
+    NEW: the order with its owner list. CANCEL: the order id. REPLACE: the new price as given (the
+    book keeps the order's priority when it equals the resting price), the new total quantity
+    (None keeps it) and an owner *update* (the new reserve, and the new total quantity when one is
+    given) that the book writes into a copy of the resting order's owner; the REPLACED event
+    reports the owner before (`old_owner`) for the exposure release. This is what match_orders runs,
+    and what `clearing bench match` times by default.
+    """
+    commands: list[tuple[Any, ...]] = []
+    append = commands.append
+    for msg in messages:
+        action = msg["action"]
+        if action == "REPLACE":
+            quantity = msg.get("quantity")
+            append(
+                replace_command(
+                    msg["order_id"],
+                    msg["price_ticks"],
+                    new_total_qty=quantity,
+                    owner_update=(_RESERVE, msg["reserve_price_ticks"])
+                    if quantity is None
+                    else (_RESERVE_AND_QUANTITY, [msg["reserve_price_ticks"], quantity]),
+                )
+            )
+        elif action == "NEW":
+            member = msg["member_id"]
+            quantity = msg["quantity"]
+            append(
+                submit_command(
+                    msg["order_id"],
+                    msg["side"],
+                    msg["price_ticks"],
+                    quantity,
+                    type=msg["type"],
+                    tif=msg["time_in_force"],
+                    post_only=msg.get("post_only", False),
+                    member=member,
+                    stp=msg.get("stp"),
+                    owner=[
+                        member,
+                        msg["account"],
+                        msg["client_order_id"],
+                        msg["reserve_price_ticks"],
+                        quantity,
+                    ],
+                )
+            )
+        else:
+            append(cancel_command(msg["order_id"]))
+    return commands
 
 
 @dataclass
@@ -253,9 +308,12 @@ class MatchOrders:
         states: dict[str, tuple[Any, ...]] = {}  # order id -> its latest state in this batch
         trades: list[dict[str, Any]] = []
         outputs: list[OutboundMessage] = []
-        touched: set[str] = set()
+        # redelivered records and duplicates are skipped record by record, before any command is built
+        applied: list[tuple[KafkaRecord, dict[str, Any]]] = []
+        by_symbol: dict[str, list[dict[str, Any]]] = {}
         for record, msg in messages:
-            sb = self.books[msg["symbol"]]
+            symbol = msg["symbol"]
+            sb = self.books[symbol]
             src = msg["source"]
             src_part = str(src["partition"])
             if record.offset <= sb.applied_offset or src["offset"] <= sb.watermarks.get(src_part, -1):
@@ -263,10 +321,21 @@ class MatchOrders:
                 continue
             sb.watermarks[src_part] = src["offset"]
             sb.applied_offset = record.offset
-            touched.add(msg["symbol"])
-            tick = refdata.instruments[msg["symbol"]].tick_size
-            events, old_reserve = self._apply(sb.book, msg)
-            self._translate(record, msg, events, sb.book, tick, old_reserve, states, trades, outputs)
+            applied.append((record, msg))
+            by_symbol.setdefault(symbol, []).append(msg)
+        touched = set(by_symbol)
+        # one apply per symbol; the events of each record are split back with `ends`, in record order
+        results = {s: self._apply(self.books[s].book, msgs) for s, msgs in by_symbol.items()}
+        cursor = dict.fromkeys(by_symbol, 0)
+        for record, msg in applied:
+            symbol = msg["symbol"]
+            events, ends = results[symbol]
+            i = cursor[symbol]
+            cursor[symbol] = i + 1
+            tick = refdata.instruments[symbol].tick_size
+            self._translate(
+                record, msg, events[ends[i - 1] if i else 0 : ends[i]], tick, states, trades, outputs
+            )
             report.accepted += 1
 
         trade_items = []
@@ -307,52 +376,16 @@ class MatchOrders:
         return report
 
     @staticmethod
-    def _apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple[Any, ...]], int | None]:
-        """Run one accepted order action; also returns the reserve price in force before a replace."""
-        action = msg["action"]
-        if action == "NEW":
-            owner = [
-                msg["member_id"],
-                msg["account"],
-                msg["client_order_id"],
-                msg["reserve_price_ticks"],
-                msg["quantity"],
-            ]
-            return book.submit(
-                msg["order_id"],
-                msg["side"],
-                msg["price_ticks"],
-                msg["quantity"],
-                type=msg["type"],
-                tif=msg["time_in_force"],
-                post_only=msg.get("post_only", False),
-                member=msg["member_id"],
-                stp=msg.get("stp"),
-                owner=owner,
-            ), None
-        if action == "CANCEL":
-            return book.cancel(msg["order_id"]), None
-        resting = book.order(msg["order_id"])
-        if resting is None:
-            return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity")), None
-        owner = list(resting["owner"])
-        old_reserve = owner[_RESERVE]
-        owner[_RESERVE] = msg["reserve_price_ticks"]
-        if msg.get("quantity") is not None:
-            owner[_QUANTITY] = msg["quantity"]
-        new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
-        return book.replace(
-            msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner
-        ), old_reserve
+    def _apply(book: OrderBook, messages: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """Run one symbol's accepted order actions as one batch: (events, ends) of `OrderBook.apply`."""
+        return book.apply(accepted_commands(messages))
 
     def _translate(
         self,
         record: KafkaRecord,
         msg: dict[str, Any],
         events: list[tuple[Any, ...]],
-        book: OrderBook,
         tick: Decimal,
-        old_reserve: int | None,
         states: dict[str, tuple[Any, ...]],
         trades: list[dict[str, Any]],
         outputs: list[OutboundMessage],
@@ -407,18 +440,16 @@ class MatchOrders:
                 body = {"cancelled_qty": qty, "reason": reason, "filled_qty": filled, "remaining_qty": 0}
                 self._state(states, order_id, owner, symbol, "CANCELLED", filled, 0, qty, record, reason)
             elif kind == ev.ACCEPTED:
-                _, _, _, side, price, qty = e
+                _, _, _, side, price, qty, filled = e
                 body = {"remaining_qty": qty, "price_ticks": price, "side": side}
-                r = book.order(order_id)
-                self._state(
-                    states, order_id, owner, symbol, "RESTING", r["filled"] if r else 0, qty, 0, record
-                )
+                self._state(states, order_id, owner, symbol, "RESTING", filled, qty, 0, record)
             elif kind == ev.REPLACED:
-                _, _, _, price, qty, kept, old_price, old_qty = e
-                r = book.order(order_id)
-                filled = r["filled"] if r else 0
+                # the event says what the book held after the replace (the batch has moved on since)
+                _, _, _, price, qty, kept, old_price, old_qty, old_owner, filled, resting = e
+                if not resting:
+                    filled = 0  # a crossing replace that filled or STP-cancelled the order
                 # exposure follows the open quantity at the reserve price
-                exposure = owner[_RESERVE] * qty - old_reserve * old_qty
+                exposure = owner[_RESERVE] * qty - old_owner[_RESERVE] * old_qty
                 body = {
                     "price_ticks": price,
                     "remaining_qty": qty,
@@ -426,7 +457,7 @@ class MatchOrders:
                     "filled_qty": filled,
                     "client_order_id": msg["client_order_id"],
                 }
-                if r is not None:
+                if resting:
                     self._state(
                         states,
                         order_id,

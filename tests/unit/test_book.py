@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clearing.domain.book import OrderBook, cancel_command, replace_command, submit_command
+from clearing.domain.book import OWNER_REPLACE, OrderBook, cancel_command, replace_command, submit_command
 from clearing.domain.book_events import named
 
 
@@ -499,6 +499,16 @@ def test_depth_of_zero_levels_is_empty(book):
         replace_command("S1", 101, owner=["x"], owner_update=(3, 1)),
         replace_command("S1", None, new_total_qty=5, owner_update=(3, 1)),
         replace_command("S1", 101, new_total_qty=5.0, owner_update=(3, 1)),
+        # OWNER_REPLACE built as a plain tuple (as match_orders does): apply checks its fields
+        (OWNER_REPLACE, "S1", 101, (12, slice(3, 5), (101, 12))),
+        (OWNER_REPLACE, "S1", "101", (None, 3, 1)),
+        (OWNER_REPLACE, "S1", True, (None, 3, 1)),
+        (OWNER_REPLACE, "S1", 0, (None, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (0, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (True, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (-3, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (None, "x", 1)),
+        (OWNER_REPLACE, "S1", 101, (None, slice(3, 5), 7)),
     ],
 )
 def test_apply_checks_and_rejects_like_the_single_calls(command):

@@ -234,23 +234,150 @@ def run_workload(
     ops: list[tuple],
     symbol: str = "BENCH",
     *,
-    api: str = "batch",
+    api: str = "production",
     batch_size: int = 1000,
     clock: Any = time.perf_counter,
 ) -> MatchBenchResult:
     """Replay pre-parsed operations through one fresh book; times only the matching.
 
-    api="call": one `submit` / `cancel` / `replace` call per operation; the loop consumes the
-    events the way a caller would (counting trades and traded quantity).
-    api="batch": `OrderBook.apply` on consecutive batches of `batch_size` operations (as a Lambda
-    gets an MSK batch); trades are counted from each batch's events outside the timed part.
-    Both build every domain event.
+    api="production" (default): what match_orders runs. The operations are first turned into
+    orders.accepted messages (untimed, like the parsing); the timed part is, per batch of
+    `batch_size` records, `accepted_commands(messages)` (match_orders' command builder) plus one
+    `OrderBook.apply`. Trades are counted from each batch's events outside the timed part.
+    api="call": one `submit` / `cancel` / `replace` call per operation (match_orders before issue
+    15); the loop consumes the events the way a caller would (counting trades and traded quantity).
+    api="batch": `OrderBook.apply` on batches of plain commands built before timing (the book alone).
+    All build every domain event.
     """
+    if api == "production":
+        return _run_production(ops, symbol, batch_size, clock)
     if api == "call":
         return _run_calls(ops, symbol, clock)
     if api == "batch":
         return _run_batches(ops, symbol, batch_size, clock)
     raise ValueError(f"unknown api {api!r}")
+
+
+MEMBERS = ("MBR01", "MBR02", "MBR03", "MBR04", "MBR05", "MBR06")
+
+
+def to_accepted(ops: list[tuple], symbol: str = "BENCH") -> list[dict[str, Any]]:
+    """Pre-parsed workload tuples -> orders.accepted messages as validate_orders writes them (untimed)."""
+    return [m for batch in accepted_batches(ops, len(ops) or 1, symbol) for m in batch]
+
+
+def accepted_batches(
+    ops: list[tuple], batch_size: int, symbol: str = "BENCH"
+) -> Iterator[list[dict[str, Any]]]:
+    """Pre-parsed workload tuples -> batches of orders.accepted messages as validate_orders writes them.
+
+    Made one batch at a time (a Lambda holds one MSK batch, not the whole day: keeping a million
+    message dicts alive would make the garbage collector's full passes, not the matcher, the cost).
+    Order ids are `member:client_order_id` strings like the pipeline's; the reserve price is the
+    limit price (market orders: a price above the book). A replace carries the new *total* quantity
+    (FIX OrderQty): the workload's new open quantity plus what the order has filled at that point,
+    found by replaying the operations through a book here.
+    """
+    book = OrderBook(symbol)
+    messages: list[dict[str, Any]] = []
+    ids: dict[int, str] = {}
+    members: dict[int, str] = {}
+    sides: dict[int, str] = {}
+    for n, op in enumerate(ops):
+        if len(messages) == batch_size:
+            yield messages
+            messages = []
+        code = op[0]
+        source = {"partition": n % 3, "offset": n // 3}
+        sent_at = "2026-11-24T14:30:00.000Z"
+        if code == OP_NEW:
+            _, wid, side, price, qty, order_type, tif = op
+            member = MEMBERS[wid % len(MEMBERS)]
+            clordid = f"C{wid}"
+            order_id = ids[wid] = f"{member}:{clordid}"
+            members[wid] = member
+            sides[wid] = side
+            reserve = price if price is not None else 20_000
+            messages.append(
+                {
+                    "action": "NEW",
+                    "order_id": order_id,
+                    "member_id": member,
+                    "client_order_id": clordid,
+                    "orig_client_order_id": None,
+                    "symbol": symbol,
+                    "price_ticks": price,
+                    "price": None if price is None else f"{price / 100:.2f}",
+                    "reserve_price_ticks": reserve,
+                    "sent_at": sent_at,
+                    "source": source,
+                    "account": f"{member}-ACC",
+                    "side": side,
+                    "type": order_type,
+                    "quantity": qty,
+                    "time_in_force": tif,
+                    "post_only": False,
+                    "stp": None,
+                    "route": "INTERNAL",
+                }
+            )
+            book.submit(wid, side, price, qty, type=order_type, tif=tif)
+            continue
+        wid = op[1]
+        member = members.get(wid, MEMBERS[0])
+        order_id = ids.get(wid, f"{member}:C{wid}")
+        base = {
+            "order_id": order_id,
+            "member_id": member,
+            "client_order_id": f"X{n}",
+            "orig_client_order_id": order_id.split(":", 1)[1],
+            "symbol": symbol,
+            "sent_at": sent_at,
+            "source": source,
+        }
+        if code == OP_CANCEL:
+            messages.append(
+                {"action": "CANCEL", **base, "price_ticks": None, "price": None, "reserve_price_ticks": 1}
+            )
+            book.cancel(wid)
+            continue
+        _, _, new_price, new_qty = op
+        resting = book.order(wid)
+        total = None if new_qty is None else new_qty + (resting["filled"] if resting else 0)
+        messages.append(
+            {
+                "action": "REPLACE",
+                **base,
+                "price_ticks": new_price,
+                "price": None if new_price is None else f"{new_price / 100:.2f}",
+                "reserve_price_ticks": new_price if new_price is not None else 1,
+                "quantity": total,
+                "side": sides.get(wid, "BUY"),
+            }
+        )
+        book.replace(wid, new_price, new_qty)
+    if messages:
+        yield messages
+
+
+def _run_production(ops: list[tuple], symbol: str, batch_size: int, clock: Any) -> MatchBenchResult:
+    from clearing.services.match import accepted_commands
+
+    book = OrderBook(symbol)
+    apply = book.apply
+    elapsed = 0.0
+    trades = 0
+    traded_qty = 0
+    for batch in accepted_batches(ops, batch_size, symbol):  # converted between the timed parts
+        started = clock()
+        events, _ends = apply(accepted_commands(batch))
+        elapsed += clock() - started
+        for ev in events:
+            if ev[0] == TRADE:
+                trades += 1
+                traded_qty += ev[6]
+        del events, _ends  # the consumer releases the batch's events, outside the timed part
+    return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
 
 
 def to_commands(ops: list[tuple]) -> list[tuple]:
@@ -652,12 +779,17 @@ def register_bench(bench_subparsers: Any) -> None:
     )
     p.add_argument(
         "--api",
-        choices=("batch", "call"),
-        default="batch",
-        help="batch: OrderBook.apply per batch of operations (default); call: one method call per operation",
+        choices=("production", "batch", "call"),
+        default="production",
+        help="production (default): what match_orders runs, its command builder (accepted_commands) plus "
+        "OrderBook.apply per batch of orders.accepted messages; batch: OrderBook.apply on commands built "
+        "before timing (the book alone); call: one method call per operation (match_orders before issue 15)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=1000, help="operations per OrderBook.apply batch (default 1000)"
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="operations per OrderBook.apply batch, production and batch APIs (default 1000)",
     )
     p.add_argument(
         "--baseline",

@@ -85,7 +85,11 @@ _REPLACE = 2
 _PLAIN_REPLACE = 3
 _BUY_LIMIT = 4
 _SELL_LIMIT = 5
-_OWNER_REPLACE = 6
+# The one command callers may build as a plain tuple (apply checks its fields itself), for batch
+# builders that cannot afford a call per command: (OWNER_REPLACE, order_id, new_price,
+# (new_total_qty, where, values)) means replace(order_id, new_price, new_total_qty=new_total_qty,
+# owner_update=(where, values)).
+OWNER_REPLACE = _OWNER_REPLACE = 6
 
 SNAPSHOT_VERSION = 1
 
@@ -661,8 +665,10 @@ class OrderBook:
                     )
                     continue
             elif code is owner_replace:
-                # replace(order_id, price, new_total_qty=total, owner_update=(where, values)): price a
-                # positive int, total None or a positive int (checked by replace_command)
+                # replace(order_id, price, new_total_qty=total, owner_update=(where, values)); callers
+                # may build this command as a plain tuple, so its fields are checked here: the common
+                # case (price a positive int, total None or an int above the filled quantity, the
+                # owner a list the update applies to) runs inline, anything else takes the general path
                 try:
                     o = orders[order_id]
                 except KeyError:
@@ -670,7 +676,12 @@ class OrderBook:
                     continue
                 total, where, values = qty
                 old_qty = o.qty
-                new_qty = old_qty if total is None else total - o.filled
+                if total is None:
+                    new_qty = old_qty
+                elif total.__class__ is int:
+                    new_qty = total - o.filled
+                else:
+                    new_qty = 0  # not an int: the general path rejects it
                 old_owner = o.owner
                 if old_owner.__class__ is list:
                     owner = old_owner.copy()
@@ -683,6 +694,10 @@ class OrderBook:
                 if new_qty <= 0:
                     pass  # QTY_NOT_ABOVE_FILLED: general path
                 elif owner is None:
+                    pass
+                elif price.__class__ is not int:
+                    pass  # None (keep the price) or not a price: general path
+                elif price <= 0:
                     pass
                 else:
                     old_price = o.price
@@ -1255,9 +1270,9 @@ def replace_command(
     """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments.
 
     A new price and open quantity that are both positive ints, without a total quantity or owner,
-    get a code that `apply` runs inline without checking them again; so does a positive int price
-    with an `owner_update` (an int or slice and its values), a total quantity that is None or a
-    positive int and no `new_qty` or `owner` (what match_orders builds for every REPLACE).
+    get a code that `apply` runs inline without checking them again. A replace with an
+    `owner_update` (where, values) and no `new_qty` or `owner` (what match_orders builds for every
+    REPLACE) gets the OWNER_REPLACE command, whose fields `apply` checks itself (cheaply, inline).
     """
     if owner_update is None:
         if (
@@ -1269,15 +1284,7 @@ def replace_command(
             and owner is None
         ):
             return (_PLAIN_REPLACE, order_id, new_price, new_qty)
-    elif (
-        new_price.__class__ is int
-        and new_price > 0
-        and new_qty is None
-        and owner is None
-        and (new_total_qty is None or (new_total_qty.__class__ is int and new_total_qty > 0))
-        and owner_update.__class__ is tuple
-        and len(owner_update) == 2
-        and (owner_update[0].__class__ is int or owner_update[0].__class__ is slice)
-    ):
+    elif new_qty is None and owner is None and owner_update.__class__ is tuple and len(owner_update) == 2:
+        # `apply` checks this command's fields itself (see OWNER_REPLACE)
         return (_OWNER_REPLACE, order_id, new_price, (new_total_qty, owner_update[0], owner_update[1]))
     return (_REPLACE, order_id, new_price, (new_qty, new_total_qty, owner, owner_update))

@@ -28,7 +28,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from clearing.domain import book_events as ev
-from clearing.domain.book import OrderBook, cancel_command, replace_command, submit_command
+from clearing.domain.book import OWNER_REPLACE, OrderBook, cancel_command, submit_command
 from clearing.domain.bounded import MAX_ID
 from clearing.domain.refdata import Instrument
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
@@ -57,20 +57,16 @@ def accepted_commands(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """
     commands: list[tuple[Any, ...]] = []
     append = commands.append
+    replace = OWNER_REPLACE  # built as a plain tuple: no call per REPLACE (apply checks the fields)
     for msg in messages:
         action = msg["action"]
         if action == "REPLACE":
             quantity = msg.get("quantity")
-            append(
-                replace_command(
-                    msg["order_id"],
-                    msg["price_ticks"],
-                    new_total_qty=quantity,
-                    owner_update=(_RESERVE, msg["reserve_price_ticks"])
-                    if quantity is None
-                    else (_RESERVE_AND_QUANTITY, [msg["reserve_price_ticks"], quantity]),
-                )
-            )
+            if quantity is None:
+                update = (None, _RESERVE, msg["reserve_price_ticks"])
+            else:
+                update = (quantity, _RESERVE_AND_QUANTITY, (msg["reserve_price_ticks"], quantity))
+            append((replace, msg["order_id"], msg["price_ticks"], update))
         elif action == "NEW":
             member = msg["member_id"]
             quantity = msg["quantity"]

@@ -846,14 +846,20 @@ def _run_bench_match(args: Any) -> int:
         )
         lines = [
             f"bare-bones book (no events, no rules): {base.ops_per_sec:,.0f} ops/s; "
-            f"OrderBook reaches {best.ops_per_sec / base.ops_per_sec:.0%} of it",
+            f"OrderBook ({args.api} API) reaches {best.ops_per_sec / base.ops_per_sec:.0%} of it",
             f"bare-bones loop (OrderBook.apply's structures, no events, no rules): "
             f"{loop.ops_per_sec:,.0f} ops/s, {loop.trades:,} trades; "
-            f"OrderBook reaches {best.ops_per_sec / loop.ops_per_sec:.0%} of it",
+            f"OrderBook ({args.api} API) reaches {best.ops_per_sec / loop.ops_per_sec:.0%} of it",
         ]
         for line in lines:
             if args.json:
                 console.print(line)  # stderr: stdout holds exactly one JSON object
             else:
                 print(line)
+        if (loop.trades, loop.traded_qty) != (best.trades, best.traded_qty):
+            console.print(
+                f"[red]the bare-bones loop counted {loop.trades:,} trades ({loop.traded_qty:,} shares), "
+                f"OrderBook ({args.api} API) {best.trades:,} ({best.traded_qty:,}): the replays differ[/red]"
+            )
+            return 1
     return 0

@@ -57,11 +57,13 @@ def test_replay_counts_trades_the_same_way_through_every_api():
     by_call = run_workload(ops, api="call")
     by_batch = run_workload(ops, api="batch", batch_size=128)
     by_production = run_workload(ops, batch_size=128)  # the default: match_orders' calls
+    by_production_calls = run_workload(ops, api="production-call", batch_size=128)
     assert by_call.trades > 0 and by_call.traded_qty >= by_call.trades
     assert (
         (by_call.operations, by_call.trades, by_call.traded_qty)
         == (by_batch.operations, by_batch.trades, by_batch.traded_qty)
         == (by_production.operations, by_production.trades, by_production.traded_qty)
+        == (by_production_calls.operations, by_production_calls.trades, by_production_calls.traded_qty)
     )
 
 

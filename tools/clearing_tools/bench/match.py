@@ -247,10 +247,14 @@ def run_workload(
     api="call": one `submit` / `cancel` / `replace` call per operation (match_orders before issue
     15); the loop consumes the events the way a caller would (counting trades and traded quantity).
     api="batch": `OrderBook.apply` on batches of plain commands built before timing (the book alone).
+    api="production-call": the same messages as "production" through match_orders' per-call path
+    before issue 15 (per record: owner list, `book.order` for a REPLACE, one method call).
     All build every domain event.
     """
     if api == "production":
         return _run_production(ops, symbol, batch_size, clock)
+    if api == "production-call":
+        return _run_production_calls(ops, symbol, batch_size, clock)
     if api == "call":
         return _run_calls(ops, symbol, clock)
     if api == "batch":
@@ -411,6 +415,60 @@ def _run_batches(ops: list[tuple], symbol: str, batch_size: int, clock: Any) -> 
                 trades += 1
                 traded_qty += ev[6]
         del events, _ends  # the consumer releases the batch's events, outside the timed part
+    return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
+
+
+def _per_call_apply(book: OrderBook, msg: dict[str, Any]) -> list:
+    """match_orders' `_apply` before issue 15: one book call per record, a REPLACE reads the book."""
+    action = msg["action"]
+    if action == "NEW":
+        owner = [
+            msg["member_id"],
+            msg["account"],
+            msg["client_order_id"],
+            msg["reserve_price_ticks"],
+            msg["quantity"],
+        ]
+        return book.submit(
+            msg["order_id"],
+            msg["side"],
+            msg["price_ticks"],
+            msg["quantity"],
+            type=msg["type"],
+            tif=msg["time_in_force"],
+            post_only=msg.get("post_only", False),
+            member=msg["member_id"],
+            stp=msg.get("stp"),
+            owner=owner,
+        )
+    if action == "CANCEL":
+        return book.cancel(msg["order_id"])
+    resting = book.order(msg["order_id"])
+    if resting is None:
+        return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity"))
+    owner = list(resting["owner"])
+    owner[3] = msg["reserve_price_ticks"]
+    if msg.get("quantity") is not None:
+        owner[4] = msg["quantity"]
+    new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
+    return book.replace(msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner)
+
+
+def _run_production_calls(ops: list[tuple], symbol: str, batch_size: int, clock: Any) -> MatchBenchResult:
+    book = OrderBook(symbol)
+    elapsed = 0.0
+    trades = 0
+    traded_qty = 0
+    for batch in accepted_batches(ops, batch_size, symbol):
+        started = clock()
+        results = [_per_call_apply(book, msg) for msg in batch]
+        elapsed += clock() - started
+        for events in results:
+            for ev in events:
+                if ev[0] == TRADE:
+                    trades += 1
+                    traded_qty += ev[6]
+        del results
     return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
 
 
@@ -779,11 +837,12 @@ def register_bench(bench_subparsers: Any) -> None:
     )
     p.add_argument(
         "--api",
-        choices=("production", "batch", "call"),
+        choices=("production", "batch", "call", "production-call"),
         default="production",
         help="production (default): what match_orders runs, its command builder (accepted_commands) plus "
         "OrderBook.apply per batch of orders.accepted messages; batch: OrderBook.apply on commands built "
-        "before timing (the book alone); call: one method call per operation (match_orders before issue 15)",
+        "before timing (the book alone); call: one method call per operation; production-call: the production "
+        "messages through match_orders' per-call path before issue 15 (book read per REPLACE)",
     )
     p.add_argument(
         "--batch-size",

@@ -528,7 +528,7 @@ class OrderBook:
         Why it exists: a Lambda applies a whole MSK batch to the book at once, and doing it in one
         call saves a Python call, a list per command and attribute look-ups on every command.
         The common cases run inline in this one loop (a replace that moves or shrinks an order
-        without crossing, a cancel, a limit order that rests without crossing, an IOC order);
+        without crossing, a cancel, a GTC / DAY / IOC limit order, crossing or not);
         every other case goes through the single-call methods. The builders have validated the
         arguments of the inline commands (see `replace_command` and `submit_command`).
 
@@ -551,6 +551,7 @@ class OrderBook:
         ask_heap = self._ask_heap
         open_level = self._open_level
         match = self._match
+        rest = self._rest
         new_order = object.__new__
         buy = BUY
         plain_replace = _PLAIN_REPLACE
@@ -799,19 +800,38 @@ class OrderBook:
             elif code is buy_limit:  # a valid GTC / DAY / IOC limit buy, not post-only
                 if order_id in orders:
                     pass  # duplicate id: general path rejects it
-                elif ask_top <= price:  # may cross
+                elif ask_top <= price:  # may cross: match, then cancel (IOC) or rest the remainder
                     q, tif, member, stp, owner = qty
-                    if tif == "IOC":
-                        arrival += 1
-                        before = len(events)
-                        remaining, filled = match(order_id, owner, buy, price, q, 0, member, stp, events)
-                        ask_top = ask_heap[0] if ask_heap else _INF
-                        if remaining > 0:
-                            append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
-                        k = len(events) - before
-                        multi.append((before - extra, k))
-                        extra += k - 1
-                        continue
+                    arrival += 1
+                    before = len(events)
+                    remaining, filled = match(order_id, owner, buy, price, q, 0, member, stp, events)
+                    ask_top = ask_heap[0] if ask_heap else _INF
+                    if remaining <= 0:
+                        pass  # filled, or stopped by self-trade prevention (remainder already cancelled)
+                    elif tif == "IOC":
+                        append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                    else:
+                        rest(
+                            RestingOrder(
+                                order_id,
+                                buy,
+                                price,
+                                remaining,
+                                filled,
+                                arrival,
+                                tif,
+                                False,
+                                member,
+                                stp,
+                                owner,
+                            )
+                        )
+                        bid_top = -bid_heap[0]
+                        append(("ACCEPTED", order_id, owner, buy, price, remaining, filled))
+                    k = len(events) - before
+                    multi.append((before - extra, k))
+                    extra += k - 1
+                    continue
                 else:
                     q, tif, member, stp, owner = qty
                     if tif == "IOC":
@@ -848,17 +868,36 @@ class OrderBook:
                     pass
                 elif bid_top >= price:
                     q, tif, member, stp, owner = qty
-                    if tif == "IOC":
-                        arrival += 1
-                        before = len(events)
-                        remaining, filled = match(order_id, owner, SELL, price, q, 0, member, stp, events)
-                        bid_top = -bid_heap[0] if bid_heap else _NEG_INF
-                        if remaining > 0:
-                            append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
-                        k = len(events) - before
-                        multi.append((before - extra, k))
-                        extra += k - 1
-                        continue
+                    arrival += 1
+                    before = len(events)
+                    remaining, filled = match(order_id, owner, SELL, price, q, 0, member, stp, events)
+                    bid_top = -bid_heap[0] if bid_heap else _NEG_INF
+                    if remaining <= 0:
+                        pass
+                    elif tif == "IOC":
+                        append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                    else:
+                        rest(
+                            RestingOrder(
+                                order_id,
+                                SELL,
+                                price,
+                                remaining,
+                                filled,
+                                arrival,
+                                tif,
+                                False,
+                                member,
+                                stp,
+                                owner,
+                            )
+                        )
+                        ask_top = ask_heap[0]
+                        append(("ACCEPTED", order_id, owner, SELL, price, remaining, filled))
+                    k = len(events) - before
+                    multi.append((before - extra, k))
+                    extra += k - 1
+                    continue
                 else:
                     q, tif, member, stp, owner = qty
                     if tif == "IOC":

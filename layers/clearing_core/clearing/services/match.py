@@ -62,6 +62,7 @@ def accepted_commands(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         action = msg["action"]
         if action == "REPLACE":
             quantity = msg.get("quantity")
+            update: tuple[Any, Any, Any]  # (new total quantity, owner index or slice, value(s))
             if quantity is None:
                 update = (None, _RESERVE, msg["reserve_price_ticks"])
             else:
@@ -307,7 +308,8 @@ class MatchOrders:
         # redelivered records and duplicates are skipped record by record, before any command is built
         applied: list[tuple[KafkaRecord, dict[str, Any]]] = []
         by_symbol: dict[str, list[dict[str, Any]]] = {}
-        for record, msg in messages:
+        for pair in messages:
+            record, msg = pair
             symbol = msg["symbol"]
             sb = self.books[symbol]
             src = msg["source"]
@@ -317,8 +319,12 @@ class MatchOrders:
                 continue
             sb.watermarks[src_part] = src["offset"]
             sb.applied_offset = record.offset
-            applied.append((record, msg))
-            by_symbol.setdefault(symbol, []).append(msg)
+            applied.append(pair)
+            pending = by_symbol.get(symbol)
+            if pending is None:
+                by_symbol[symbol] = [msg]
+            else:
+                pending.append(msg)
         touched = set(by_symbol)
         # one apply per symbol; the events of each record are split back with `ends`, in record order
         results = {s: self._apply(self.books[s].book, msgs) for s, msgs in by_symbol.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clearing.domain.book import OrderBook, cancel_command, replace_command, submit_command
+from clearing.domain.book import OWNER_REPLACE, OrderBook, cancel_command, replace_command, submit_command
 from clearing.domain.book_events import named
 
 
@@ -31,7 +31,7 @@ def book():
 
 def test_limit_order_that_does_not_cross_rests_and_is_accepted(book):
     events = book.submit("B1", "BUY", 100, 10, owner=["MBR01", "ACC", "C1", 100])
-    assert events == [("ACCEPTED", "B1", ["MBR01", "ACC", "C1", 100], "BUY", 100, 10)]
+    assert events == [("ACCEPTED", "B1", ["MBR01", "ACC", "C1", 100], "BUY", 100, 10, 0)]
     assert book.best_bid() == 100 and book.best_ask() is None and len(book) == 1
     info = book.order("B1")
     assert info["qty"] == 10 and info["filled"] == 0 and info["owner"] == ["MBR01", "ACC", "C1", 100]
@@ -297,7 +297,7 @@ def test_replace_reducing_quantity_keeps_time_priority(book):
     book.submit("A", "SELL", 100, 10)
     book.submit("B", "SELL", 100, 10)
     events = book.replace("A", new_qty=4)
-    assert events == [("REPLACED", "A", None, 100, 4, True, 100, 10)]
+    assert events == [("REPLACED", "A", None, 100, 4, True, 100, 10, None, 0, True)]
     assert _queue(book, 100) == ["A", "B"]
 
 
@@ -311,7 +311,7 @@ def test_replace_raising_quantity_loses_time_priority(book):
 def test_replace_changing_price_loses_time_priority(book):
     book.submit("A", "SELL", 101, 10)
     book.submit("B", "SELL", 100, 10)
-    assert book.replace("A", 100) == [("REPLACED", "A", None, 100, 10, False, 101, 10)]
+    assert book.replace("A", 100) == [("REPLACED", "A", None, 100, 10, False, 101, 10, None, 0, True)]
     assert _queue(book, 100) == ["B", "A"]
     assert book.depth()["asks"] == []
 
@@ -350,7 +350,7 @@ def test_replace_with_a_total_quantity_not_above_the_filled_quantity_is_rejected
     book.submit("B1", "BUY", 100, 6)
     assert book.replace("S1", new_total_qty=6) == [("REJECTED", "S1", None, "QTY_NOT_ABOVE_FILLED")]
     events = book.replace("S1", new_total_qty=8)  # FIX-style total: open = 8 - 6 filled
-    assert events == [("REPLACED", "S1", None, 100, 2, True, 100, 4)]
+    assert events == [("REPLACED", "S1", None, 100, 2, True, 100, 4, None, 6, True)]
 
 
 @pytest.mark.parametrize(
@@ -485,6 +485,30 @@ def test_depth_of_zero_levels_is_empty(book):
         submit_command("S1", "BUY", 90, 5),  # duplicate id
         submit_command("X", "BUY", None, 5, type="MARKET", tif="IOC"),
         cancel_command("NOPE"),
+        # match_orders' replaces: a total quantity and an owner update instead of reading the book
+        replace_command("S1", 101, new_total_qty=12, owner_update=(slice(3, 5), [105, 12])),
+        replace_command("S1", 100, new_total_qty=8, owner_update=(3, 99)),  # keeps priority
+        replace_command("S1", 100, owner_update=(slice(3, 4), [98])),  # same price and quantity
+        replace_command("S1", 99, owner_update=(slice(3, 4), [99])),  # crosses the bid
+        replace_command("S1", 100, new_total_qty=20, owner_update=(3, 99)),  # more: loses priority
+        replace_command("B1", 102, new_total_qty=3, owner_update=(3, 102)),  # crosses, fills
+        replace_command("NOPE", 101, owner_update=(3, 1)),
+        replace_command("S1", 101, owner_update=(9, 1)),  # no such owner field
+        replace_command("S1", 101, owner_update=(3,)),
+        replace_command("S1", 101, 5, owner_update=(3, 1)),
+        replace_command("S1", 101, owner=["x"], owner_update=(3, 1)),
+        replace_command("S1", None, new_total_qty=5, owner_update=(3, 1)),
+        replace_command("S1", 101, new_total_qty=5.0, owner_update=(3, 1)),
+        # OWNER_REPLACE built as a plain tuple (as match_orders does): apply checks its fields
+        (OWNER_REPLACE, "S1", 101, (12, slice(3, 5), (101, 12))),
+        (OWNER_REPLACE, "S1", "101", (None, 3, 1)),
+        (OWNER_REPLACE, "S1", True, (None, 3, 1)),
+        (OWNER_REPLACE, "S1", 0, (None, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (0, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (True, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (-3, 3, 1)),
+        (OWNER_REPLACE, "S1", 101, (None, "x", 1)),
+        (OWNER_REPLACE, "S1", 101, (None, slice(3, 5), 7)),
     ],
 )
 def test_apply_checks_and_rejects_like_the_single_calls(command):
@@ -492,9 +516,9 @@ def test_apply_checks_and_rejects_like_the_single_calls(command):
     books = []
     for _ in range(2):
         b = OrderBook("ACME")
-        b.submit("S1", "SELL", 100, 10)
-        b.submit("S2", "SELL", 100, 10)
-        b.submit("B1", "BUY", 99, 10)
+        b.submit("S1", "SELL", 100, 10, owner=["M1", "A1", "S1", 100, 10])
+        b.submit("S2", "SELL", 100, 10, owner=["M1", "A1", "S2", 100, 10])
+        b.submit("B1", "BUY", 99, 10, owner=["M2", "A2", "B1", 99, 10])
         books.append(b)
     batched, single = books
     code, order_id, a, rest = command
@@ -511,8 +535,13 @@ def test_apply_checks_and_rejects_like_the_single_calls(command):
             order_id, "BUY" if code == 4 else "SELL", a, qty, tif=tif, member=member, stp=stp
         )
     elif code == 2:
-        new_qty, new_total_qty, owner = rest
-        expected = single.replace(order_id, a, new_qty, new_total_qty=new_total_qty, owner=owner)
+        new_qty, new_total_qty, owner, owner_update = rest
+        expected = single.replace(
+            order_id, a, new_qty, new_total_qty=new_total_qty, owner=owner, owner_update=owner_update
+        )
+    elif code == 6:
+        new_total_qty, where, values = rest
+        expected = single.replace(order_id, a, new_total_qty=new_total_qty, owner_update=(where, values))
     else:
         side, qty, order_type, tif, post_only, member, stp, owner = rest
         expected = single.submit(

@@ -52,16 +52,55 @@ def test_parse_ignores_fields_an_operation_does_not_need():
     ]
 
 
-def test_replay_counts_trades_the_same_way_through_both_apis():
+def test_replay_counts_trades_the_same_way_through_every_api():
     ops = parse_workload(json.dumps(d) for d in generate_workload(3000, seed=3, resting=200))
     by_call = run_workload(ops, api="call")
     by_batch = run_workload(ops, api="batch", batch_size=128)
+    by_production = run_workload(ops, batch_size=128)  # the default: match_orders' calls
+    by_production_calls = run_workload(ops, api="production-call", batch_size=128)
     assert by_call.trades > 0 and by_call.traded_qty >= by_call.trades
-    assert (by_call.operations, by_call.trades, by_call.traded_qty) == (
-        by_batch.operations,
-        by_batch.trades,
-        by_batch.traded_qty,
+    assert (
+        (by_call.operations, by_call.trades, by_call.traded_qty)
+        == (by_batch.operations, by_batch.trades, by_batch.traded_qty)
+        == (by_production.operations, by_production.trades, by_production.traded_qty)
+        == (by_production_calls.operations, by_production_calls.trades, by_production_calls.traded_qty)
     )
+
+
+def test_production_api_runs_match_orders_commands_and_the_book_follows_the_workload():
+    """The production replay's messages, through accepted_commands and apply, give the events of
+    the workload's single calls (ids mapped to the pipeline's `member:client_order_id`)."""
+    from clearing.domain.book import OWNER_REPLACE, OrderBook
+    from clearing.services.match import accepted_commands
+    from clearing_tools.bench.match import accepted_batches
+
+    ops = parse_workload(json.dumps(d) for d in generate_workload(4000, seed=4, resting=200))
+    single = OrderBook("W")
+    expected = []
+    for op in ops:
+        if op[0] == 2:
+            events = single.replace(op[1], op[2], op[3])
+        elif op[0] == 0:
+            events = single.submit(op[1], op[2], op[3], op[4], type=op[5], tif=op[6])
+        else:
+            events = single.cancel(op[1])
+        expected.append([(e[0], *e[3:8]) if e[0] == "REPLACED" else (e[0],) for e in events])
+    book = OrderBook("W")
+    got = []
+    batches = list(accepted_batches(ops, 300))
+    assert [m["action"] for b in batches for m in b].count("REPLACE") > 2000
+    for batch in batches:
+        commands = accepted_commands(batch)
+        assert all(
+            c[0] == OWNER_REPLACE for c, m in zip(commands, batch, strict=True) if m["action"] == "REPLACE"
+        )
+        events, ends = book.apply(commands)
+        starts = [0, *ends[:-1]]
+        got.extend(
+            [(e[0], *e[3:8]) if e[0] == "REPLACED" else (e[0],) for e in events[a:b]]
+            for a, b in zip(starts, ends, strict=True)
+        )
+    assert got == expected
 
 
 def test_unknown_ids_in_a_workload_are_ignored():

@@ -44,9 +44,19 @@ replaces = st.tuples(
     st.none() | st.integers(95, 105) | st.just("same"),  # "same": the order's current price
     st.none() | st.integers(1, 25),
 )
+# match_orders' replace: a total quantity (None keeps it) and an owner update instead of an owner
+# read from the book: owner [member, id] gets its second field replaced by a "reserve" (and a third
+# field appended, the total quantity, when one is given)
+owner_replaces = st.tuples(
+    st.just("owner_replace"),
+    targets,
+    st.integers(95, 105) | st.just("same") | st.none(),
+    st.none() | st.integers(1, 40),
+    st.integers(1, 9),
+)
 expiries = st.just(("expire_day",))
 operations = st.lists(
-    st.one_of(submits, submits, submits, cancels, replaces, replaces, expiries),
+    st.one_of(submits, submits, submits, cancels, replaces, replaces, owner_replaces, expiries),
     min_size=1,
     max_size=60,
 )
@@ -81,7 +91,18 @@ def apply_op(book: OrderBook, i: int, op):
         return book.cancel(resolve_target(book, op))
     if op[0] == "replace":
         return book.replace(resolve_target(book, op), resolve_price(book, op), op[3])
+    if op[0] == "owner_replace":
+        return book.replace(
+            resolve_target(book, op),
+            resolve_price(book, op),
+            new_total_qty=op[3],
+            owner_update=owner_update(op),
+        )
     return book.expire_day()
+
+
+def owner_update(op):
+    return (1, op[4]) if op[3] is None else (slice(1, None), [op[4], op[3]])
 
 
 def resolve_target(book: OrderBook, op):
@@ -115,6 +136,13 @@ def as_command(book: OrderBook, i: int, op):
         )
     if op[0] == "cancel":
         return cancel_command(resolve_target(book, op))
+    if op[0] == "owner_replace":
+        return replace_command(
+            resolve_target(book, op),
+            resolve_price(book, op),
+            new_total_qty=op[3],
+            owner_update=owner_update(op),
+        )
     return replace_command(resolve_target(book, op), resolve_price(book, op), op[3])
 
 
@@ -264,3 +292,29 @@ def test_apply_equals_the_single_calls(ops):
     starts = ([0] + ends)[: len(ends)]
     assert [events[a:b] for a, b in zip(starts, ends, strict=True)] == expected
     assert batch.snapshot() == single.snapshot()
+
+
+@SETTINGS
+@given(operations)
+def test_events_carry_what_a_caller_would_read_from_the_book_after_the_operation(ops):
+    """ACCEPTED.filled, REPLACED.filled / resting / old_owner: a caller of `apply` cannot read the
+    book between commands, so the events say what the book would have answered right after each."""
+    book = OrderBook("P")
+    for i, op in enumerate(ops):
+        owners_before = {o: row[10] for o, row in resting(book).items()}
+        events = apply_op(book, i, op)
+        for e in map(named, events):
+            if e.kind == "ACCEPTED":
+                assert e.filled == book.order(e.order_id)["filled"]
+            elif e.kind == "REPLACED":
+                after = book.order(e.order_id)
+                assert e.resting is (after is not None)
+                if after is not None:
+                    assert e.filled == after["filled"]
+                    assert e.owner == after["owner"]
+                assert e.old_owner == owners_before[e.order_id]
+                if op[0] == "owner_replace":
+                    expected = list(owners_before[e.order_id])
+                    where, values = owner_update(op)
+                    expected[where] = values
+                    assert e.owner == expected

@@ -85,6 +85,11 @@ _REPLACE = 2
 _PLAIN_REPLACE = 3
 _BUY_LIMIT = 4
 _SELL_LIMIT = 5
+# The one command callers may build as a plain tuple (apply checks its fields itself), for batch
+# builders that cannot afford a call per command: (OWNER_REPLACE, order_id, new_price,
+# (new_total_qty, where, values)) means replace(order_id, new_price, new_total_qty=new_total_qty,
+# owner_update=(where, values)).
+OWNER_REPLACE = _OWNER_REPLACE = 6
 
 SNAPSHOT_VERSION = 1
 
@@ -295,7 +300,7 @@ class OrderBook:
                 o.level = level
             else:
                 self._open_level(o)
-            return [(ACCEPTED, order_id, owner, side, price, qty)]
+            return [(ACCEPTED, order_id, owner, side, price, qty, 0)]
         if post_only:
             return [(CANCELLED, order_id, owner, qty, POST_ONLY_WOULD_CROSS, 0)]
         o = RestingOrder(order_id, side, price, qty, 0, arrival, tif, post_only, member, stp, owner)
@@ -312,7 +317,7 @@ class OrderBook:
                 o.qty = remaining
                 o.filled = filled
                 self._rest(o)
-                events.append((ACCEPTED, order_id, owner, side, price, remaining))
+                events.append((ACCEPTED, order_id, owner, side, price, remaining, filled))
         return events
 
     def cancel(self, order_id: Any, reason: str = USER) -> list[Event]:
@@ -331,6 +336,7 @@ class OrderBook:
         *,
         new_total_qty: int | None = None,
         owner: Any = None,
+        owner_update: tuple[Any, Any] | None = None,
     ) -> list[Event]:
         """Amend a resting order's price and/or open quantity.
 
@@ -338,6 +344,9 @@ class OrderBook:
         filled. `new_total_qty` is the FIX-style alternative: the new total order quantity including
         fills (open quantity = new_total_qty - filled; rejected QTY_NOT_ABOVE_FILLED if that is <= 0).
         None keeps the current value. `owner`, when given, replaces the stored owner value.
+        `owner_update` = (where, values), for an owner that is a list: the new owner is a copy of the
+        resting order's owner with `owner[where] = values` (`where` an index or a slice), so a caller
+        can change parts of the owner without reading the book; giving both is INVALID_REPLACE.
 
         Priority is kept when the price is unchanged and the open quantity does not rise; otherwise
         the order goes to the back of its (new) level. A new price that crosses the book matches at
@@ -352,14 +361,29 @@ class OrderBook:
             o is None
             or not (new_price.__class__ is int is new_qty.__class__)
             or not (new_price > 0 < new_qty)
-            or not (new_total_qty is owner is None)
+            or not (new_total_qty is owner is owner_update is None)
         ):
-            return self._replace_checked(order_id, o, new_price, new_qty, new_total_qty, owner)
+            return self._replace_checked(order_id, o, new_price, new_qty, new_total_qty, owner, owner_update)
         old_price = o.price
         old_qty = o.qty
         if new_price == old_price and new_qty <= old_qty:
             o.qty = new_qty
-            return [(REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty)]
+            owner = o.owner
+            return [
+                (
+                    REPLACED,
+                    order_id,
+                    owner,
+                    new_price,
+                    new_qty,
+                    True,
+                    old_price,
+                    old_qty,
+                    owner,
+                    o.filled,
+                    True,
+                )
+            ]
         if o.side is BUY:
             heap = self._ask_heap
             if heap and heap[0] <= new_price:  # may cross (see submit)
@@ -380,7 +404,10 @@ class OrderBook:
             o.level = level
         else:
             self._open_level(o)
-        return [(REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)]
+        owner = o.owner
+        return [
+            (REPLACED, order_id, owner, new_price, new_qty, False, old_price, old_qty, owner, o.filled, True)
+        ]
 
     def _replace_checked(
         self,
@@ -390,10 +417,19 @@ class OrderBook:
         new_qty: int | None,
         new_total_qty: int | None,
         owner: Any,
+        owner_update: tuple[Any, Any] | None = None,
     ) -> list[Event]:
         """`replace` for everything but the plain case: unknown order, defaults, validation, owner."""
         if o is None:
             return [(REJECTED, order_id, None, UNKNOWN_ORDER)]
+        if owner_update is not None:
+            if owner is not None or owner_update.__class__ is not tuple or len(owner_update) != 2:
+                return [(REJECTED, order_id, o.owner, INVALID_REPLACE)]
+            try:
+                owner = list(o.owner)
+                owner[owner_update[0]] = owner_update[1]
+            except (TypeError, IndexError, ValueError):  # not a list, a bad index or slice
+                return [(REJECTED, order_id, o.owner, INVALID_REPLACE)]
         if new_total_qty is not None:
             if new_qty is not None:
                 return [(REJECTED, order_id, o.owner, INVALID_REPLACE)]
@@ -424,11 +460,26 @@ class OrderBook:
         order_id = o.order_id
         old_price = o.price
         old_qty = o.qty
+        old_owner = o.owner
         if new_price == old_price and new_qty <= old_qty:
             if owner is not None:
                 o.owner = owner
             o.qty = new_qty
-            return [(REPLACED, order_id, o.owner, new_price, new_qty, True, old_price, old_qty)]
+            return [
+                (
+                    REPLACED,
+                    order_id,
+                    o.owner,
+                    new_price,
+                    new_qty,
+                    True,
+                    old_price,
+                    old_qty,
+                    old_owner,
+                    o.filled,
+                    True,
+                )
+            ]
         crosses = new_price != old_price and self._would_cross(o, new_price)
         if crosses and o.post_only:
             return [(REJECTED, order_id, o.owner, POST_ONLY_WOULD_CROSS)]
@@ -438,7 +489,19 @@ class OrderBook:
         self._arrival = o.arrival = self._arrival + 1
         o.price = new_price
         o.qty = new_qty
-        event = (REPLACED, order_id, o.owner, new_price, new_qty, False, old_price, old_qty)
+        event = (
+            REPLACED,
+            order_id,
+            o.owner,
+            new_price,
+            new_qty,
+            False,
+            old_price,
+            old_qty,
+            old_owner,
+            o.filled,
+            True,
+        )
         if not crosses:
             self._rest(o)
             return [event]
@@ -450,6 +513,8 @@ class OrderBook:
         if remaining > 0:
             o.qty = remaining
             self._rest(o)
+        # the REPLACED event reports the state after the fills (what the caller would read next)
+        events[0] = event[:9] + (o.filled, remaining > 0)
         return events
 
     def apply(self, commands: list[tuple[Any, ...]]) -> tuple[list[Event], list[int]]:
@@ -463,7 +528,7 @@ class OrderBook:
         Why it exists: a Lambda applies a whole MSK batch to the book at once, and doing it in one
         call saves a Python call, a list per command and attribute look-ups on every command.
         The common cases run inline in this one loop (a replace that moves or shrinks an order
-        without crossing, a cancel, a limit order that rests without crossing, an IOC order);
+        without crossing, a cancel, a GTC / DAY / IOC limit order, crossing or not);
         every other case goes through the single-call methods. The builders have validated the
         arguments of the inline commands (see `replace_command` and `submit_command`).
 
@@ -486,9 +551,11 @@ class OrderBook:
         ask_heap = self._ask_heap
         open_level = self._open_level
         match = self._match
+        rest = self._rest
         new_order = object.__new__
         buy = BUY
         plain_replace = _PLAIN_REPLACE
+        owner_replace = _OWNER_REPLACE
         cancel = _CANCEL
         buy_limit = _BUY_LIMIT
         sell_limit = _SELL_LIMIT
@@ -514,7 +581,22 @@ class OrderBook:
                 if price == old_price:
                     if qty <= old_qty:  # keeps its place in the queue
                         o.qty = qty
-                        append(("REPLACED", order_id, o.owner, price, qty, True, old_price, old_qty))
+                        owner = o.owner
+                        append(
+                            (
+                                "REPLACED",
+                                order_id,
+                                owner,
+                                price,
+                                qty,
+                                True,
+                                old_price,
+                                old_qty,
+                                owner,
+                                o.filled,
+                                True,
+                            )
+                        )
                         continue
                 elif o.buy:
                     if ask_top <= price:  # may cross
@@ -533,7 +615,22 @@ class OrderBook:
                         else:
                             level[o] = None
                             o.level = level
-                        append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
+                        owner = o.owner
+                        append(
+                            (
+                                "REPLACED",
+                                order_id,
+                                owner,
+                                price,
+                                qty,
+                                False,
+                                old_price,
+                                old_qty,
+                                owner,
+                                o.filled,
+                                True,
+                            )
+                        )
                         continue
                 elif bid_top >= price:
                     pass
@@ -551,8 +648,147 @@ class OrderBook:
                     else:
                         level[o] = None
                         o.level = level
-                    append(("REPLACED", order_id, o.owner, price, qty, False, old_price, old_qty))
+                    owner = o.owner
+                    append(
+                        (
+                            "REPLACED",
+                            order_id,
+                            owner,
+                            price,
+                            qty,
+                            False,
+                            old_price,
+                            old_qty,
+                            owner,
+                            o.filled,
+                            True,
+                        )
+                    )
                     continue
+            elif code is owner_replace:
+                # replace(order_id, price, new_total_qty=total, owner_update=(where, values)); callers
+                # may build this command as a plain tuple, so its fields are checked here: the common
+                # case (price a positive int, total None or an int above the filled quantity, the
+                # owner a list the update applies to) runs inline, anything else takes the general path
+                try:
+                    o = orders[order_id]
+                except KeyError:
+                    append(("REJECTED", order_id, None, UNKNOWN_ORDER))
+                    continue
+                total, where, values = qty
+                old_qty = o.qty
+                if total is None:
+                    new_qty = old_qty
+                elif total.__class__ is int:
+                    new_qty = total - o.filled
+                else:
+                    new_qty = 0  # not an int: the general path rejects it
+                old_owner = o.owner
+                if old_owner.__class__ is list:
+                    owner = old_owner.copy()
+                    try:
+                        owner[where] = values
+                    except (IndexError, TypeError, ValueError):
+                        owner = None  # a bad index: the general path rejects it
+                else:
+                    owner = None  # the general path copies any sequence, or rejects
+                if new_qty <= 0:
+                    pass  # QTY_NOT_ABOVE_FILLED: general path
+                elif owner is None:
+                    pass
+                elif price.__class__ is not int:
+                    pass  # None (keep the price) or not a price: general path
+                elif price <= 0:
+                    pass
+                else:
+                    old_price = o.price
+                    if price == old_price:
+                        if new_qty <= old_qty:  # keeps its place in the queue
+                            o.qty = new_qty
+                            o.owner = owner
+                            append(
+                                (
+                                    "REPLACED",
+                                    order_id,
+                                    owner,
+                                    price,
+                                    new_qty,
+                                    True,
+                                    old_price,
+                                    old_qty,
+                                    old_owner,
+                                    o.filled,
+                                    True,
+                                )
+                            )
+                            continue
+                    if o.buy:
+                        if ask_top <= price:  # may cross
+                            pass
+                        else:
+                            del o.level[o]
+                            arrival += 1
+                            o.arrival = arrival
+                            o.price = price
+                            o.qty = new_qty
+                            o.owner = owner
+                            try:
+                                level = bids[price]
+                            except KeyError:
+                                open_level(o)
+                                bid_top = -bid_heap[0]
+                            else:
+                                level[o] = None
+                                o.level = level
+                            append(
+                                (
+                                    "REPLACED",
+                                    order_id,
+                                    owner,
+                                    price,
+                                    new_qty,
+                                    False,
+                                    old_price,
+                                    old_qty,
+                                    old_owner,
+                                    o.filled,
+                                    True,
+                                )
+                            )
+                            continue
+                    elif bid_top >= price:
+                        pass
+                    else:
+                        del o.level[o]
+                        arrival += 1
+                        o.arrival = arrival
+                        o.price = price
+                        o.qty = new_qty
+                        o.owner = owner
+                        try:
+                            level = asks[price]
+                        except KeyError:
+                            open_level(o)
+                            ask_top = ask_heap[0]
+                        else:
+                            level[o] = None
+                            o.level = level
+                        append(
+                            (
+                                "REPLACED",
+                                order_id,
+                                owner,
+                                price,
+                                new_qty,
+                                False,
+                                old_price,
+                                old_qty,
+                                old_owner,
+                                o.filled,
+                                True,
+                            )
+                        )
+                        continue
             elif code is cancel:  # mirrors `cancel`; `price` holds the reason
                 o = orders.pop(order_id, None)  # type: ignore[arg-type]  # None: not resting
                 if o is None:
@@ -564,19 +800,38 @@ class OrderBook:
             elif code is buy_limit:  # a valid GTC / DAY / IOC limit buy, not post-only
                 if order_id in orders:
                     pass  # duplicate id: general path rejects it
-                elif ask_top <= price:  # may cross
+                elif ask_top <= price:  # may cross: match, then cancel (IOC) or rest the remainder
                     q, tif, member, stp, owner = qty
-                    if tif == "IOC":
-                        arrival += 1
-                        before = len(events)
-                        remaining, filled = match(order_id, owner, buy, price, q, 0, member, stp, events)
-                        ask_top = ask_heap[0] if ask_heap else _INF
-                        if remaining > 0:
-                            append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
-                        k = len(events) - before
-                        multi.append((before - extra, k))
-                        extra += k - 1
-                        continue
+                    arrival += 1
+                    before = len(events)
+                    remaining, filled = match(order_id, owner, buy, price, q, 0, member, stp, events)
+                    ask_top = ask_heap[0] if ask_heap else _INF
+                    if remaining <= 0:
+                        pass  # filled, or stopped by self-trade prevention (remainder already cancelled)
+                    elif tif == "IOC":
+                        append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                    else:
+                        rest(
+                            RestingOrder(
+                                order_id,
+                                buy,
+                                price,
+                                remaining,
+                                filled,
+                                arrival,
+                                tif,
+                                False,
+                                member,
+                                stp,
+                                owner,
+                            )
+                        )
+                        bid_top = -bid_heap[0]
+                        append(("ACCEPTED", order_id, owner, buy, price, remaining, filled))
+                    k = len(events) - before
+                    multi.append((before - extra, k))
+                    extra += k - 1
+                    continue
                 else:
                     q, tif, member, stp, owner = qty
                     if tif == "IOC":
@@ -606,24 +861,43 @@ class OrderBook:
                         else:
                             level[o] = None
                             o.level = level
-                        append(("ACCEPTED", order_id, owner, buy, price, q))
+                        append(("ACCEPTED", order_id, owner, buy, price, q, 0))
                         continue
             elif code is sell_limit:
                 if order_id in orders:
                     pass
                 elif bid_top >= price:
                     q, tif, member, stp, owner = qty
-                    if tif == "IOC":
-                        arrival += 1
-                        before = len(events)
-                        remaining, filled = match(order_id, owner, SELL, price, q, 0, member, stp, events)
-                        bid_top = -bid_heap[0] if bid_heap else _NEG_INF
-                        if remaining > 0:
-                            append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
-                        k = len(events) - before
-                        multi.append((before - extra, k))
-                        extra += k - 1
-                        continue
+                    arrival += 1
+                    before = len(events)
+                    remaining, filled = match(order_id, owner, SELL, price, q, 0, member, stp, events)
+                    bid_top = -bid_heap[0] if bid_heap else _NEG_INF
+                    if remaining <= 0:
+                        pass
+                    elif tif == "IOC":
+                        append(("CANCELLED", order_id, owner, remaining, IOC_REMAINDER, filled))
+                    else:
+                        rest(
+                            RestingOrder(
+                                order_id,
+                                SELL,
+                                price,
+                                remaining,
+                                filled,
+                                arrival,
+                                tif,
+                                False,
+                                member,
+                                stp,
+                                owner,
+                            )
+                        )
+                        ask_top = ask_heap[0]
+                        append(("ACCEPTED", order_id, owner, SELL, price, remaining, filled))
+                    k = len(events) - before
+                    multi.append((before - extra, k))
+                    extra += k - 1
+                    continue
                 else:
                     q, tif, member, stp, owner = qty
                     if tif == "IOC":
@@ -653,7 +927,7 @@ class OrderBook:
                         else:
                             level[o] = None
                             o.level = level
-                        append(("ACCEPTED", order_id, owner, SELL, price, q))
+                        append(("ACCEPTED", order_id, owner, SELL, price, q, 0))
                         continue
             # General path: whatever the inline paths above did not finish, through the single calls.
             before = len(events)
@@ -692,9 +966,14 @@ class OrderBook:
                 stp=stp,
                 owner=owner,
             )
+        if code == _OWNER_REPLACE:
+            new_total_qty, where, values = qty
+            return self.replace(order_id, price, new_total_qty=new_total_qty, owner_update=(where, values))
         if code == _REPLACE:
-            new_qty, new_total_qty, owner = qty
-            return self.replace(order_id, price, new_qty, new_total_qty=new_total_qty, owner=owner)
+            new_qty, new_total_qty, owner, owner_update = qty
+            return self.replace(
+                order_id, price, new_qty, new_total_qty=new_total_qty, owner=owner, owner_update=owner_update
+            )
         raise ValueError(f"unknown order book command code {code!r}")
 
     def expire_day(self) -> list[Event]:
@@ -1025,19 +1304,26 @@ def replace_command(
     *,
     new_total_qty: int | None = None,
     owner: Any = None,
+    owner_update: tuple[Any, Any] | None = None,
 ) -> tuple[Any, ...]:
     """Command for `OrderBook.apply` meaning `book.replace(...)` with the same arguments.
 
     A new price and open quantity that are both positive ints, without a total quantity or owner,
-    get a code that `apply` runs inline without checking them again.
+    get a code that `apply` runs inline without checking them again. A replace with an
+    `owner_update` (where, values) and no `new_qty` or `owner` (what match_orders builds for every
+    REPLACE) gets the OWNER_REPLACE command, whose fields `apply` checks itself (cheaply, inline).
     """
-    if (
-        new_price.__class__ is int
-        and new_qty.__class__ is int
-        and new_price > 0
-        and new_qty > 0
-        and new_total_qty is None
-        and owner is None
-    ):
-        return (_PLAIN_REPLACE, order_id, new_price, new_qty)
-    return (_REPLACE, order_id, new_price, (new_qty, new_total_qty, owner))
+    if owner_update is None:
+        if (
+            new_price.__class__ is int
+            and new_qty.__class__ is int
+            and new_price > 0
+            and new_qty > 0
+            and new_total_qty is None
+            and owner is None
+        ):
+            return (_PLAIN_REPLACE, order_id, new_price, new_qty)
+    elif new_qty is None and owner is None and owner_update.__class__ is tuple and len(owner_update) == 2:
+        # `apply` checks this command's fields itself (see OWNER_REPLACE)
+        return (_OWNER_REPLACE, order_id, new_price, (new_total_qty, owner_update[0], owner_update[1]))
+    return (_REPLACE, order_id, new_price, (new_qty, new_total_qty, owner, owner_update))

@@ -23,8 +23,9 @@ REJECTED = "REJECTED"
 
 Event = tuple[Any, ...]  # one of the layouts below, as a plain tuple
 
-# The order now rests in the book (after any fills); qty = its open quantity.
-Accepted = namedtuple("Accepted", "kind order_id owner side price qty")
+# The order now rests in the book (after any fills); qty = its open quantity, filled = what it
+# filled on entry (0 unless it crossed).
+Accepted = namedtuple("Accepted", "kind order_id owner side price qty filled")
 # One execution. order_id/owner are the taker's (the aggressor); price is the maker's price;
 # taker_remaining / maker_remaining are the open quantities left after this fill.
 Trade = namedtuple(
@@ -37,8 +38,14 @@ PartiallyFilled = namedtuple("PartiallyFilled", "kind order_id owner filled rema
 Filled = namedtuple("Filled", "kind order_id owner filled remaining last_price last_qty")
 # qty = open quantity removed from the book; filled = what the order had filled before.
 Cancelled = namedtuple("Cancelled", "kind order_id owner qty reason filled")
-# price / qty = the new price and open quantity; old_price / old_qty = before the replace.
-Replaced = namedtuple("Replaced", "kind order_id owner price qty priority_kept old_price old_qty")
+# price / qty = the new price and open quantity; old_price / old_qty / old_owner = before the replace
+# (old_owner is owner when the replace did not change it). filled = the cumulative filled quantity
+# after the whole replace (a crossing replace's fills included), resting = whether the order still
+# rests after it (False when a crossing replace filled it completely or self-trade prevention
+# cancelled it): what a caller applying a batch would otherwise read from the book afterwards.
+Replaced = namedtuple(
+    "Replaced", "kind order_id owner price qty priority_kept old_price old_qty old_owner filled resting"
+)
 Rejected = namedtuple("Rejected", "kind order_id owner reason")
 
 LAYOUTS: dict[str, Any] = {

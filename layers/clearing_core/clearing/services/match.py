@@ -19,14 +19,28 @@ different snapshot version than the cached one.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from clearing.domain import book_events as ev
-from clearing.domain.book import OrderBook
+from clearing.domain.book import OWNER_REPLACE, OrderBook, cancel_command, submit_command
 from clearing.domain.refdata import Instrument
-from clearing.messages import ACCEPTED_ORDER, AcceptedOrder, MessageError, parse
+from clearing.messages import (
+    ACCEPTED_ORDER,
+    AcceptedOrder,
+    EventSource,
+    ExecutedTrade,
+    MessageError,
+    OrderAccepted,
+    OrderActionRejected,
+    OrderCancelled,
+    OrderEvent,
+    OrderFilled,
+    OrderReplaced,
+    TradeSide,
+    parse,
+)
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.repositories.orders import OrderRecords
 from clearing.repositories.state import BookSnapshots, SymbolBook
@@ -40,6 +54,67 @@ STAGE = "match_orders"
 # quantity is the order's total quantity as the OMS set it (NEW, then REPLACE), tracked apart from the
 # book's fills so that `clearing verify` can check filled + resting + cancelled == quantity.
 _MEMBER, _ACCOUNT, _CLORDID, _RESERVE, _QUANTITY = 0, 1, 2, 3, 4
+_RESERVE_AND_QUANTITY = slice(_RESERVE, _QUANTITY + 1)
+
+
+class _EventIds(TypedDict):
+    """What identifies an order event (the rest of clearing.messages.OrderEventHeader is its exposure)."""
+
+    event_id: str
+    order_id: str
+    member_id: str
+    symbol: str
+    source: EventSource
+
+
+def accepted_commands(messages: Sequence[AcceptedOrder]) -> list[tuple[Any, ...]]:
+    """`OrderBook.apply` commands for accepted orders of one symbol, built without reading the book.
+
+    NEW: the order with its owner list. CANCEL: the order id. REPLACE: the new price as given (the
+    book keeps the order's priority when it equals the resting price), the new total quantity
+    (None keeps it) and an owner *update* (the new reserve, and the new total quantity when one is
+    given) that the book writes into a copy of the resting order's owner; the REPLACED event
+    reports the owner before (`old_owner`) for the exposure release. This is what match_orders runs,
+    and what `clearing bench match` times by default.
+    """
+    commands: list[tuple[Any, ...]] = []
+    append = commands.append
+    replace = OWNER_REPLACE  # built as a plain tuple: no call per REPLACE (apply checks the fields)
+    for msg in messages:
+        if msg["action"] == "REPLACE":
+            quantity = msg["quantity"]
+            update: tuple[Any, Any, Any]  # (new total quantity, owner index or slice, value(s))
+            if quantity is None:
+                update = (None, _RESERVE, msg["reserve_price_ticks"])
+            else:
+                update = (quantity, _RESERVE_AND_QUANTITY, (msg["reserve_price_ticks"], quantity))
+            append((replace, msg["order_id"], msg["price_ticks"], update))
+        elif msg["action"] == "NEW":
+            member = msg["member_id"]
+            quantity = msg["quantity"]
+            append(
+                submit_command(
+                    msg["order_id"],
+                    msg["side"],
+                    msg["price_ticks"],
+                    quantity,
+                    type=msg["type"],
+                    tif=msg["time_in_force"],
+                    post_only=msg.get("post_only", False),
+                    member=member,
+                    stp=msg.get("stp"),
+                    owner=[
+                        member,
+                        msg["account"],
+                        msg["client_order_id"],
+                        msg["reserve_price_ticks"],
+                        quantity,
+                    ],
+                )
+            )
+        else:
+            append(cancel_command(msg["order_id"]))
+    return commands
 
 
 # ------------------------------------------------------------------ reading orders.accepted
@@ -113,7 +188,7 @@ class MatchOrders:
         if not fresh:
             return report
         refdata = self.refdata.current()
-        messages: list[tuple[KafkaRecord, Any]] = []  # typed AcceptedOrder; the book reads it by key
+        messages: list[tuple[KafkaRecord, AcceptedOrder]] = []
         dead_letters: list[OutboundMessage] = []
         for r in fresh:
             msg, reason, problem = read_accepted_order(r.value, refdata.instruments)
@@ -129,11 +204,15 @@ class MatchOrders:
         self._load_books(symbols, ck_item.get("books", {}))
 
         states: dict[str, tuple[Any, ...]] = {}  # order id -> its latest state in this batch
-        trades: list[dict[str, Any]] = []
+        trades: list[ExecutedTrade] = []
         outputs: list[OutboundMessage] = []
-        touched: set[str] = set()
-        for record, msg in messages:
-            sb = self.books[msg["symbol"]]
+        # redelivered records and duplicates are skipped record by record, before any command is built
+        applied: list[tuple[KafkaRecord, AcceptedOrder]] = []
+        by_symbol: dict[str, list[AcceptedOrder]] = {}
+        for pair in messages:
+            record, msg = pair
+            symbol = msg["symbol"]
+            sb = self.books[symbol]
             src = msg["source"]
             src_part = str(src["partition"])
             if record.offset <= sb.applied_offset or src["offset"] <= sb.watermarks.get(src_part, -1):
@@ -141,10 +220,25 @@ class MatchOrders:
                 continue
             sb.watermarks[src_part] = src["offset"]
             sb.applied_offset = record.offset
-            touched.add(msg["symbol"])
-            tick = refdata.instruments[msg["symbol"]].tick_size
-            events, old_reserve = self._apply(sb.book, msg)
-            self._translate(record, msg, events, sb.book, tick, old_reserve, states, trades, outputs)
+            applied.append(pair)
+            pending = by_symbol.get(symbol)
+            if pending is None:
+                by_symbol[symbol] = [msg]
+            else:
+                pending.append(msg)
+        touched = set(by_symbol)
+        # one apply per symbol; the events of each record are split back with `ends`, in record order
+        results = {s: self._apply(self.books[s].book, msgs) for s, msgs in by_symbol.items()}
+        cursor = dict.fromkeys(by_symbol, 0)
+        for record, msg in applied:
+            symbol = msg["symbol"]
+            events, ends = results[symbol]
+            i = cursor[symbol]
+            cursor[symbol] = i + 1
+            tick = refdata.instruments[symbol].tick_size
+            self._translate(
+                record, msg, events[ends[i - 1] if i else 0 : ends[i]], tick, states, trades, outputs
+            )
             report.accepted += 1
 
         self.orders.save_states(states)
@@ -164,75 +258,47 @@ class MatchOrders:
         return report
 
     @staticmethod
-    def _apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple[Any, ...]], int | None]:
-        """Run one accepted order action; also returns the reserve price in force before a replace."""
-        action = msg["action"]
-        if action == "NEW":
-            owner = [
-                msg["member_id"],
-                msg["account"],
-                msg["client_order_id"],
-                msg["reserve_price_ticks"],
-                msg["quantity"],
-            ]
-            return book.submit(
-                msg["order_id"],
-                msg["side"],
-                msg["price_ticks"],
-                msg["quantity"],
-                type=msg["type"],
-                tif=msg["time_in_force"],
-                post_only=msg.get("post_only", False),
-                member=msg["member_id"],
-                stp=msg.get("stp"),
-                owner=owner,
-            ), None
-        if action == "CANCEL":
-            return book.cancel(msg["order_id"]), None
-        resting = book.order(msg["order_id"])
-        if resting is None:
-            return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity")), None
-        owner = list(resting["owner"])
-        old_reserve = owner[_RESERVE]
-        owner[_RESERVE] = msg["reserve_price_ticks"]
-        if msg.get("quantity") is not None:
-            owner[_QUANTITY] = msg["quantity"]
-        new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
-        return book.replace(
-            msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner
-        ), old_reserve
+    def _apply(book: OrderBook, messages: list[AcceptedOrder]) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """Run one symbol's accepted order actions as one batch: (events, ends) of `OrderBook.apply`."""
+        return book.apply(accepted_commands(messages))
 
     def _translate(
         self,
         record: KafkaRecord,
-        msg: dict[str, Any],
+        msg: AcceptedOrder,
         events: list[tuple[Any, ...]],
-        book: OrderBook,
         tick: Decimal,
-        old_reserve: int | None,
         states: dict[str, tuple[Any, ...]],
-        trades: list[dict[str, Any]],
+        trades: list[ExecutedTrade],
         outputs: list[OutboundMessage],
     ) -> None:
+        """The trades.executed and orders.events messages (and order states) of one record's events."""
         p, o = record.partition, record.offset
         topic = record.topic
         symbol = msg["symbol"]
         src = msg["source"]
         trade_base = f"T-{src['partition']}-{src['offset']}-"
-        seq = 0
-        last_trade_id = None
+        seq = -1
+        last_trade_id = ""
         sent_at = msg.get("sent_at")
         for e in events:
+            seq += 1
             kind, order_id, owner = e[0], e[1], e[2]
-            exposure = 0  # change of open exposure in ticks x shares; one Decimal multiply below
-            body = None
             if kind == ev.TRADE:
                 _, taker_id, taker, maker_id, maker, price, qty, taker_side, _, _ = e
                 last_trade_id = f"{trade_base}{seq}"
-                taker_leg = {"member_id": taker[_MEMBER], "account": taker[_ACCOUNT], "order_id": taker_id}
-                maker_leg = {"member_id": maker[_MEMBER], "account": maker[_ACCOUNT], "order_id": maker_id}
+                taker_leg: TradeSide = {
+                    "member_id": taker[_MEMBER],
+                    "account": taker[_ACCOUNT],
+                    "order_id": taker_id,
+                }
+                maker_leg: TradeSide = {
+                    "member_id": maker[_MEMBER],
+                    "account": maker[_ACCOUNT],
+                    "order_id": maker_id,
+                }
                 buy, sell = (taker_leg, maker_leg) if taker_side == "BUY" else (maker_leg, taker_leg)
-                trade = {
+                trade: ExecutedTrade = {
                     "trade_id": last_trade_id,
                     "symbol": symbol,
                     "price_ticks": price,
@@ -247,43 +313,76 @@ class MatchOrders:
                 }
                 trades.append(trade)
                 outputs.append(OutboundMessage(TRADES_EXECUTED, symbol.encode(), dumps(trade)))
-            elif kind == ev.PARTIALLY_FILLED or kind == ev.FILLED:
+                continue
+            # what every order event carries (clearing.messages.OrderEventHeader, less the exposure)
+            member = owner[_MEMBER] if owner else msg["member_id"]
+            ids: _EventIds = {
+                "event_id": f"E-{p}-{o}-{seq}",
+                "order_id": order_id,
+                "member_id": member,
+                "symbol": symbol,
+                "source": {"topic": topic, "partition": p, "offset": o, "seq": seq},
+            }
+            # exposure_delta: the change of open exposure (ticks x shares at the reserve price) x tick
+            event: OrderEvent
+            if kind == ev.PARTIALLY_FILLED or kind == ev.FILLED:
                 _, _, _, filled, remaining, last_price, last_qty = e
-                exposure = -(owner[_RESERVE] * last_qty)
-                body = {
+                fill: OrderFilled = {
+                    "type": kind,
+                    **ids,
+                    "exposure_delta": str(tick * -(owner[_RESERVE] * last_qty)),
                     "filled_qty": filled,
                     "remaining_qty": remaining,
                     "last_price_ticks": last_price,
                     "last_qty": last_qty,
                     "trade_id": last_trade_id,
                 }
+                event = fill
                 self._state(states, order_id, owner, symbol, kind, filled, remaining, 0, record)
             elif kind == ev.CANCELLED:
                 _, _, _, qty, reason, filled = e
-                exposure = -(owner[_RESERVE] * qty)
-                body = {"cancelled_qty": qty, "reason": reason, "filled_qty": filled, "remaining_qty": 0}
+                cancel: OrderCancelled = {
+                    "type": kind,
+                    **ids,
+                    "exposure_delta": str(tick * -(owner[_RESERVE] * qty)) if qty else None,
+                    "cancelled_qty": qty,
+                    "reason": reason,
+                    "filled_qty": filled,
+                    "remaining_qty": 0,
+                }
+                event = cancel
                 self._state(states, order_id, owner, symbol, "CANCELLED", filled, 0, qty, record, reason)
             elif kind == ev.ACCEPTED:
-                _, _, _, side, price, qty = e
-                body = {"remaining_qty": qty, "price_ticks": price, "side": side}
-                r = book.order(order_id)
-                self._state(
-                    states, order_id, owner, symbol, "RESTING", r["filled"] if r else 0, qty, 0, record
-                )
+                _, _, _, side, price, qty, filled = e
+                rest: OrderAccepted = {
+                    "type": kind,
+                    **ids,
+                    "exposure_delta": None,
+                    "remaining_qty": qty,
+                    "price_ticks": price,
+                    "side": side,
+                }
+                event = rest
+                self._state(states, order_id, owner, symbol, "RESTING", filled, qty, 0, record)
             elif kind == ev.REPLACED:
-                _, _, _, price, qty, kept, old_price, old_qty = e
-                r = book.order(order_id)
-                filled = r["filled"] if r else 0
+                # the event says what the book held after the replace (the batch has moved on since)
+                _, _, _, price, qty, kept, old_price, old_qty, old_owner, filled, resting = e
+                if not resting:
+                    filled = 0  # a crossing replace that filled or STP-cancelled the order
                 # exposure follows the open quantity at the reserve price
-                exposure = owner[_RESERVE] * qty - old_reserve * old_qty
-                body = {
+                exposure = owner[_RESERVE] * qty - old_owner[_RESERVE] * old_qty
+                amend: OrderReplaced = {
+                    "type": kind,
+                    **ids,
+                    "exposure_delta": str(tick * exposure) if exposure else None,
                     "price_ticks": price,
                     "remaining_qty": qty,
                     "priority_kept": kept,
                     "filled_qty": filled,
                     "client_order_id": msg["client_order_id"],
                 }
-                if r is not None:
+                event = amend
+                if resting:
                     self._state(
                         states,
                         order_id,
@@ -297,8 +396,9 @@ class MatchOrders:
                     )
             elif kind == ev.REJECTED:
                 _, _, _, reason = e
+                released = None
                 if msg["action"] == "NEW":
-                    exposure = -(msg["reserve_price_ticks"] * msg["quantity"])
+                    released = str(tick * -(msg["reserve_price_ticks"] * msg["quantity"]))
                     self._state(
                         states,
                         order_id,
@@ -317,18 +417,18 @@ class MatchOrders:
                         record,
                         reason,
                     )
-                body = {"reason": reason, "action": msg["action"], "client_order_id": msg["client_order_id"]}
-            if body is not None:
-                member = owner[_MEMBER] if owner else msg["member_id"]
-                body["event_id"] = f"E-{p}-{o}-{seq}"
-                body["type"] = kind
-                body["order_id"] = order_id
-                body["member_id"] = member
-                body["symbol"] = symbol
-                body["exposure_delta"] = str(tick * exposure) if exposure else None
-                body["source"] = {"topic": topic, "partition": p, "offset": o, "seq": seq}
-                outputs.append(OutboundMessage(ORDERS_EVENTS, member.encode(), dumps(body)))
-            seq += 1
+                refusal: OrderActionRejected = {
+                    "type": kind,
+                    **ids,
+                    "exposure_delta": released,
+                    "reason": reason,
+                    "action": msg["action"],
+                    "client_order_id": msg["client_order_id"],
+                }
+                event = refusal
+            else:
+                continue
+            outputs.append(OutboundMessage(ORDERS_EVENTS, member.encode(), dumps(event)))
 
     @staticmethod
     def _state(

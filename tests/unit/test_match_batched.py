@@ -104,3 +104,37 @@ def test_batched_match_orders_equals_the_per_call_path(seed):
     assert kinds[b"CANCELLED"] > 10 and kinds[b"ACCEPTED"] > 20 and kinds[b"PARTIALLY_FILLED"] > 5
     assert old.out.on("orders.deadletter")
     assert any(not isinstance(r, str) and r.skipped for r in old.reports)
+
+
+def test_the_cyclic_collector_is_paused_only_for_the_batch_and_restored_on_failure():
+    import gc
+
+    from clearing.services.match import cyclic_gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), cyclic_gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a failing batch")
+    assert gc.isenabled()
+    gc.disable()  # a host that runs without the collector keeps it off
+    try:
+        with cyclic_gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_match_orders_invocation_failing_mid_batch_leaves_the_collector_on(monkeypatch):
+    import gc
+
+    side = _Side(MatchOrders)
+
+    def broken(*args, **kwargs):
+        assert not gc.isenabled()  # translation runs with the collector paused
+        raise RuntimeError("translation failed")
+
+    monkeypatch.setattr(side.service, "_translate_batch", broken)
+    with pytest.raises(RuntimeError, match="translation failed"):
+        side.service.match_partition(records(accepted_messages(40, 3)))
+    assert gc.isenabled()

@@ -27,6 +27,7 @@ from clearing.services.match import (
     read_accepted_order,
 )
 from clearing.topics import ORDERS_EVENTS, TRADES_EXECUTED
+from clearing_tools.bench.match import per_call_apply
 
 _MEMBER, _ACCOUNT, _CLORDID, _RESERVE, _QUANTITY = 0, 1, 2, 3, 4
 
@@ -68,7 +69,7 @@ class ReferenceMatchOrders(MatchOrders):
             sb.applied_offset = record.offset
             touched.add(msg["symbol"])
             tick = refdata.instruments[msg["symbol"]].tick_size
-            events, old_reserve = self._reference_apply(sb.book, msg)
+            events, old_reserve = per_call_apply(sb.book, msg)  # the per-call book use, as it was
             self._reference_translate(
                 record, msg, events, sb.book, tick, old_reserve, states, trades, outputs
             )
@@ -90,44 +91,6 @@ class ReferenceMatchOrders(MatchOrders):
         report.counters["dead_lettered"] += len(dead_letters)
         report.counters["items_written"] += len(states) + len(trades) + snapshots + 1
         return report
-
-    @staticmethod
-    def _reference_apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list[tuple[Any, ...]], int | None]:
-        action = msg["action"]
-        if action == "NEW":
-            owner = [
-                msg["member_id"],
-                msg["account"],
-                msg["client_order_id"],
-                msg["reserve_price_ticks"],
-                msg["quantity"],
-            ]
-            return book.submit(
-                msg["order_id"],
-                msg["side"],
-                msg["price_ticks"],
-                msg["quantity"],
-                type=msg["type"],
-                tif=msg["time_in_force"],
-                post_only=msg.get("post_only", False),
-                member=msg["member_id"],
-                stp=msg.get("stp"),
-                owner=owner,
-            ), None
-        if action == "CANCEL":
-            return book.cancel(msg["order_id"]), None
-        resting = book.order(msg["order_id"])
-        if resting is None:
-            return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity")), None
-        owner = list(resting["owner"])
-        old_reserve = owner[_RESERVE]
-        owner[_RESERVE] = msg["reserve_price_ticks"]
-        if msg.get("quantity") is not None:
-            owner[_QUANTITY] = msg["quantity"]
-        new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
-        return book.replace(
-            msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner
-        ), old_reserve
 
     def _reference_translate(
         self,

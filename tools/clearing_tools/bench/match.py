@@ -421,8 +421,10 @@ def _run_batches(ops: list[tuple], symbol: str, batch_size: int, clock: Any) -> 
     return MatchBenchResult(len(ops), elapsed, trades, traded_qty)
 
 
-def _per_call_apply(book: OrderBook, msg: dict[str, Any]) -> list:
-    """match_orders' `_apply` before issue 15: one book call per record, a REPLACE reads the book."""
+def per_call_apply(book: OrderBook, msg: dict[str, Any]) -> tuple[list, int | None]:
+    """match_orders' `_apply` before issue 15: one book call per record, a REPLACE reads the book.
+    Returns the events and the reserve in force before a replace (None otherwise). Kept as the
+    like-for-like "before" of the production API, and by tests/support/reference_match.py."""
     action = msg["action"]
     if action == "NEW":
         owner = [
@@ -443,18 +445,21 @@ def _per_call_apply(book: OrderBook, msg: dict[str, Any]) -> list:
             member=msg["member_id"],
             stp=msg.get("stp"),
             owner=owner,
-        )
+        ), None
     if action == "CANCEL":
-        return book.cancel(msg["order_id"])
+        return book.cancel(msg["order_id"]), None
     resting = book.order(msg["order_id"])
     if resting is None:
-        return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity"))
+        return book.replace(msg["order_id"], None, new_total_qty=msg.get("quantity")), None
     owner = list(resting["owner"])
+    old_reserve = owner[3]
     owner[3] = msg["reserve_price_ticks"]
     if msg.get("quantity") is not None:
         owner[4] = msg["quantity"]
     new_price = msg["price_ticks"] if msg["price_ticks"] != resting["price"] else None
-    return book.replace(msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner)
+    return book.replace(
+        msg["order_id"], new_price, new_total_qty=msg.get("quantity"), owner=owner
+    ), old_reserve
 
 
 def _run_production_calls(ops: list[tuple], symbol: str, batch_size: int, clock: Any) -> MatchBenchResult:
@@ -464,7 +469,7 @@ def _run_production_calls(ops: list[tuple], symbol: str, batch_size: int, clock:
     traded_qty = 0
     for batch in accepted_batches(ops, batch_size, symbol):
         started = clock()
-        results = [_per_call_apply(book, msg) for msg in batch]
+        results = [per_call_apply(book, msg)[0] for msg in batch]
         elapsed += clock() - started
         for events in results:
             for ev in events:

@@ -32,6 +32,14 @@ def _order(member: str, cid: str, symbol: str, side: str, price: str, qty: int, 
     }  # fmt: skip
 
 
+def _amend(action: str, member: str, cid: str, orig: str, symbol: str, **terms):
+    """A CANCEL or REPLACE (no route: it goes where the order named by `orig` went)."""
+    return {
+        "action": action, "client_order_id": cid, "member_id": member, "symbol": symbol,
+        "orig_client_order_id": orig, "sent_at": _now(), **terms,
+    }  # fmt: skip
+
+
 def _now() -> str:
     """sent_at as the OMS stamps it: validate_orders checks it against the record's timestamp
     (CreateTime, the producer's clock), within 24 h back and 5 min ahead."""
@@ -100,14 +108,16 @@ def test_the_gateway_reaches_the_simulator_through_the_local_proxy(runtime):
     assert (config.state_path / "fix" / "fix-proxy" / endpoint / "CLEARHOUSE-EXCHANGE" / "seqnums").is_file()
 
     # When crossing ACME orders (two trades, whatever order they reach the book in) and one order
-    # routed to the exchange go through the pipeline
+    # routed to the exchange, then a REPLACE of it and a CANCEL of the REPLACE, go through the pipeline
     run = uuid.uuid4().hex[:6]
-    exchange_cid = f"XP-{run}-X1"
+    exchange_cid, replace_cid, cancel_cid = f"XP-{run}-X1", f"XP-{run}-X2", f"XP-{run}-X3"
     orders = [
         _order("MBR02", f"XP-{run}-S1", "ACME", "SELL", "125.40", 100),
         _order("MBR01", f"XP-{run}-B1", "ACME", "BUY", "125.40", 60),
         _order("MBR03", f"XP-{run}-B2", "ACME", "BUY", "125.45", 40),
         _order("MBR04", exchange_cid, "GLOBX", "BUY", "48.10", 500, route="EXCHANGE"),
+        _amend("REPLACE", "MBR04", replace_cid, exchange_cid, "GLOBX", price="48.20", quantity=400),
+        _amend("CANCEL", "MBR04", cancel_cid, replace_cid, "GLOBX"),
     ]
     producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all")
     for order in orders:
@@ -121,7 +131,7 @@ def test_the_gateway_reaches_the_simulator_through_the_local_proxy(runtime):
     assert len(trades) == 2 and sum(t["quantity"] for t in trades) == 100
     # and the exchange acknowledged a trade report for each and filled the exchange-routed order:
     # the proxy published the exchange's answers on exchange.executions
-    executions = _read_all(config.bootstrap_servers, EXCHANGE_EXECUTIONS, expected=4)
+    executions = _read_all(config.bootstrap_servers, EXCHANGE_EXECUTIONS, expected=6)
     acks = [e for e in executions if e["msg_type"] == "TradeCaptureReportAck"]
     assert sorted(a["trade_report_id"] for a in acks) == sorted(t["trade_id"] for t in trades)
     assert all(a["trd_rpt_status"] == "ACCEPTED" for a in acks)
@@ -129,16 +139,27 @@ def test_the_gateway_reaches_the_simulator_through_the_local_proxy(runtime):
     reports = [e for e in executions if e["msg_type"] == "ExecutionReport" and e["cl_ord_id"] == order_id]
     assert [r["exec_type"] for r in reports] == ["NEW", "TRADE"]
     assert reports[-1]["cum_qty"] == 500 and reports[-1]["last_px"] == "48.10"
+    # and the REPLACE and the CANCEL reached the exchange (35=G, 35=F, OrigClOrdID the order's id):
+    # validate_orders sent them to orders.exchange, where the order went, not to our book
+    amended = {
+        e["cl_ord_id"]: (e["exec_type"], e.get("orig_cl_ord_id"))
+        for e in executions
+        if e["msg_type"] == "ExecutionReport" and e["cl_ord_id"] != order_id
+    }
+    assert amended == {
+        f"MBR04:{replace_cid}": ("REPLACED", order_id),
+        f"MBR04:{cancel_cid}": ("CANCELED", order_id),
+    }
     assert not [e for e in executions if e["msg_type"] in ("Reject", "BusinessMessageReject")]
-    # and the simulator received exactly those three messages, once each
-    assert simulator_status(config.host, config.exchange_sim_control_port)["received"] == 3
+    # and the simulator received exactly those five messages, once each
+    assert simulator_status(config.host, config.exchange_sim_control_port)["received"] == 5
     code, body = proxy_health(config.host, config.proxy_health_port)
-    assert code == 200 and body["published"] == len(executions) == 4
+    assert code == 200 and body["published"] == len(executions) == 6
 
     # and no mapping failed or sent anything to the on-failure destination
     mappings = {m.mapping_id: m for m in runtime.status().mappings}
     assert mappings["ExchangeGatewayFunction.TradesExecuted"].records_done == 2
-    assert mappings["ExchangeGatewayFunction.OrdersExchange"].records_done == 1
+    assert mappings["ExchangeGatewayFunction.OrdersExchange"].records_done == 3
     for mapping in mappings.values():
         assert (mapping.function_errors, mapping.onfailure_records, mapping.lag) == (0, 0, 0), mapping
     assert not list((config.state_path / "onfailure").glob("*.jsonl"))

@@ -120,7 +120,8 @@ _EXCHANGE_ONLY = "on orders.exchange: what the exchange gateway needs for the FI
 
 @with_config(_STRICT)
 class AcceptedCancel(_Accepted):
-    """A CANCEL of a live order (order_id names the order; client_order_id is the cancel's own)."""
+    """A CANCEL of a live order (order_id names the order; client_order_id is the cancel's own), on
+    the topic its order went to: orders.accepted, or orders.exchange for an order routed EXCHANGE."""
 
     action: Literal["CANCEL"]
     orig_client_order_id: Id
@@ -132,7 +133,8 @@ class AcceptedCancel(_Accepted):
 
 @with_config(_STRICT)
 class AcceptedReplace(_Accepted):
-    """A REPLACE (cancel/replace) of a live order: new price, new total quantity, new reserve."""
+    """A REPLACE (cancel/replace) of a live order: new price, new total quantity, new reserve; on the
+    topic its order went to (orders.exchange for an order routed EXCHANGE: quantity never null)."""
 
     action: Literal["REPLACE"]
     orig_client_order_id: Id

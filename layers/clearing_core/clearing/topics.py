@@ -29,7 +29,11 @@ TOPICS: dict[str, Topic] = {
         Topic(ORDERS_ACCEPTED, "symbol", "orders that passed pre-trade risk, routed INTERNAL"),
         Topic(ORDERS_REJECTED, "member_id", "rejections with reason code and the original bytes"),
         Topic(ORDERS_EVENTS, "member_id", "order lifecycle events from the matching engine"),
-        Topic(ORDERS_EXCHANGE, "symbol", "accepted orders routed to the exchange (route EXCHANGE)"),
+        Topic(
+            ORDERS_EXCHANGE,
+            "symbol",
+            "accepted orders routed to the exchange (route EXCHANGE) and their CANCEL / REPLACE",
+        ),
         Topic(
             ORDERS_DEADLETTER,
             "symbol",

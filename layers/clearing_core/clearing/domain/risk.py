@@ -40,6 +40,12 @@ class KnownOrder(NamedTuple):
     price_ticks: int | None
     quantity: int
     reserve_ticks: int  # the price exposure was reserved at
+    # Of an order routed to the exchange only (None for INTERNAL, the default): its route and the terms
+    # a CANCEL / REPLACE of it carries to orders.exchange for the exchange gateway's FIX request.
+    route: str | None = None
+    account: str | None = None
+    order_type: str | None = None
+    time_in_force: str | None = None
 
 
 @dataclass(slots=True)

@@ -17,12 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 from clearing.domain import book_events as ev
-from clearing.domain.orders import CancelOrder, NewOrder, Rejection, RejectReason, ReplaceOrder
+from clearing.domain.orders import CancelOrder, NewOrder, Rejection, RejectReason, ReplaceOrder, Route
 from clearing.domain.risk import Acceptance, KnownOrder
 from clearing.ports import Item, ItemStore, KafkaRecord
 from clearing.repositories.keys import ORDERS, order_state_key, rejection_key, validation_key
 
 OrderMessage = NewOrder | CancelOrder | ReplaceOrder
+EXCHANGE = str(Route.EXCHANGE)
 
 # An order's latest state in a match_orders batch, as MatchOrders._state records it:
 # (member, account, quantity, symbol, status, filled, remaining, cancelled, source record, reason)
@@ -83,6 +84,13 @@ class OrderDecisions:
             item["target_reserve_ticks"] = t.reserve_ticks
             quantity = order.quantity if type(order) is ReplaceOrder else None
             item["quantity"] = quantity if quantity else t.quantity
+            if t.route == EXCHANGE:
+                # the target went to the exchange: so does this request, and a later CANCEL / REPLACE
+                # of it (cold start: known_order, replayed) needs the same terms
+                item["account"] = t.account
+                item["type"] = t.order_type
+                item["time_in_force"] = t.time_in_force
+                item["route"] = EXCHANGE
         self._items.append(item)
 
     def record_rejection(
@@ -157,7 +165,7 @@ class OrderRecords:
         """What an acceptance leaves known of the order (None: the id was used up by a rejection)."""
         if decision.get("decision") != "ACCEPTED":
             return None
-        return KnownOrder(
+        known = KnownOrder(
             order_id=decision["order_id"],
             symbol=decision["symbol"],
             side=decision["side"],
@@ -165,6 +173,7 @@ class OrderRecords:
             quantity=int(decision["quantity"]),
             reserve_ticks=int(decision["reserve_ticks"]),
         )
+        return _with_route(known, decision)
 
     @staticmethod
     def replayed(decision: Item, order: OrderMessage) -> Acceptance | Rejection:
@@ -187,6 +196,7 @@ class OrderRecords:
                 int(decision.get("target_quantity", 0)),
                 int(decision.get("target_reserve_ticks", 0)),
             )
+            known = _with_route(known, decision)  # a CANCEL / REPLACE item has its target's route
         return Acceptance(
             order,
             decision["order_id"],
@@ -253,6 +263,19 @@ class OrderRecords:
         writer = self.writer
         self.store.put_many(ORDERS, [_state_item(order_id, st, writer) for order_id, st in states.items()])
         return len(states)
+
+
+def _with_route(known: KnownOrder, decision: Item) -> KnownOrder:
+    """`known` with the route and terms an exchange-routed order keeps (an acceptance of a NEW routed
+    EXCHANGE, or of a CANCEL / REPLACE of one); INTERNAL orders keep none (docs/data-model.md)."""
+    if decision.get("route") != EXCHANGE:
+        return known
+    return known._replace(
+        route=EXCHANGE,
+        account=decision.get("account"),
+        order_type=decision.get("type"),
+        time_in_force=decision.get("time_in_force"),
+    )
 
 
 def _state_item(order_id: str, state: OrderState, writer: str) -> Item:

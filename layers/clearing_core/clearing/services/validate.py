@@ -248,6 +248,19 @@ class ValidateOrders:
     def _known_after(decision: Acceptance) -> KnownOrder:
         msg = decision.order
         if type(msg) is NewOrder:
+            if msg.route == _EXCHANGE:  # what a later CANCEL / REPLACE sends to the exchange
+                return KnownOrder(
+                    decision.order_id,
+                    msg.symbol,
+                    str(msg.side),
+                    decision.price_ticks,
+                    msg.quantity,
+                    decision.reserve_ticks,
+                    _EXCHANGE,
+                    msg.account,
+                    str(msg.type),
+                    str(msg.time_in_force),
+                )
             return KnownOrder(
                 decision.order_id,
                 msg.symbol,
@@ -259,8 +272,9 @@ class ValidateOrders:
         target: KnownOrder = decision.known  # type: ignore[assignment]  # a CANCEL/REPLACE has its target
         if type(msg) is ReplaceOrder:
             qty = msg.quantity if msg.quantity is not None else target.quantity
-            return KnownOrder(
-                target.order_id, target.symbol, target.side, decision.price_ticks, qty, decision.reserve_ticks
+            # the route, account, type and time in force stay the target's
+            return target._replace(
+                price_ticks=decision.price_ticks, quantity=qty, reserve_ticks=decision.reserve_ticks
             )
         return target
 
@@ -314,9 +328,12 @@ class ValidateOrders:
                 topic = ORDERS_EXCHANGE
         else:
             t: KnownOrder = decision.known  # type: ignore[assignment]  # a CANCEL/REPLACE has its target
-            replace = type(msg) is ReplaceOrder
-            if replace:
-                body = {
+            # a CANCEL / REPLACE goes where its target went: an order routed to the exchange is not in
+            # our book, so its amendments are for the exchange gateway (orders.exchange), with the
+            # terms of the FIX request (the target's account, side, type, time in force; a quantity)
+            exchange = t.route == _EXCHANGE
+            if type(msg) is ReplaceOrder:
+                replace: AcceptedReplace = {
                     "action": "REPLACE",
                     "order_id": decision.order_id,
                     "member_id": member_id,
@@ -331,8 +348,16 @@ class ValidateOrders:
                     "quantity": msg.quantity,
                     "side": _SIDE_TEXT[t.side],
                 }
+                if exchange:
+                    # the new total quantity, else the target's (a FIX 35=G always states one)
+                    replace["quantity"] = msg.quantity if msg.quantity is not None else t.quantity
+                    replace["account"] = t.account  # type: ignore[typeddict-item]  # set when routed EXCHANGE
+                    replace["type"] = t.order_type  # type: ignore[typeddict-item]  # set when routed EXCHANGE
+                    replace["time_in_force"] = t.time_in_force  # type: ignore[typeddict-item]  # likewise
+                    replace["route"] = _EXCHANGE
+                body = replace
             else:
-                body = {
+                cancel: AcceptedCancel = {
                     "action": "CANCEL",
                     "order_id": decision.order_id,
                     "member_id": member_id,
@@ -345,6 +370,14 @@ class ValidateOrders:
                     "sent_at": sent_at,
                     "source": source,
                 }
+                if exchange:
+                    cancel["account"] = t.account  # type: ignore[typeddict-item]  # set when routed EXCHANGE
+                    cancel["side"] = _SIDE_TEXT[t.side]
+                    cancel["quantity"] = t.quantity
+                    cancel["route"] = _EXCHANGE
+                body = cancel
+            if exchange:
+                topic = ORDERS_EXCHANGE
         return OutboundMessage(topic, symbol.encode(), dumps(body))
 
     def _reject(

@@ -10,6 +10,7 @@ import json
 import os
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 from clearing.topics import EXCHANGE_EXECUTIONS, ORDERS_NEW, TRADES_EXECUTED
@@ -164,6 +165,37 @@ def test_the_gateway_reaches_the_simulator_through_the_local_proxy(runtime):
         assert (mapping.function_errors, mapping.onfailure_records, mapping.lag) == (0, 0, 0), mapping
     assert not list((config.state_path / "onfailure").glob("*.jsonl"))
     assert waited < 40
+    # and validate_orders' third mapping read every exchange answer and gave the exchange-routed
+    # order's exposure back (the simulator filled it; its REPLACED / CANCELED release nothing more):
+    # no order is left open, so no member holds any exposure, INTERNAL (orders.events) or not
+    assert mappings["ValidateOrdersFunction.ExchangeExecutions"].records_done == 6
+    assert _exposures(config, ["MBR01", "MBR02", "MBR03", "MBR04"]) == dict.fromkeys(
+        ["MBR01", "MBR02", "MBR03", "MBR04"], Decimal(0)
+    )
+    assert _exchange_order(config, "MBR04", exchange_cid)["open_qty"] == 0
+
+
+def _exposures(config: RuntimeConfig, members: list[str]) -> dict[str, Decimal]:
+    """Each member's exposure as validate_orders reads it: reserved + released (both sources)."""
+    from clearing.repositories.keys import STATE
+    from clearing.repositories.state import ExposureLedger
+    from clearing_tools.local.dynamodb import local_store
+
+    found = local_store(config).get_many(STATE, [k for m in members for k in ExposureLedger.keys(m)])
+    out = {}
+    for m in members:
+        reserved, _, adjustment = ExposureLedger.of_member(found, m, 0)
+        out[m] = reserved + adjustment
+    return out
+
+
+def _exchange_order(config: RuntimeConfig, member: str, client_order_id: str) -> dict:
+    from clearing.repositories.keys import STATE
+    from clearing.repositories.state import ExposureLedger
+    from clearing_tools.local.dynamodb import local_store
+
+    key = ExposureLedger.exchange_order_key(member, client_order_id)
+    return local_store(config).get_many(STATE, [key])[key]
 
 
 # ----------------------------------------------------------------------------- choosing what starts

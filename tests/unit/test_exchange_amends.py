@@ -280,8 +280,21 @@ def test_the_pipeline_sends_exchange_amendments_to_the_gateway_only_and_verify_r
     ]
     # and `clearing verify` finds every decision published and every routed request answered
     answer_everything(p)
+    # the exposure release reads the answers too (ExecutionReports NEW: no exposure effect, nothing
+    # dead-lettered) and its checkpoint is one verify checks against the log
+    totals = p.drain()
+    assert (
+        totals["release_exchange.consumed"]
+        == totals["release_exchange.skipped"]
+        == p.log.size(EXCHANGE_EXECUTIONS)
+    )
+    assert not p.log.values("orders.deadletter")
     result = verify(p.store, log_of(p), now_ms=NOW_MS)
     assert result.ok, result.violations
+    assert row(result, "checkpoints within")["status"] == "OK"
+    assert any(
+        pk.startswith("CKPT#release_exchange_exposure#") for pk in (i["pk"] for i in p.store.scan("state"))
+    )
     routed = row(result, "exchange-routed orders")
     assert routed["expected"] == routed["found"] == 5 and routed["status"] == "OK"
     assert row(result, "accepted decisions published")["missing"] == 0

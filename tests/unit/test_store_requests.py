@@ -3,6 +3,7 @@ request, so that small batches (steady low rates) pay as few round trips as poss
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from clearing.adapters.memory import InMemoryItemStore
@@ -62,3 +63,28 @@ def test_each_stage_reads_checkpoint_and_state_in_one_request_per_invocation():
     # a redelivered validate batch (warm members, everything at or below the checkpoint) reads once
     p.consumed.clear()
     assert invoke("validate", "orders.new") == {"get_many": 1}
+
+
+def test_the_exchange_release_reads_validation_records_once_and_state_once_per_invocation():
+    from clearing.services.batch import run_partitions
+
+    from tests.unit.test_exchange_amends import exchange_order
+    from tests.unit.test_exchange_exposure import er
+
+    store = CountingStore()
+    p = InMemoryPipeline(partitions=1, store=store)
+    p.publish_orders([exchange_order(f"X{i}") for i in range(5)], member_key)
+    p.drain()
+    for i in range(5):
+        p.log.append(
+            "exchange.executions",
+            b"ACME",
+            json.dumps(er(f"MBR01:X{i}", "TRADE", seq=i, last_qty=100)).encode(),
+        )
+    store.calls.clear()
+    event = p.log.event("exchange.executions", 0, 0, 5)
+    report = run_partitions(event, p.validate.release_exchange_partition)
+    assert not report.failures and report.accepted == 5
+    # the validation records of the batch (one read), checkpoint + EXCHANGE + XO items (one read),
+    # the member's EXCHANGE item (conditional), the XO items (one batch), the checkpoint
+    assert dict(store.calls) == {"get_many": 2, "put_if_version": 2, "put_many": 1}

@@ -188,7 +188,8 @@ def test_every_topic_in_an_msk_event_is_a_pipeline_topic(functions):
 def test_stream_functions_consume_the_designed_topics(functions):
     consumed = {lid: set(functions[lid].topics) for lid in STREAM_FUNCTIONS}
     assert consumed == {
-        "ValidateOrdersFunction": {"orders.new", "orders.events"},
+        # orders.events and exchange.executions: the exposure releases (INTERNAL, exchange-routed)
+        "ValidateOrdersFunction": {"orders.new", "orders.events", "exchange.executions"},
         "MatchOrdersFunction": {"orders.accepted"},
         "ClearTradesFunction": {"trades.executed"},
         "ExchangeGatewayFunction": {"trades.executed", "orders.exchange"},
@@ -400,7 +401,7 @@ def test_kafka_mappings_after_transform_carry_retries_pollers_and_destinations(t
         for r in translated["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping"
     ]
-    assert len(mappings) == 6
+    assert len(mappings) == 7
     for props in mappings:
         assert props["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
         assert props["ProvisionedPollerConfig"] and props["DestinationConfig"]["OnFailure"]["Destination"]

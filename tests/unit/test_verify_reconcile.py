@@ -36,12 +36,24 @@ def run(n: int = 600, seed: int = 5) -> InMemoryPipeline:
     return p
 
 
+# what every exchange.executions message carries (clearing.messages.ExchangeMessage): the exposure
+# release reads them with that contract (an ExecutionReport NEW has no exposure effect)
+_FIX_HEADER = {
+    "msg_seq_num": None,
+    "sending_time": None,
+    "poss_dup": False,
+    "sender_comp_id": None,
+    "target_comp_id": None,
+}
+
+
 def answer_everything(p: InMemoryPipeline, except_ids: frozenset[str] = frozenset()) -> None:
     """What the proxy publishes: one TradeCaptureReportAck per trade, one ExecutionReport per order."""
     for _, value in [(k, v) for part in p.log.topics[TRADES_EXECUTED].values() for k, v in part]:
         trade = orjson.loads(value)
         if trade["trade_id"] not in except_ids:
             ack = {
+                **_FIX_HEADER,
                 "msg_type": "TradeCaptureReportAck",
                 "request_id": trade["trade_id"],
                 "trd_rpt_status": "ACCEPTED",
@@ -52,6 +64,7 @@ def answer_everything(p: InMemoryPipeline, except_ids: frozenset[str] = frozense
         cl_ord_id = f"{order['member_id']}:{order['client_order_id']}"
         if cl_ord_id not in except_ids:
             er = {
+                **_FIX_HEADER,
                 "msg_type": "ExecutionReport",
                 "request_id": cl_ord_id,
                 "cl_ord_id": cl_ord_id,

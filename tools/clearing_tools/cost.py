@@ -48,8 +48,9 @@ class Stage:
 
 def default_stages(trades_per_order: float, exchange_orders_per_order: float) -> tuple[Stage, ...]:
     return (
-        # orders.new (1) + orders.events (about 1.5 lifecycle events per order)
-        Stage("validate_orders", 1.0, 2.5, 0.15),
+        # orders.new (1) + orders.events (about 1.5 lifecycle events per order) + exchange.executions
+        # (a TradeCaptureReportAck per trade report, about 2 ExecutionReports per exchange-routed order)
+        Stage("validate_orders", 1.0, 2.5 + trades_per_order + 2 * exchange_orders_per_order, 0.15),
         Stage("match_orders", 2.0, 1.0, 0.10),
         Stage("clear_trades", 1.0, trades_per_order, 0.30),
         Stage("exchange_gateway", 0.5, trades_per_order + exchange_orders_per_order, 1.0),
@@ -87,7 +88,7 @@ class Workload:
     batch_size: int = 1000
     batching_window_s: float = 0.0  # template.yaml's BatchingWindowSeconds default
     batch_overhead_ms: float = 60.0  # checkpoint read + write, snapshot load per batch
-    kafka_mappings: int = 6
+    kafka_mappings: int = 7
     pollers_per_mapping_min: int = 1
     msk_replication: int = 3
     msk_retention_days: float = 7.0

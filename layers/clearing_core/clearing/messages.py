@@ -178,10 +178,16 @@ class OrderRejection(_OriginalPayload):
 
 @with_config(_STRICT)
 class DeadLetter(_OriginalPayload):
-    """A record a stage could not read (orders.accepted or orders.events on orders.deadletter)."""
+    """A record a stage could not read (orders.accepted, orders.events or exchange.executions on
+    orders.deadletter)."""
 
     deadletter_id: Annotated[str, Field(description="`D-{topic}-{partition}-{offset}`: deduplicate on it")]
-    reason: Annotated[str, Field(description="MALFORMED_ACCEPTED_ORDER, UNKNOWN_SYMBOL, MALFORMED_EVENT")]
+    reason: Annotated[
+        str,
+        Field(
+            description="MALFORMED_ACCEPTED_ORDER, UNKNOWN_SYMBOL, MALFORMED_EVENT, MALFORMED_EXECUTION, UNKNOWN_EXCHANGE_ORDER"
+        ),
+    ]
     message: str
     symbol: str | None
     source: Source
@@ -387,7 +393,7 @@ DESCRIPTIONS = {
     ORDERS_EXCHANGE: "An order action routed to the exchange (keyed by symbol; read by exchange_gateway).",
     ORDERS_REJECTED: "An orders.new record that was not accepted (keyed by member_id; published to the OMS).",
     ORDERS_EVENTS: "An order lifecycle event from the matching engine (keyed by member_id; published to the OMS).",
-    ORDERS_DEADLETTER: "An orders.accepted or orders.events record match_orders or the exposure release could not read.",
+    ORDERS_DEADLETTER: "An orders.accepted, orders.events or exchange.executions record match_orders or an exposure release could not read.",
     TRADES_EXECUTED: "A trade from the matching engine (keyed by symbol; read by clear_trades and exchange_gateway).",
     TRADES_DEADLETTER: "A trade clear_trades could not clear (keyed by symbol).",
     EXCHANGE_EXECUTIONS: "A message from the exchange's FIX session, published by the FIX proxy (keyed by symbol).",

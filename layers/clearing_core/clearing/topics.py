@@ -37,7 +37,7 @@ TOPICS: dict[str, Topic] = {
         Topic(
             ORDERS_DEADLETTER,
             "symbol",
-            "orders.accepted / orders.events records match_orders / the exposure release cannot read",
+            "orders.accepted / orders.events / exchange.executions records match_orders / the exposure releases cannot read",
         ),
         Topic(TRADES_EXECUTED, "symbol", "trades from the matching engine"),
         Topic(

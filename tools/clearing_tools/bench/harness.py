@@ -96,6 +96,11 @@ class InMemoryPipeline:
             ("validate", "orders.new", lambda ev: run_partitions(ev, self.validate.validate_partition)),
             ("match", "orders.accepted", lambda ev: run_partitions(ev, self.match.match_partition)),
             ("release", "orders.events", lambda ev: run_partitions(ev, self.validate.release_partition)),
+            (
+                "release_exchange",
+                "exchange.executions",
+                lambda ev: run_partitions(ev, self.validate.release_exchange_partition),
+            ),
             ("clear", "trades.executed", lambda ev: run_partitions(ev, self.clear.clear_partition)),
         ]
         return stages

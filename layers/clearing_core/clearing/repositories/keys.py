@@ -40,8 +40,15 @@ def checkpoint_key(stage: str, topic: str, partition: int) -> tuple[str, str]:
 
 
 def exposure_key(member_id: str, part: str) -> tuple[str, str]:
-    """part: RESERVED (written by validate_orders) or RELEASED (written from orders.events)."""
+    """part: RESERVED (written by validate_orders), RELEASED (written from orders.events) or EXCHANGE
+    (written from exchange.executions)."""
     return f"EXPOSURE#{member_id}", part
+
+
+def exchange_order_key(member_id: str, client_order_id: str) -> tuple[str, str]:
+    """The exposure an exchange-routed order still holds (client_order_id of its NEW), written from
+    exchange.executions by the one partition that carries the order's symbol."""
+    return f"EXPOSURE#{member_id}", f"XO#{client_order_id}"
 
 
 def book_key(symbol: str) -> tuple[str, str]:

@@ -4,7 +4,8 @@ Records (docs/data-model.md):
 - checkpoints `(CKPT#{stage}#{topic}#{partition}, -)`: last applied offset and a version (fencing);
 - book snapshots `(BOOK#{symbol}, -)`, with chunk items `(BOOK#{symbol}, v{version}#c{n})` for a
   deep book (match_orders);
-- the exposure ledger `(EXPOSURE#{member}, RESERVED | RELEASED)` (validate_orders);
+- the exposure ledger `(EXPOSURE#{member}, RESERVED | RELEASED | EXCHANGE)` (validate_orders) and
+  the exposure each exchange-routed order still holds `(EXPOSURE#{member}, XO#{client_order_id})`;
 - clearing states `(CLEARSTATE#{symbol}, -)`: applied offset and source watermark (clear_trades).
 """
 
@@ -20,7 +21,14 @@ import orjson
 
 from clearing.domain.book import OrderBook
 from clearing.ports import Item, ItemStore, Key
-from clearing.repositories.keys import STATE, book_key, checkpoint_key, clearing_state_key, exposure_key
+from clearing.repositories.keys import (
+    STATE,
+    book_key,
+    checkpoint_key,
+    clearing_state_key,
+    exchange_order_key,
+    exposure_key,
+)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -79,16 +87,31 @@ class CheckpointRecords:
 # ------------------------------------------------------------------ the exposure ledger
 class ExposureLedger:
     """Each member's exposure: RESERVED (validate_orders, per orders.new partition the highest offset
-    it includes) and RELEASED (from orders.events, with a watermark per orders.accepted partition).
-    Read together with a checkpoint (CheckpointRecords.read_with), written here."""
+    it includes), RELEASED (from orders.events, with a watermark per orders.accepted partition) and
+    EXCHANGE (from exchange.executions, with a watermark per exchange.executions partition and a
+    version: a member's exchange orders are spread over the partitions of their symbols, so several
+    invocations may write it, each conditionally). Read together with a checkpoint
+    (CheckpointRecords.read_with), written here."""
 
     def __init__(self, store: ItemStore, writer: str):
         self.store = store
         self.writer = writer
 
     @staticmethod
-    def keys(member_id: str) -> tuple[Key, Key]:
-        return exposure_key(member_id, "RESERVED"), exposure_key(member_id, "RELEASED")
+    def keys(member_id: str) -> tuple[Key, Key, Key]:
+        return (
+            exposure_key(member_id, "RESERVED"),
+            exposure_key(member_id, "RELEASED"),
+            exposure_key(member_id, "EXCHANGE"),
+        )
+
+    @staticmethod
+    def exchange_key(member_id: str) -> Key:
+        return exposure_key(member_id, "EXCHANGE")
+
+    @staticmethod
+    def exchange_order_key(member_id: str, client_order_id: str) -> Key:
+        return exchange_order_key(member_id, client_order_id)
 
     @staticmethod
     def released_key(member_id: str) -> Key:
@@ -96,13 +119,15 @@ class ExposureLedger:
 
     @staticmethod
     def of_member(found: Mapping[Key, Item], member_id: str, partition: int) -> tuple[Decimal, int, Decimal]:
-        """(reserved, highest orders.new offset of `partition` it includes or -1, released adjustment)."""
+        """(reserved, highest orders.new offset of `partition` it includes or -1, released adjustment:
+        from orders.events and from exchange.executions)."""
         res = found.get(exposure_key(member_id, "RESERVED"), {})
         rel = found.get(exposure_key(member_id, "RELEASED"), {})
+        exch = found.get(exposure_key(member_id, "EXCHANGE"), {})
         return (
             Decimal(res.get("reserved", "0")),
             int(res.get("applied", {}).get(str(partition), -1)),
-            Decimal(rel.get("adjustment", "0")),
+            Decimal(rel.get("adjustment", "0")) + Decimal(exch.get("adjustment", "0")),
         )
 
     @staticmethod
@@ -134,6 +159,57 @@ class ExposureLedger:
                     "written_by": self.writer,
                 }
             )
+        self.store.put_many(STATE, items)
+        return len(items)
+
+    def save_exchange(
+        self,
+        member_id: str,
+        item: Mapping[str, Any] | None,
+        partition: int,
+        deltas: list[tuple[int, Decimal]],
+    ) -> bool:
+        """Apply `deltas` ((exchange.executions offset, exposure delta) of `partition`, in offset
+        order) above the item's watermark for `partition` to the member's EXCHANGE item `item` (None:
+        none yet), on condition that it still has the version read. False: nothing to apply (a
+        redelivery); StaleCheckpoint: another partition wrote it meanwhile (read it again, retry)."""
+        item = item or {}
+        marks = dict(item.get("watermarks", {}))
+        mark = int(marks.get(str(partition), -1))
+        todo = [d for offset, d in deltas if offset > mark]
+        if not todo:
+            return False
+        version = item.get("version")
+        pk, sk = exposure_key(member_id, "EXCHANGE")
+        marks[str(partition)] = deltas[-1][0]
+        self.store.put_if_version(
+            STATE,
+            {
+                "pk": pk,
+                "sk": sk,
+                "member_id": member_id,
+                "adjustment": str(Decimal(item.get("adjustment", "0")) + sum(todo, Decimal(0))),
+                "watermarks": marks,
+                "version": int(version or 0) + 1,
+                "written_by": self.writer,
+            },
+            None if version is None else int(version),
+        )
+        return True
+
+    def read_exchange(self, member_id: str) -> Item | None:
+        key = exposure_key(member_id, "EXCHANGE")
+        return self.store.get_many(STATE, [key]).get(key)
+
+    def save_exchange_orders(self, orders: Mapping[tuple[str, str], Mapping[str, Any]]) -> int:
+        """The exposure each exchange order still holds, keyed (member, client order id of its NEW)
+        (one put_many, even when empty)."""
+        items = []
+        for (member_id, clordid), state in orders.items():
+            pk, sk = exchange_order_key(member_id, clordid)
+            items.append({"pk": pk, "sk": sk, "member_id": member_id, "client_order_id": clordid, **state})
+        for item in items:
+            item["written_by"] = self.writer
         self.store.put_many(STATE, items)
         return len(items)
 

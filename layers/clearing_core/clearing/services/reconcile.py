@@ -58,6 +58,7 @@ OK, FAIL, PENDING, SKIPPED = "OK", "FAIL", "PENDING", "SKIPPED"
 CHECKPOINTED = (
     ("validate_orders", ORDERS_NEW),
     ("release_exposure", ORDERS_EVENTS),
+    ("release_exchange_exposure", EXCHANGE_EXECUTIONS),
     ("match_orders", ORDERS_ACCEPTED),
     ("clear_trades", TRADES_EXECUTED),
 )

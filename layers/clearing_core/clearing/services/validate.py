@@ -10,6 +10,9 @@ Exactly-once effects without transactions:
 - outputs carry deterministic ids (source position), so a duplicate produced after a crash is
   recognised downstream (match_orders: per-symbol source watermarks; OMS: rejection_id);
 - the checkpoint is written last, conditionally on the version read at the start.
+
+The exposure of an INTERNAL order comes back from orders.events (`release_partition`), that of an
+order routed to the exchange from exchange.executions (`release_exchange_partition`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, R
 from clearing.repositories.orders import OrderDecisions, OrderRecords
 from clearing.repositories.state import ExposureLedger
 from clearing.services.batch import BatchReport, Checkpoints, bounded_dead_letter, dumps
+from clearing.services.exchange_exposure import ExchangeExposureRelease
 from clearing.topics import ORDERS_ACCEPTED, ORDERS_DEADLETTER, ORDERS_EXCHANGE, ORDERS_REJECTED
 
 STAGE = "validate_orders"
@@ -122,6 +126,7 @@ class ValidateOrders:
         self.checkpoints = Checkpoints(store)
         self.orders = OrderRecords(store, writer)
         self.exposure = ExposureLedger(store, writer)
+        self.exchange_release = ExchangeExposureRelease(store, publisher, refdata, self.orders, writer)
         self._cache: dict[int, _PartitionCache] = {}
         if sent_at_window is None:  # the function's setting (SENT_AT_MAX_*): replays decide like live
             from clearing.config import SentAtSettings, load_settings
@@ -477,3 +482,9 @@ class ValidateOrders:
             RELEASE_STAGE, topic, partition, fresh[-1].offset, version, written_by=self.writer
         )
         return report
+
+    # ------------------------------------------------------------------ exchange.executions
+    def release_exchange_partition(self, records: list[KafkaRecord]) -> BatchReport:
+        """Release the exposure of exchange-routed orders from the exchange's ExecutionReports, once
+        per report (services/exchange_exposure.py)."""
+        return self.exchange_release.release_partition(records)

@@ -23,7 +23,7 @@ from clearing.domain import clearing as novation
 from clearing.domain import netting
 from clearing.domain.bounded import MAX_ID, clip, payload_fields
 from clearing.domain.clearing import ClearingRejection
-from clearing.messages import EXECUTED_TRADE, ExecutedTrade, MessageError, TradeDeadLetter, parse
+from clearing.messages import EXECUTED_TRADE, ExecutedTrade, MessageError, TradeDeadLetter, parse_record
 from clearing.ports import ItemStore, KafkaRecord, Key, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.repositories.obligations import ObligationRecords
 from clearing.repositories.positions import PositionRecords
@@ -175,12 +175,8 @@ def read_trade(value: bytes | None) -> tuple[ExecutedTrade | None, str, tuple[in
 
     The record is parsed with the trades.executed contract (clearing.messages); the trade's terms are
     the domain's (clearing.domain.clearing.novate), which dead-letters a trade it cannot clear."""
-    if value is None:
-        return None, "empty record (no value)", None
-    if len(value) > MAX_RECORD_BYTES:
-        return None, f"record is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}", None
     try:
-        trade: ExecutedTrade = parse(EXECUTED_TRADE, value)
+        trade: ExecutedTrade = parse_record(EXECUTED_TRADE, value, MAX_RECORD_BYTES)
     except MessageError as exc:
         return None, str(exc), None
     return trade, trade["symbol"], (trade["source"]["offset"], trade["source"]["seq"])

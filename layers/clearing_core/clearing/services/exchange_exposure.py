@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from clearing.messages import EXCHANGE_MESSAGE, ExchangeMessage, MessageError, parse
+from clearing.messages import EXCHANGE_MESSAGE, ExchangeMessage, MessageError, parse_record
 from clearing.ports import (
     Item,
     ItemStore,
@@ -93,12 +93,8 @@ def _split(cl_ord_id: str | None) -> tuple[str, str] | None:
 def read_execution(value: bytes | None) -> Execution | Skip | str:
     """The ExecutionReport of an exchange.executions record, a Skip (another message type, an
     exec_type without exposure effect) or a text saying why it cannot be read (dead-lettered)."""
-    if value is None:
-        return "empty record (no value)"
-    if len(value) > MAX_EXECUTION_BYTES:
-        return f"record is {len(value)} bytes; the limit is {MAX_EXECUTION_BYTES}"
     try:
-        msg: ExchangeMessage = parse(EXCHANGE_MESSAGE, value)
+        msg: ExchangeMessage = parse_record(EXCHANGE_MESSAGE, value, MAX_EXECUTION_BYTES)
     except MessageError as exc:
         return str(exc)
     if msg["msg_type"] != "ExecutionReport":

@@ -41,7 +41,7 @@ from clearing.messages import (
     OrderFilled,
     OrderReplaced,
     TradeSide,
-    parse,
+    parse_record,
 )
 from clearing.ports import ItemStore, KafkaRecord, OutboundMessage, Publisher, ReferenceDataSource
 from clearing.repositories.orders import OrderRecords
@@ -160,16 +160,8 @@ def read_accepted_order(
 
     The record is parsed with the orders.accepted contract (clearing.messages: types of ids, keys and
     numbers, the source position); the book validates order terms itself (it answers REJECTED)."""
-    if value is None:
-        return None, MALFORMED_ACCEPTED_ORDER, "empty record (no value)"
-    if len(value) > MAX_RECORD_BYTES:
-        return (
-            None,
-            MALFORMED_ACCEPTED_ORDER,
-            f"record is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}",
-        )
     try:
-        msg: AcceptedOrder = parse(ACCEPTED_ORDER, value)
+        msg: AcceptedOrder = parse_record(ACCEPTED_ORDER, value, MAX_RECORD_BYTES)
     except MessageError as exc:
         return None, MALFORMED_ACCEPTED_ORDER, str(exc)
     if msg["symbol"] not in instruments:
